@@ -1,0 +1,96 @@
+//! Axis-aligned boxes in pixel coordinates, shared by every layer. Plain Rust, no dependencies.
+
+use serde::{Deserialize, Serialize};
+
+/// A box in continuous pixel coordinates: `x0, y0` is the top-left corner, `x1, y1` the
+/// bottom-right one (exclusive), so a box covering pixel columns 0..=9 has `x0 = 0, x1 = 10`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rect {
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+impl Rect {
+    pub fn new(x0: f32, y0: f32, x1: f32, y1: f32) -> Self {
+        Self { x0, y0, x1, y1 }
+    }
+
+    /// From COCO's `[x, y, width, height]`.
+    pub fn from_xywh(x: f32, y: f32, width: f32, height: f32) -> Self {
+        Self::new(x, y, x + width, y + height)
+    }
+
+    pub fn width(&self) -> f32 {
+        (self.x1 - self.x0).max(0.0)
+    }
+
+    pub fn height(&self) -> f32 {
+        (self.y1 - self.y0).max(0.0)
+    }
+
+    pub fn area(&self) -> f32 {
+        self.width() * self.height()
+    }
+
+    pub fn center(&self) -> (f32, f32) {
+        ((self.x0 + self.x1) * 0.5, (self.y0 + self.y1) * 0.5)
+    }
+
+    /// COCO's `[x, y, width, height]`.
+    pub fn to_xywh(&self) -> [f32; 4] {
+        [self.x0, self.y0, self.width(), self.height()]
+    }
+
+    pub fn scaled(&self, factor: f32) -> Self {
+        Self::new(
+            self.x0 * factor,
+            self.y0 * factor,
+            self.x1 * factor,
+            self.y1 * factor,
+        )
+    }
+
+    pub fn intersection_area(&self, other: &Rect) -> f32 {
+        let w = (self.x1.min(other.x1) - self.x0.max(other.x0)).max(0.0);
+        let h = (self.y1.min(other.y1) - self.y0.max(other.y0)).max(0.0);
+        w * h
+    }
+
+    /// Intersection over union; 0 when both boxes are empty.
+    pub fn iou(&self, other: &Rect) -> f32 {
+        let inter = self.intersection_area(other);
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+
+    /// The box clipped to an image of `width` × `height` pixels.
+    pub fn clipped(&self, width: f32, height: f32) -> Self {
+        Self::new(
+            self.x0.clamp(0.0, width),
+            self.y0.clamp(0.0, height),
+            self.x1.clamp(0.0, width),
+            self.y1.clamp(0.0, height),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_half_overlapping_boxes() {
+        let a = Rect::new(0.0, 0.0, 10.0, 10.0);
+        let b = Rect::new(5.0, 0.0, 15.0, 10.0);
+        // intersection 50, union 150
+        assert!((a.iou(&b) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(a.iou(&Rect::new(20.0, 20.0, 30.0, 30.0)), 0.0);
+        assert_eq!(a.iou(&a), 1.0);
+    }
+}

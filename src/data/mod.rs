@@ -83,3 +83,6 @@ pub struct Dataset {
     /// `pos/` crops (whole image = one object of class 0); empty for other layouts.
     pub positive_crops: Vec<ImageRecord>,
 }
+
+mod pending;
+pub use pending::*;

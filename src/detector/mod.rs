@@ -1,1 +1,200 @@
-//! placeholder
+//! The detector: a small fully convolutional window classifier with box regression, slid over
+//! an image pyramid, its candidates reduced by non-maximum suppression. Owns tch; knows nothing
+//! of batches, strategies or the UI.
+
+pub mod net;
+pub mod window;
+
+use std::path::Path;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::geometry::Rect;
+pub use net::{DetectorNet, WindowLosses};
+pub use window::{WindowShape, STRIDE_PX};
+
+/// IoU above which a lower-scored detection of the same class is suppressed.
+pub const DETECTION_NMS_IOU: f32 = 0.4;
+/// Detections kept per image after NMS.
+pub const MAX_DETECTIONS_PER_IMAGE: usize = 100;
+/// Candidates considered per image before NMS.
+const MAX_CANDIDATES_PER_IMAGE: usize = 2000;
+
+/// What it takes to rebuild a trained detector: written as `model.json` beside the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub class_names: Vec<String>,
+    pub window: WindowShape,
+    /// Pyramid scales (window pixels → image pixels) the detector slides over.
+    pub scales: Vec<f32>,
+}
+
+impl ModelInfo {
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        crate::train::files::write_atomically(path, serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// One detection in the pixels of the image it was found in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RawDetection {
+    pub rect: Rect,
+    /// Object class, 0-based (background excluded).
+    pub class_id: usize,
+    pub score: f32,
+}
+
+/// Stacked RGB windows (`n × height × width × 3` bytes) → normalised `[n, 3, height, width]`.
+pub fn pixels_to_tensor(
+    pixels: &[u8],
+    n: usize,
+    height: usize,
+    width: usize,
+    device: Device,
+) -> Tensor {
+    Tensor::from_slice(pixels)
+        .view([n as i64, height as i64, width as i64, 3])
+        .to_device(device)
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0
+        - 0.5
+}
+
+/// Slides the detector over `image` at every scale and returns its detections above
+/// `score_floor`, at most [`MAX_DETECTIONS_PER_IMAGE`], highest score first.
+pub fn detect(
+    net: &DetectorNet,
+    image: &RgbImage,
+    scales: &[f32],
+    score_floor: f32,
+    device: Device,
+) -> Vec<RawDetection> {
+    let _guard = tch::no_grad_guard();
+    let window = net.window;
+    let classes = net.num_classes;
+    let mut candidates = Vec::new();
+    for &scale in scales {
+        let out_w = (image.width() as f32 / scale).floor() as usize;
+        let out_h = (image.height() as f32 / scale).floor() as usize;
+        if out_w < window.width_px || out_h < window.height_px {
+            continue;
+        }
+        let whole = Rect::new(0.0, 0.0, image.width() as f32, image.height() as f32);
+        let pixels = window::sample_region(image, whole, out_w, out_h);
+        let out = net.forward(&pixels_to_tensor(&pixels, 1, out_h, out_w, device));
+        let (map_h, map_w) = (out.size()[2] as usize, out.size()[3] as usize);
+        let probs = out
+            .narrow(1, 0, classes as i64 + 1)
+            .softmax(1, Kind::Float)
+            .to_device(Device::Cpu);
+        let deltas = out.narrow(1, classes as i64 + 1, 4).to_device(Device::Cpu);
+        let probs = Vec::<f32>::try_from(probs.flatten(0, -1)).unwrap_or_default();
+        let deltas = Vec::<f32>::try_from(deltas.flatten(0, -1)).unwrap_or_default();
+        let cells = map_h * map_w;
+        for cell in 0..cells {
+            let (y, x) = (cell / map_w, cell % map_w);
+            let window_rect = Rect::new(
+                (x * STRIDE_PX) as f32 * scale,
+                (y * STRIDE_PX) as f32 * scale,
+                (x * STRIDE_PX + window.width_px) as f32 * scale,
+                (y * STRIDE_PX + window.height_px) as f32 * scale,
+            );
+            for class in 1..=classes {
+                let score = probs.get(class * cells + cell).copied().unwrap_or(0.0);
+                if score.is_finite() && score >= score_floor {
+                    let d =
+                        [0, 1, 2, 3].map(|i| deltas.get(i * cells + cell).copied().unwrap_or(0.0));
+                    let rect = window::apply_deltas(&window_rect, d)
+                        .clipped(image.width() as f32, image.height() as f32);
+                    candidates.push(RawDetection {
+                        rect,
+                        class_id: class - 1,
+                        score,
+                    });
+                }
+            }
+        }
+    }
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    candidates.truncate(MAX_CANDIDATES_PER_IMAGE);
+    let boxes: Vec<(Rect, f32, usize)> = candidates
+        .iter()
+        .map(|d| (d.rect, d.score, d.class_id))
+        .collect();
+    let mut kept: Vec<RawDetection> = nms(&boxes, DETECTION_NMS_IOU)
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect();
+    kept.truncate(MAX_DETECTIONS_PER_IMAGE);
+    kept
+}
+
+/// Greedy non-maximum suppression within groups: `items` are `(box, score, group)`; a box is
+/// suppressed by a higher-scored kept box of the same group overlapping it by more than
+/// `iou_threshold`. Returns the kept indices, highest score first (ties by index).
+pub fn nms(items: &[(Rect, f32, usize)], iou_threshold: f32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[b].1.total_cmp(&items[a].1).then(a.cmp(&b)));
+    let mut kept: Vec<usize> = Vec::new();
+    for i in order {
+        let (rect, _, group) = items[i];
+        let suppressed = kept
+            .iter()
+            .any(|&k| items[k].2 == group && items[k].0.iou(&rect) > iou_threshold);
+        if !suppressed {
+            kept.push(i);
+        }
+    }
+    kept
+}
+
+/// The device a choice resolves to, and its name for people.
+pub fn resolve_device(choice: crate::train::DeviceChoice) -> anyhow::Result<(Device, String)> {
+    use crate::train::DeviceChoice;
+    let cuda = tch::Cuda::is_available();
+    match choice {
+        DeviceChoice::Cpu => Ok((Device::Cpu, "CPU".to_string())),
+        DeviceChoice::Cuda if !cuda => anyhow::bail!(
+            "--device cuda was asked for, but libtorch finds no CUDA device (is the NVIDIA driver loaded?)"
+        ),
+        DeviceChoice::Cuda | DeviceChoice::Auto if cuda => Ok((Device::Cuda(0), cuda_name())),
+        DeviceChoice::Auto | DeviceChoice::Cuda => Ok((Device::Cpu, "CPU".to_string())),
+    }
+}
+
+/// The GPU's name as the driver reports it (libtorch's C API does not expose it).
+fn cuda_name() -> String {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "-i", "0"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("CUDA: {s}"))
+        .unwrap_or_else(|| "CUDA".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nms_keeps_best_of_overlapping_boxes_per_group() {
+        let a = Rect::new(0.0, 0.0, 10.0, 10.0);
+        let b = Rect::new(1.0, 0.0, 11.0, 10.0); // IoU with a = 90/110
+        let c = Rect::new(50.0, 50.0, 60.0, 60.0);
+        let items = [(a, 0.9, 0), (b, 0.8, 0), (c, 0.7, 0), (b, 0.95, 1)];
+        assert_eq!(nms(&items, 0.7), vec![3, 0, 2]);
+        assert_eq!(nms(&items, 0.95), vec![3, 0, 1, 2]);
+    }
+}

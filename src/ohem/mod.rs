@@ -1,1 +1,215 @@
-//! placeholder
+//! Which examples of a batch get backpropagated: the selection strategies of online hard
+//! example mining (Shrivastava, Gupta, Girshick, CVPR 2016) and their baselines.
+//!
+//! Selection sees the per-example losses of the read-only pass, in f32, plus where each example
+//! came from; it returns batch indices. It never runs the network and never touches an
+//! optimizer.
+
+use rand::seq::index::sample;
+use rand::Rng;
+use thiserror::Error;
+
+use crate::detector::nms;
+use crate::geometry::Rect;
+
+/// How OHEM picks its hard examples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelectionConfig {
+    /// M: how many to keep.
+    pub hard_examples: usize,
+    /// Suppress near-duplicate candidates of the same image by loss before taking the top M.
+    pub nms_by_loss: bool,
+    /// IoU above which a lower-loss candidate is suppressed (0.7 in the paper).
+    pub nms_iou: f32,
+    /// At most this many negatives per selected positive (mmdetection's `neg_pos_ub`).
+    pub max_negatives_per_positive: Option<f32>,
+}
+
+/// Where one example of the batch came from: what NMS by loss and the cap need to know.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// Source image, `None` for a crop that stands alone (never suppressed).
+    pub image: Option<usize>,
+    pub window: Rect,
+    pub positive: bool,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum SelectionError {
+    #[error("M (hard examples per batch) must be at least 1")]
+    NoHardExamples,
+    #[error("{losses} losses for {candidates} examples")]
+    LengthMismatch { losses: usize, candidates: usize },
+}
+
+/// OHEM's selection: the `M` examples with the highest loss, after optional NMS by loss and
+/// the optional negatives-per-positive cap. Returns batch indices, highest loss first (ties by
+/// index, so the result is deterministic). NaN losses rank highest: a diverging example is
+/// the one to look at. With `M ≥ K` every example is kept; NMS may leave fewer than `M`.
+pub fn select_hard(
+    losses: &[f32],
+    candidates: &[Candidate],
+    config: &SelectionConfig,
+) -> Result<Vec<usize>, SelectionError> {
+    if config.hard_examples == 0 {
+        return Err(SelectionError::NoHardExamples);
+    }
+    if losses.len() != candidates.len() {
+        return Err(SelectionError::LengthMismatch {
+            losses: losses.len(),
+            candidates: candidates.len(),
+        });
+    }
+    let rank = |i: usize| {
+        if losses[i].is_nan() {
+            f32::INFINITY
+        } else {
+            losses[i]
+        }
+    };
+    let mut order: Vec<usize> = if config.nms_by_loss {
+        // Stand-alone crops get groups of their own, past every image index.
+        let items: Vec<(Rect, f32, usize)> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.window, rank(i), c.image.unwrap_or(usize::MAX / 2 + i)))
+            .collect();
+        nms(&items, config.nms_iou)
+    } else {
+        let mut all: Vec<usize> = (0..losses.len()).collect();
+        all.sort_by(|&a, &b| rank(b).total_cmp(&rank(a)).then(a.cmp(&b)));
+        all
+    };
+    let m = config.hard_examples;
+    if let Some(ratio) = config.max_negatives_per_positive {
+        let positives: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| candidates[i].positive)
+            .take(m)
+            .collect();
+        let cap = (ratio.max(0.0) * positives.len().max(1) as f32).ceil() as usize;
+        let negatives = order
+            .iter()
+            .copied()
+            .filter(|&i| !candidates[i].positive)
+            .take(cap.min(m - positives.len()));
+        let mut chosen: Vec<usize> = positives.iter().copied().chain(negatives).collect();
+        chosen.sort_by(|&a, &b| rank(b).total_cmp(&rank(a)).then(a.cmp(&b)));
+        order = chosen;
+    }
+    order.truncate(m);
+    Ok(order)
+}
+
+/// The random-M baseline: `M` distinct indices drawn uniformly (all when `M ≥ K`), sorted.
+pub fn select_random(batch_size: usize, hard_examples: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let m = hard_examples.min(batch_size);
+    let mut picked = sample(rng, batch_size, m).into_vec();
+    picked.sort_unstable();
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn plain(n: usize) -> Vec<Candidate> {
+        (0..n)
+            .map(|i| Candidate {
+                image: Some(i),
+                window: Rect::new(0.0, 0.0, 10.0, 10.0),
+                positive: false,
+            })
+            .collect()
+    }
+
+    fn config(m: usize) -> SelectionConfig {
+        SelectionConfig {
+            hard_examples: m,
+            nms_by_loss: false,
+            nms_iou: 0.7,
+            max_negatives_per_positive: None,
+        }
+    }
+
+    #[test]
+    fn top_m_takes_highest_losses_with_ties_broken_by_index() {
+        let losses = [0.1, 0.9, 0.5, 0.9, 0.2, 0.5];
+        let picked = select_hard(&losses, &plain(6), &config(3)).unwrap();
+        assert_eq!(picked, vec![1, 3, 2]);
+    }
+
+    #[test]
+    fn m_at_least_k_keeps_everything_and_zero_is_refused() {
+        let losses = [0.3, 0.1, 0.2];
+        assert_eq!(
+            select_hard(&losses, &plain(3), &config(5)).unwrap(),
+            vec![0, 2, 1]
+        );
+        assert_eq!(
+            select_hard(&losses, &plain(3), &config(0)),
+            Err(SelectionError::NoHardExamples)
+        );
+    }
+
+    #[test]
+    fn nms_by_loss_drops_near_duplicates_of_the_same_image_only() {
+        let window = |x: f32| Rect::new(x, 0.0, x + 10.0, 10.0);
+        let c = |image, x| Candidate {
+            image: Some(image),
+            window: window(x),
+            positive: false,
+        };
+        // 0 and 1 overlap with IoU 9/11 ≈ 0.82 in image 0; 2 is the same box in image 1;
+        // 3 overlaps 0 with IoU 5/15 ≈ 0.33.
+        let candidates = [c(0, 0.0), c(0, 1.0), c(1, 1.0), c(0, 5.0)];
+        let losses = [0.9, 0.8, 0.7, 0.6];
+        let mut cfg = config(3);
+        cfg.nms_by_loss = true;
+        assert_eq!(
+            select_hard(&losses, &candidates, &cfg).unwrap(),
+            vec![0, 2, 3]
+        );
+        cfg.nms_iou = 0.9;
+        assert_eq!(
+            select_hard(&losses, &candidates, &cfg).unwrap(),
+            vec![0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn negatives_per_positive_cap() {
+        let mut candidates = plain(6);
+        candidates[4].positive = true;
+        let losses = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4];
+        let mut cfg = config(4);
+        cfg.max_negatives_per_positive = Some(2.0);
+        // one positive → at most two negatives, the two hardest
+        assert_eq!(
+            select_hard(&losses, &candidates, &cfg).unwrap(),
+            vec![0, 1, 4]
+        );
+    }
+
+    #[test]
+    fn nan_loss_ranks_first() {
+        let losses = [0.1, f32::NAN, 0.5];
+        assert_eq!(
+            select_hard(&losses, &plain(3), &config(1)).unwrap(),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn random_m_is_distinct_and_seeded() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let picked = select_random(10, 4, &mut rng);
+        assert_eq!(picked.len(), 4);
+        assert!(picked.windows(2).all(|w| w[0] < w[1]));
+        let mut again = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        assert_eq!(select_random(10, 4, &mut again), picked);
+        assert_eq!(select_random(3, 9, &mut again), vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,97 @@
+//! `ohem-studio bench`: per-step cost of each strategy on the same batches.
+//!
+//! OHEM's promise is less compute than full-batch training: a forward pass over K plus a
+//! forward/backward over M, against a forward/backward over K. With backward ≈ 2 × forward,
+//! the expected ratio is (K + 3M) / 3K, 0.58 at K = 256, M = 64.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::DeviceArg;
+use crate::data::{self, LoadOptions};
+use crate::train::examples::ExampleStream;
+use crate::train::{Engine, Strategy, TrainConfig};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "sample_data")]
+    pub data: PathBuf,
+    #[arg(long = "batch", default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long = "hard", default_value_t = 64)]
+    pub hard_examples: usize,
+    /// Timed steps (after a few untimed warm-up steps).
+    #[arg(long, default_value_t = 30)]
+    pub steps: u64,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let (dataset, _) = data::load_dataset(&args.data, &LoadOptions::default())
+        .with_context(|| format!("cannot open dataset {}", args.data.display()))?;
+    let config = TrainConfig {
+        batch_size: args.batch_size,
+        hard_examples: args.hard_examples,
+        device: args.device.into(),
+        eval_every: 0,
+        ..TrainConfig::default()
+    };
+    let mut engine = Engine::new(Arc::new(dataset), config)?;
+    let mut stream = ExampleStream::spawn(engine.train_sampler(), engine.config.seed)?;
+    let (k, m) = (args.batch_size, args.hard_examples);
+    println!(
+        "device {}, K = {k}, M = {m}, {} timed steps",
+        engine.device_name, args.steps
+    );
+    let warmup = 5;
+    let mut totals = vec![[0.0f64; 3]; engine.models.len()];
+    for step in 0..warmup + args.steps {
+        let batch = stream.next_batch(k).context("the batch loader stopped")?;
+        let outcome = engine.train_step(&batch, 0.0)?;
+        if step >= warmup {
+            for (total, s) in totals.iter_mut().zip(&outcome.report.strategies) {
+                total[0] += s.forward_ms as f64;
+                total[1] += s.select_ms as f64;
+                total[2] += s.train_ms as f64;
+            }
+        }
+    }
+    let n = args.steps.max(1) as f64;
+    let per_step: Vec<(Strategy, f64)> = engine
+        .models
+        .iter()
+        .zip(&totals)
+        .map(|(model, t)| (model.strategy, t.iter().sum::<f64>() / n))
+        .collect();
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "strategy", "forward", "select", "train", "step", "examples/s"
+    );
+    for ((strategy, step_ms), t) in per_step.iter().zip(&totals) {
+        println!(
+            "{:<12} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>12.0}",
+            strategy.label(),
+            t[0] / n,
+            t[1] / n,
+            t[2] / n,
+            step_ms,
+            k as f64 / (step_ms / 1000.0)
+        );
+    }
+    let time_of = |s: Strategy| per_step.iter().find(|(x, _)| *x == s).map(|(_, t)| *t);
+    if let (Some(ohem), Some(full)) = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch)) {
+        let expected = (k + 3 * m) as f64 / (3 * k) as f64;
+        println!(
+            "ratio OHEM / full batch: {:.3} (expected about (K + 3M) / 3K = {expected:.3})",
+            ohem / full
+        );
+    }
+    if let (Some(random), Some(full)) = (time_of(Strategy::RandomM), time_of(Strategy::FullBatch)) {
+        println!("ratio random-M / full batch: {:.3}", random / full);
+    }
+    Ok(())
+}

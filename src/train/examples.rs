@@ -1,0 +1,300 @@
+//! Examples (windows) and the loader thread that prepares them ahead of the trainer.
+//!
+//! Example `i` of a run is a pure function of `(seed, i)`, so every strategy sees the same
+//! sequence of batches, a run can be reproduced, and the loader can fill batches in parallel.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::data::{Dataset, ImageRecord};
+use crate::detector::window::{box_deltas, sample_region};
+use crate::detector::WindowShape;
+use crate::geometry::Rect;
+
+/// A window counts as background when its IoU with every object is below this.
+pub const NEGATIVE_MAX_IOU: f32 = 0.3;
+/// Examples the loader prepares per message.
+const CHUNK: usize = 32;
+/// Chunks the loader may run ahead of the trainer.
+const CHUNKS_AHEAD: usize = 16;
+
+/// One window, ready to become a row of a batch.
+#[derive(Clone, Debug)]
+pub struct Example {
+    /// `height × width × 3` RGB bytes at the window's size.
+    pub pixels: Vec<u8>,
+    /// 0 is background, `c + 1` is class `c`.
+    pub label: usize,
+    /// Box regression target (zeros for background).
+    pub target: [f32; 4],
+    /// Index of the source image in its split, `None` for a `pos/` crop.
+    pub source_image: Option<usize>,
+    /// The window in the source's original pixels.
+    pub window: Rect,
+}
+
+/// Which images examples are drawn from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Positive {
+    Box { image: usize, object: usize },
+    Crop(usize),
+}
+
+/// Draws examples from one split of a dataset.
+#[derive(Clone)]
+pub struct ExampleSampler {
+    dataset: Arc<Dataset>,
+    split: Split,
+    window: WindowShape,
+    scales: Vec<f32>,
+    negative_fraction: f32,
+    positives: Vec<Positive>,
+}
+
+impl ExampleSampler {
+    pub fn new(
+        dataset: Arc<Dataset>,
+        split: Split,
+        window: WindowShape,
+        scales: Vec<f32>,
+        negative_fraction: f32,
+    ) -> Self {
+        let images = match split {
+            Split::Train => &dataset.train,
+            Split::Val => &dataset.val,
+        };
+        let mut positives: Vec<Positive> = images
+            .iter()
+            .enumerate()
+            .flat_map(|(image, record)| {
+                record
+                    .boxes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| !b.difficult && b.rect.area() > 0.0)
+                    .map(move |(object, _)| Positive::Box { image, object })
+            })
+            .collect();
+        if split == Split::Train {
+            positives.extend((0..dataset.positive_crops.len()).map(Positive::Crop));
+        }
+        Self {
+            dataset,
+            split,
+            window,
+            scales,
+            negative_fraction: negative_fraction.clamp(0.0, 1.0),
+            positives,
+        }
+    }
+
+    fn images(&self) -> &[ImageRecord] {
+        match self.split {
+            Split::Train => &self.dataset.train,
+            Split::Val => &self.dataset.val,
+        }
+    }
+
+    pub fn has_positives(&self) -> bool {
+        !self.positives.is_empty()
+    }
+
+    pub fn has_images(&self) -> bool {
+        !self.images().is_empty()
+    }
+
+    /// Example number `index` of the stream seeded by `seed`.
+    pub fn example(&self, seed: u64, index: u64) -> Example {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Draw unconditionally so the stream does not shift when the fraction is 0 or 1.
+        let coin = rng.random::<f32>();
+        let positive = !self.positives.is_empty()
+            && (self.images().is_empty() || coin >= self.negative_fraction);
+        if positive {
+            let pick = self.positives[rng.random_range(0..self.positives.len())];
+            self.positive(pick, &mut rng)
+        } else {
+            self.negative(&mut rng)
+        }
+    }
+
+    fn positive(&self, pick: Positive, rng: &mut ChaCha8Rng) -> Example {
+        let (record, object, source_image, label) = match pick {
+            Positive::Box { image, object } => {
+                let record = &self.images()[image];
+                let gt = &record.boxes[object];
+                (
+                    record,
+                    gt.rect.scaled(record.scale),
+                    Some(image),
+                    gt.class_id + 1,
+                )
+            }
+            Positive::Crop(crop) => {
+                let record = &self.dataset.positive_crops[crop];
+                let whole = Rect::new(
+                    0.0,
+                    0.0,
+                    record.pixels.width() as f32,
+                    record.pixels.height() as f32,
+                );
+                (record, whole, None, 1)
+            }
+        };
+        // The window of the detector's aspect that just contains the object, jittered a little
+        // in scale and position so the box regression has something to learn.
+        let aspect = self.window.width_px as f32 / self.window.height_px as f32;
+        let (ow, oh) = (object.width().max(1.0), object.height().max(1.0));
+        let (mut ww, mut wh) = if ow / oh > aspect {
+            (ow, ow / aspect)
+        } else {
+            (oh * aspect, oh)
+        };
+        let zoom = rng.random_range(-0.15f32..0.15).exp();
+        ww *= zoom;
+        wh *= zoom;
+        let (cx, cy) = object.center();
+        let cx = cx + rng.random_range(-0.1f32..0.1) * ww;
+        let cy = cy + rng.random_range(-0.1f32..0.1) * wh;
+        let window = Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0);
+        let mut target = box_deltas(&window, &object);
+        let mut pixels = sample_region(
+            &record.pixels,
+            window,
+            self.window.width_px,
+            self.window.height_px,
+        );
+        if rng.random::<bool>() {
+            flip_horizontally(&mut pixels, self.window.width_px);
+            target[0] = -target[0];
+        }
+        Example {
+            pixels,
+            label,
+            target,
+            source_image,
+            window: window.scaled(1.0 / record.scale),
+        }
+    }
+
+    fn negative(&self, rng: &mut ChaCha8Rng) -> Example {
+        let images = self.images();
+        let (low, high) = (
+            self.scales.first().copied().unwrap_or(1.0) / 1.2,
+            self.scales.last().copied().unwrap_or(1.0) * 1.2,
+        );
+        let mut fallback = None;
+        for _ in 0..64 {
+            let image = rng.random_range(0..images.len());
+            let record = &images[image];
+            let (iw, ih) = (record.pixels.width() as f32, record.pixels.height() as f32);
+            let fit = (iw / self.window.width_px as f32).min(ih / self.window.height_px as f32);
+            let scale = rng
+                .random_range(low.ln()..=high.ln().max(low.ln()))
+                .exp()
+                .min(fit);
+            let (ww, wh) = (
+                self.window.width_px as f32 * scale,
+                self.window.height_px as f32 * scale,
+            );
+            let x0 = rng.random_range(0.0..=(iw - ww).max(0.0));
+            let y0 = rng.random_range(0.0..=(ih - wh).max(0.0));
+            let window = Rect::new(x0, y0, x0 + ww, y0 + wh);
+            let overlap = record
+                .boxes
+                .iter()
+                .map(|b| b.rect.scaled(record.scale).iou(&window))
+                .fold(0.0f32, f32::max);
+            if overlap < NEGATIVE_MAX_IOU {
+                return self.background(record, image, window);
+            }
+            fallback.get_or_insert((image, window));
+        }
+        // Every try overlapped an object: use a corner of the first image tried, scaled down to
+        // the smallest window, which is as close to background as this dataset gets.
+        let (image, window) = fallback.unwrap_or((0, Rect::new(0.0, 0.0, 1.0, 1.0)));
+        self.background(&images[image], image, window)
+    }
+
+    fn background(&self, record: &ImageRecord, image: usize, window: Rect) -> Example {
+        Example {
+            pixels: sample_region(
+                &record.pixels,
+                window,
+                self.window.width_px,
+                self.window.height_px,
+            ),
+            label: 0,
+            target: [0.0; 4],
+            source_image: Some(image),
+            window: window.scaled(1.0 / record.scale),
+        }
+    }
+}
+
+fn flip_horizontally(pixels: &mut [u8], width: usize) {
+    for row in pixels.chunks_mut(width * 3) {
+        for x in 0..width / 2 {
+            for c in 0..3 {
+                row.swap(x * 3 + c, (width - 1 - x) * 3 + c);
+            }
+        }
+    }
+}
+
+/// Examples prepared ahead by a named loader thread, in stream order.
+pub struct ExampleStream {
+    chunks: Receiver<Vec<Example>>,
+    buffer: std::collections::VecDeque<Example>,
+}
+
+impl ExampleStream {
+    /// Starts the loader; it ends by itself once the stream is dropped.
+    pub fn spawn(sampler: ExampleSampler, seed: u64) -> std::io::Result<Self> {
+        let (sender, chunks) = bounded(CHUNKS_AHEAD);
+        std::thread::Builder::new()
+            .name("batch-loader".into())
+            .spawn(move || {
+                for chunk in 0u64.. {
+                    let start = chunk * CHUNK as u64;
+                    let examples: Vec<Example> = (start..start + CHUNK as u64)
+                        .into_par_iter()
+                        .map(|i| sampler.example(seed, i))
+                        .collect();
+                    if sender.send(examples).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            chunks,
+            buffer: Default::default(),
+        })
+    }
+
+    /// The next `k` examples of the stream; `None` if the loader is gone.
+    pub fn next_batch(&mut self, k: usize) -> Option<Vec<Example>> {
+        while self.buffer.len() < k {
+            self.buffer.extend(self.chunks.recv().ok()?);
+        }
+        Some(self.buffer.drain(..k).collect())
+    }
+}
+
+/// A fixed set of examples drawn once, e.g. the validation windows.
+pub fn fixed_examples(sampler: &ExampleSampler, seed: u64, count: usize) -> Vec<Example> {
+    (0..count as u64)
+        .into_par_iter()
+        .map(|i| sampler.example(seed, i))
+        .collect()
+}

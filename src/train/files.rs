@@ -1,0 +1,25 @@
+//! Writing run outputs so that a crash never leaves half a file behind.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = dir.join(format!(".{name}.partial"));
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+}

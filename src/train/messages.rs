@@ -1,0 +1,161 @@
+//! The two message types between the app and the trainer thread. Only plain values cross:
+//! numbers, boxes, RGBA thumbnails and shared decoded images; tensors stay on the trainer thread.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::data::{Dataset, DatasetSummary, Diagnostic};
+use crate::eval::{Detection, Evaluation};
+use crate::geometry::Rect;
+use crate::train::config::{Strategy, TrainConfig};
+
+/// UI → trainer.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Load the dataset in this folder, ending any run in progress. Answered by
+    /// [`Event::DatasetLoaded`] or [`Event::DatasetFailed`].
+    OpenDataset(PathBuf),
+    /// Start a run on the loaded dataset from fresh initial weights, shared by every strategy.
+    Start(TrainConfig),
+    /// Hold training after the current batch; answered by [`Event::Paused`].
+    Pause,
+    /// Go on after a pause; answered by [`Event::Resumed`].
+    Resume,
+    /// End the current run; the trainer stays up for another run. Answered by [`Event::RunEnded`].
+    StopRun,
+    /// M, hard examples per batch, from the next batch on.
+    SetHardExamples(usize),
+    /// K, examples per batch, from the next batch on.
+    SetBatchSize(usize),
+    /// Learning rate of every strategy's optimizer, from the next batch on.
+    SetLearningRate(f64),
+    /// Which strategies the next run trains (a run in progress keeps its own).
+    SetStrategies(Vec<Strategy>),
+    /// Turn NMS by loss among the hard-example candidates on or off.
+    SetNmsByLoss(bool),
+    /// Cap on negatives per positive among the hard examples (`None`: no cap).
+    SetMaxNegativesPerPositive(Option<f32>),
+    /// Evaluate every strategy on the validation split now.
+    EvaluateNow,
+    /// Save each strategy's weights as `<dir>/<strategy>.safetensors`.
+    SaveCheckpoint(PathBuf),
+    /// Leave: the trainer ends the run, answers [`Event::Stopped`] and its thread ends.
+    Shutdown,
+}
+
+/// Trainer → UI. The stream always ends with [`Event::Stopped`] or [`Event::Failed`].
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A dataset opened (possibly with problems listed in `diagnostics`).
+    DatasetLoaded {
+        dataset: Arc<Dataset>,
+        summary: DatasetSummary,
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// A dataset could not be opened at all; the previous one, if any, stays loaded.
+    DatasetFailed { path: PathBuf, message: String },
+    /// A run began.
+    RunStarted(RunInfo),
+    /// One batch trained by every strategy of the run.
+    Step(StepReport),
+    /// The hard examples OHEM selected in one batch, highest loss first.
+    HardExamples(HardExampleBatch),
+    /// An evaluation of one strategy on the validation split.
+    Evaluated(Arc<EvalReport>),
+    /// Training holds after the last batch.
+    Paused,
+    /// Training goes on.
+    Resumed,
+    /// A run ended (its step budget reached, or stopped); the trainer waits for commands.
+    RunEnded { steps: u64, reason: String },
+    /// Weights written.
+    CheckpointSaved(Vec<PathBuf>),
+    /// Something went wrong that did not end the trainer (a failed save, a NaN loss...).
+    Problem(String),
+    /// The trainer thread ended cleanly. Always the last event unless [`Event::Failed`] is.
+    Stopped,
+    /// The trainer thread ended on an error or a panic.
+    Failed { message: String },
+}
+
+/// What a run is doing, sent once when it starts.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// "CPU" or the GPU's name.
+    pub device: String,
+    /// Width and height of one example (window), in pixels.
+    pub window_px: (usize, usize),
+    pub config: TrainConfig,
+}
+
+/// Per-strategy numbers of one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StrategyStep {
+    pub strategy: Strategy,
+    /// Mean loss over the examples this strategy backpropagated.
+    pub trained_loss: f32,
+    /// Mean loss over the whole batch from the read-only pass (comparable across strategies).
+    pub batch_loss: f32,
+    pub forward_ms: f32,
+    pub select_ms: f32,
+    pub train_ms: f32,
+}
+
+/// One step of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    pub step: u64,
+    /// Seconds since the run started, pauses excluded.
+    pub elapsed_secs: f64,
+    /// K used in this batch.
+    pub batch_size: usize,
+    /// M used in this batch.
+    pub hard_examples: usize,
+    pub positives: usize,
+    pub examples_per_sec: f32,
+    pub strategies: Vec<StrategyStep>,
+}
+
+/// An RGBA image small enough to send every batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thumbnail {
+    pub width: usize,
+    pub height: usize,
+    /// `width * height * 4` bytes, row-major RGBA.
+    pub rgba: Vec<u8>,
+}
+
+/// One selected example.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HardExample {
+    pub thumbnail: Thumbnail,
+    /// Index into the dataset's training images, `None` for a `pos/` crop.
+    pub source_image: Option<usize>,
+    /// The window in the source image's original pixels.
+    pub window: Rect,
+    /// Class of the example: 0 is background, `c + 1` is class `c`.
+    pub label: usize,
+    pub loss: f32,
+    /// The model's highest object-class probability for this window (before the update).
+    pub score: f32,
+}
+
+/// The hard examples of one batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HardExampleBatch {
+    pub step: u64,
+    pub batch_size: usize,
+    pub examples: Vec<HardExample>,
+}
+
+/// One strategy's evaluation on the validation split.
+#[derive(Clone, Debug)]
+pub struct EvalReport {
+    pub step: u64,
+    pub strategy: Strategy,
+    /// Every detection above a low floor, so a score threshold can be applied later.
+    pub detections: Vec<Detection>,
+    pub evaluation: Evaluation,
+    /// Mean window loss over validation examples.
+    pub val_loss: f32,
+}

@@ -1,0 +1,445 @@
+//! The trainer thread: owns the dataset, the run and every tensor; talks to the app (or the
+//! CLI) through [`Command`] and [`Event`] over bounded channels.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+
+use super::config::{Strategy, TrainConfig};
+use super::engine::Engine;
+use super::examples::ExampleStream;
+use super::messages::{Command, Event, RunInfo};
+use crate::data::{self, Dataset, LoadOptions};
+
+/// Called after the trainer sends events, so the app repaints (or a test wakes up).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Commands waiting for the trainer; a full queue makes the UI's send fail, not block.
+const COMMAND_CAPACITY: usize = 256;
+/// Events waiting for the UI. Hard-example previews are dropped past this; metrics are not.
+const EVENT_CAPACITY: usize = 4096;
+
+/// The app's side of the trainer thread.
+pub struct TrainerHandle {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TrainerHandle {
+    /// Starts the trainer thread, idle until it gets a command.
+    pub fn spawn(waker: Waker) -> std::io::Result<Self> {
+        let (commands, command_rx) = bounded(COMMAND_CAPACITY);
+        let (event_tx, events) = bounded(EVENT_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("trainer".into())
+            .spawn(move || {
+                let outbox = Outbox {
+                    events: event_tx,
+                    waker,
+                };
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    Trainer::new(command_rx, outbox.clone()).run()
+                }));
+                let last = match result {
+                    Ok(Ok(())) => Event::Stopped,
+                    Ok(Err(Gone)) => return,
+                    Err(panic) => Event::Failed {
+                        message: format!("the trainer crashed: {}", panic_message(&panic)),
+                    },
+                };
+                if let Event::Failed { message } = &last {
+                    eprintln!("error: {message}");
+                }
+                let _ = outbox.send(last);
+            })?;
+        Ok(Self {
+            commands,
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a command; `false` when the trainer is gone or swamped.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.try_send(command).is_ok()
+    }
+
+    /// Events received so far, without waiting.
+    pub fn try_events(&self) -> impl Iterator<Item = Event> + '_ {
+        self.events.try_iter()
+    }
+
+    /// Waits up to `timeout` for the next event.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Asks the trainer to leave and waits up to `timeout` for its thread to end; `true` when
+    /// it ended (a trainer stuck in a long batch is left to finish on its own).
+    pub fn shutdown(&mut self, timeout: Duration) -> bool {
+        let _ = self.commands.try_send(Command::Shutdown);
+        let deadline = Instant::now() + timeout;
+        while !self.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // Keep draining so a trainer blocked on a full event queue can reach the command.
+            let _ = self.events.recv_timeout(Duration::from_millis(5));
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        true
+    }
+}
+
+impl Drop for TrainerHandle {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(1));
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+/// The receiving side went away: nobody is listening, so the trainer just ends.
+struct Gone;
+
+#[derive(Clone)]
+struct Outbox {
+    events: Sender<Event>,
+    waker: Waker,
+}
+
+impl Outbox {
+    fn send(&self, event: Event) -> Result<(), Gone> {
+        self.events.send(event).map_err(|_| Gone)?;
+        (self.waker)();
+        Ok(())
+    }
+
+    /// For previews that may be dropped when the UI is behind: training never waits for them.
+    fn offer(&self, event: Event) -> Result<(), Gone> {
+        match self.events.try_send(event) {
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Gone),
+            _ => {
+                (self.waker)();
+                Ok(())
+            }
+        }
+    }
+}
+
+struct Run {
+    engine: Engine,
+    stream: ExampleStream,
+    trained_secs: f64,
+    paused: bool,
+}
+
+struct Trainer {
+    commands: Receiver<Command>,
+    outbox: Outbox,
+    dataset: Option<Arc<Dataset>>,
+    /// Settings for the next run, kept up to date by the live commands.
+    settings: TrainConfig,
+    run: Option<Run>,
+    /// The last run's models, kept after it ends so they can still be saved or evaluated.
+    finished: Option<Engine>,
+}
+
+impl Trainer {
+    fn new(commands: Receiver<Command>, outbox: Outbox) -> Self {
+        Self {
+            commands,
+            outbox,
+            dataset: None,
+            settings: TrainConfig::default(),
+            run: None,
+            finished: None,
+        }
+    }
+
+    fn run(mut self) -> Result<(), Gone> {
+        loop {
+            let training = self.run.as_ref().is_some_and(|r| !r.paused);
+            let next = if training {
+                match self.commands.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return Err(Gone),
+                }
+            } else {
+                match self.commands.recv_timeout(Duration::from_millis(200)) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return Err(Gone),
+                }
+            };
+            match next {
+                Some(Command::Shutdown) => {
+                    self.end_run("the app closed")?;
+                    return Ok(());
+                }
+                Some(command) => self.handle(command)?,
+                None => self.train_one_batch()?,
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) -> Result<(), Gone> {
+        match command {
+            Command::OpenDataset(path) => self.open_dataset(path)?,
+            Command::Start(config) => self.start(config)?,
+            Command::Pause => {
+                if let Some(run) = &mut self.run {
+                    run.paused = true;
+                    self.outbox.send(Event::Paused)?;
+                }
+            }
+            Command::Resume => {
+                if let Some(run) = &mut self.run {
+                    run.paused = false;
+                    self.outbox.send(Event::Resumed)?;
+                }
+            }
+            Command::StopRun => self.end_run("stopped")?,
+            Command::SetHardExamples(m) => {
+                if m == 0 {
+                    return self
+                        .outbox
+                        .send(Event::Problem("M must be at least 1".into()));
+                }
+                self.settings.hard_examples = m;
+                self.with_engine(|e| e.config.hard_examples = m);
+            }
+            Command::SetBatchSize(k) => {
+                if k == 0 {
+                    return self
+                        .outbox
+                        .send(Event::Problem("K must be at least 1".into()));
+                }
+                self.settings.batch_size = k;
+                self.with_engine(|e| e.config.batch_size = k);
+            }
+            Command::SetLearningRate(lr) => {
+                if !(lr.is_finite() && lr > 0.0) {
+                    return self.outbox.send(Event::Problem(format!(
+                        "learning rate {lr} is not a positive number"
+                    )));
+                }
+                self.settings.lr = lr;
+                self.with_engine(|e| e.set_lr(lr));
+            }
+            Command::SetStrategies(strategies) => self.settings.strategies = strategies,
+            Command::SetNmsByLoss(on) => {
+                self.settings.nms_by_loss = on;
+                self.with_engine(|e| e.config.nms_by_loss = on);
+            }
+            Command::SetMaxNegativesPerPositive(cap) => {
+                self.settings.max_negatives_per_positive = cap;
+                self.with_engine(|e| e.config.max_negatives_per_positive = cap);
+            }
+            Command::EvaluateNow => self.evaluate()?,
+            Command::SaveCheckpoint(dir) => self.save(dir)?,
+            Command::Shutdown => {}
+        }
+        Ok(())
+    }
+
+    fn with_engine(&mut self, change: impl FnOnce(&mut Engine)) {
+        if let Some(run) = &mut self.run {
+            change(&mut run.engine);
+        }
+    }
+
+    fn open_dataset(&mut self, path: PathBuf) -> Result<(), Gone> {
+        self.end_run("another dataset was opened")?;
+        self.finished = None;
+        match data::load_dataset(&path, &LoadOptions::default()) {
+            Ok((dataset, diagnostics)) => {
+                for d in &diagnostics {
+                    eprintln!("warning: {d}");
+                }
+                let dataset = Arc::new(dataset);
+                self.dataset = Some(dataset.clone());
+                self.outbox.send(Event::DatasetLoaded {
+                    summary: data::summary(&dataset),
+                    dataset,
+                    diagnostics,
+                })
+            }
+            Err(error) => {
+                eprintln!("error: {}: {error}", path.display());
+                self.outbox.send(Event::DatasetFailed {
+                    path,
+                    message: error.to_string(),
+                })
+            }
+        }
+    }
+
+    fn start(&mut self, config: TrainConfig) -> Result<(), Gone> {
+        self.end_run("a new run started")?;
+        self.settings = config.clone();
+        let Some(dataset) = self.dataset.clone() else {
+            return self
+                .outbox
+                .send(Event::Problem("open a dataset before starting".into()));
+        };
+        let started = Engine::new(dataset, config).and_then(|engine| {
+            let stream = ExampleStream::spawn(engine.train_sampler(), engine.config.seed)?;
+            Ok((engine, stream))
+        });
+        match started {
+            Ok((engine, stream)) => {
+                let info = RunInfo {
+                    device: engine.device_name.clone(),
+                    window_px: (engine.info.window.width_px, engine.info.window.height_px),
+                    config: engine.config.clone(),
+                };
+                self.run = Some(Run {
+                    engine,
+                    stream,
+                    trained_secs: 0.0,
+                    paused: false,
+                });
+                self.outbox.send(Event::RunStarted(info))
+            }
+            Err(error) => {
+                let message = format!("cannot start training: {error:#}");
+                eprintln!("error: {message}");
+                self.outbox.send(Event::Problem(message))
+            }
+        }
+    }
+
+    fn end_run(&mut self, reason: &str) -> Result<(), Gone> {
+        if let Some(run) = self.run.take() {
+            let steps = run.engine.step;
+            self.finished = Some(run.engine);
+            self.outbox.send(Event::RunEnded {
+                steps,
+                reason: reason.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn train_one_batch(&mut self) -> Result<(), Gone> {
+        let Some(run) = &mut self.run else {
+            return Ok(());
+        };
+        let k = run.engine.config.batch_size;
+        let Some(examples) = run.stream.next_batch(k) else {
+            self.run = None;
+            return self
+                .outbox
+                .send(Event::Problem("the batch loader stopped".into()));
+        };
+        let started = Instant::now();
+        let outcome = run.engine.train_step(&examples, run.trained_secs);
+        run.trained_secs += started.elapsed().as_secs_f64();
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(error) => {
+                let message = format!(
+                    "training stopped at step {}: {error:#}",
+                    run.engine.step + 1
+                );
+                eprintln!("error: {message}");
+                self.run = None;
+                return self.outbox.send(Event::Problem(message));
+            }
+        };
+        let step = outcome.report.step;
+        for strategy in &outcome.non_finite {
+            let message = format!(
+                "{strategy}: the loss is not finite at step {step} (learning rate {} too high?); the update was skipped",
+                run.engine.config.lr
+            );
+            eprintln!("warning: {message}");
+            self.outbox.send(Event::Problem(message))?;
+        }
+        self.outbox.send(Event::Step(outcome.report))?;
+        if let Some(hard) = outcome.hard_examples {
+            self.outbox.offer(Event::HardExamples(hard))?;
+        }
+        let config = &run.engine.config;
+        let budget_reached = config.steps.is_some_and(|n| step >= n);
+        if (config.eval_every > 0 && step % config.eval_every == 0)
+            || (budget_reached && config.eval_every > 0)
+        {
+            self.evaluate()?;
+        }
+        if budget_reached {
+            self.end_run("the step budget was reached")?;
+        }
+        Ok(())
+    }
+
+    /// The running engine, else the last finished one.
+    fn engine(&self) -> Option<&Engine> {
+        self.run
+            .as_ref()
+            .map(|r| &r.engine)
+            .or(self.finished.as_ref())
+    }
+
+    fn evaluate(&mut self) -> Result<(), Gone> {
+        let Some(engine) = self.engine() else {
+            return self
+                .outbox
+                .send(Event::Problem("no run to evaluate".into()));
+        };
+        if engine.dataset.val.is_empty() {
+            return self.outbox.send(Event::Problem(
+                "the dataset has no validation images to evaluate on".into(),
+            ));
+        }
+        for report in engine.evaluate() {
+            self.outbox.send(Event::Evaluated(Arc::new(report)))?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, dir: PathBuf) -> Result<(), Gone> {
+        let Some(engine) = self.engine() else {
+            return self.outbox.send(Event::Problem("no run to save".into()));
+        };
+        match engine.save(&dir) {
+            Ok(paths) => self.outbox.send(Event::CheckpointSaved(paths)),
+            Err(error) => {
+                let message = format!("saving weights failed: {error:#}");
+                eprintln!("error: {message}");
+                self.outbox.send(Event::Problem(message))
+            }
+        }
+    }
+}
+
+/// The strategies named in a comma-separated list such as `ohem,full,random`.
+pub fn parse_strategies(list: &str) -> anyhow::Result<Vec<Strategy>> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            Strategy::from_key(s).ok_or_else(|| {
+                anyhow::anyhow!("unknown strategy '{}': use ohem, full or random", s.trim())
+            })
+        })
+        .collect()
+}

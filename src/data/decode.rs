@@ -111,13 +111,7 @@ pub fn decode_image(
     if width == 0 || height == 0 {
         return Err(unreadable(format!("the image is {width}×{height} pixels")));
     }
-    if format == image::ImageFormat::Jpeg && is_truncated_jpeg(path) {
-        // The JPEG decoder fills a truncated scan with grey instead of failing; such an image
-        // would silently train on pixels that are not there.
-        return Err(unreadable(
-            "the JPEG file is truncated (no end-of-image marker)".to_string(),
-        ));
-    }
+    let missing_end_marker = format == image::ImageFormat::Jpeg && lacks_end_marker(path);
     let decoded = image::DynamicImage::from_decoder(decoder).map_err(|e| match e {
         image::ImageError::Limits(limit) => Diagnostic::new(
             path,
@@ -127,6 +121,14 @@ pub fn decode_image(
         other => unreadable(format!("cannot decode the {format:?} image: {other}")),
     })?;
     let rgb = decoded.into_rgb8();
+    if missing_end_marker && last_row_is_flat(&rgb) {
+        // The JPEG decoder fills the part of a cut-short scan it never received with one flat
+        // grey instead of failing. A file that only lost its end marker decodes fully (such
+        // files exist in public sets) and is kept; one whose bottom is grey fill is refused.
+        return Err(unreadable(
+            "the JPEG file is truncated: its bottom rows are missing".to_string(),
+        ));
+    }
     Ok((downscale(rgb, options.max_side_px), width, height))
 }
 
@@ -145,10 +147,17 @@ pub(crate) fn downscale(rgb: RgbImage, max_side_px: u32) -> RgbImage {
     image::imageops::resize(&rgb, new_width, new_height, FilterType::Triangle)
 }
 
-/// A JPEG whose last bytes hold no end-of-image marker (FF D9) was cut short. Only the tail is
-/// searched: an EXIF thumbnail near the start has its own marker, and some cameras append a few
-/// bytes of padding after the real one.
-fn is_truncated_jpeg(path: &Path) -> bool {
+/// Whether every pixel of the bottom row has the same colour.
+fn last_row_is_flat(rgb: &RgbImage) -> bool {
+    let (width, height) = rgb.dimensions();
+    let first = rgb.get_pixel(0, height - 1);
+    (1..width).all(|x| rgb.get_pixel(x, height - 1) == first)
+}
+
+/// Whether a JPEG's last bytes hold no end-of-image marker (FF D9), the sign of a file cut
+/// short. Only the tail is searched: an EXIF thumbnail near the start has its own marker, and
+/// some cameras append a few bytes of padding after the real one.
+fn lacks_end_marker(path: &Path) -> bool {
     const TAIL_BYTES: u64 = 4096;
     let Ok(mut file) = std::fs::File::open(path) else {
         return false;

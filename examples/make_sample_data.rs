@@ -120,7 +120,7 @@ fn readme(seed: u64, train_count: usize, val_count: usize) -> String {
          validation images of {IMAGE_WIDTH}×{IMAGE_HEIGHT} pixels, one class (`car`).\n\n\
          Each image is a street scene (sky, buildings, pavement, road, noise) with 0–3 side-view \
          cars 50–130 pixels wide. Boxes are tight around each car's pixels, wheels included. \
-         About one image in five has no labelled car and no label file. Every image also holds \
+         About one image in five has no labelled car and no label file. Most images also hold \
          hard negatives: car-coloured boxes, wheel pairs without a body, window strips, dark \
          shadows. A car cut by the image edge is labelled, with its box clipped to the image, when \
          at least {:.0}% of it is visible, and left unlabelled otherwise.\n\n\

@@ -248,3 +248,51 @@ pub(crate) fn file_name(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(names: &[&str]) -> Vec<PendingItem> {
+        names
+            .iter()
+            .map(|n| PendingItem::new(PathBuf::from(n), Split::Unassigned))
+            .collect()
+    }
+
+    fn val_names(items: &[PendingItem]) -> Vec<PathBuf> {
+        let mut names: Vec<PathBuf> = items
+            .iter()
+            .filter(|i| i.split == Split::Val)
+            .map(|i| i.image.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn seeded_split_ignores_directory_order() {
+        let options = LoadOptions {
+            val_fraction: 0.25,
+            split_seed: 5,
+            ..LoadOptions::default()
+        };
+        let mut forward = items(&["a", "b", "c", "d", "e", "f", "g", "h"]);
+        let mut backward = items(&["h", "g", "f", "e", "d", "c", "b", "a"]);
+        assign_unsplit(&mut forward, &options);
+        assign_unsplit(&mut backward, &options);
+        assert_eq!(val_names(&forward).len(), 2);
+        assert_eq!(val_names(&forward), val_names(&backward));
+    }
+
+    #[test]
+    fn seeded_split_keeps_one_of_each_when_it_can() {
+        let options = LoadOptions {
+            val_fraction: 0.01,
+            ..LoadOptions::default()
+        };
+        let mut two = items(&["a", "b"]);
+        assign_unsplit(&mut two, &options);
+        assert_eq!(val_names(&two).len(), 1);
+    }
+}

@@ -92,9 +92,9 @@ pub enum DatasetError {
     )]
     UnknownLayout { root: PathBuf },
     #[error(
-        "no usable image in {} ({} problems found{})",
+        "no usable image in {} ({}{})",
         .root.display(),
-        .diagnostics.len(),
+        problem_count(.diagnostics.len()),
         first_problem(.diagnostics)
     )]
     Empty {
@@ -102,6 +102,13 @@ pub enum DatasetError {
         /// Every problem found, so that the caller can show why nothing loaded.
         diagnostics: Vec<Diagnostic>,
     },
+}
+
+fn problem_count(count: usize) -> String {
+    match count {
+        1 => "1 problem found".to_string(),
+        n => format!("{n} problems found"),
+    }
 }
 
 fn first_problem(diagnostics: &[Diagnostic]) -> String {

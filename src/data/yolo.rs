@@ -453,3 +453,38 @@ fn list_files_recursive(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_sit_where_the_last_images_folder_is_replaced() {
+        assert_eq!(
+            label_path_for(Path::new("ds/images/train/images/a.JPG")),
+            Path::new("ds/images/train/labels/a.txt")
+        );
+        assert_eq!(
+            label_path_for(Path::new("flat/a.png")),
+            Path::new("flat/a.txt")
+        );
+    }
+
+    #[test]
+    fn lines_parse_strictly() {
+        let line = parse_line(" 2 0.5 0.25 0.1 0.2 ")
+            .expect("valid")
+            .expect("not blank");
+        assert_eq!((line.class_id, line.cx, line.h), (2, 0.5, 0.2));
+        assert_eq!(parse_line("   "), Ok(None));
+        assert_eq!(
+            parse_line("3.0 0 0 1 1")
+                .expect("valid")
+                .map(|l| l.class_id),
+            Some(3)
+        );
+        assert!(parse_line("1.5 0 0 1 1").is_err());
+        assert!(parse_line("0 nan 0 1 1").is_err());
+        assert!(parse_line("0 0 0 1 1 1").is_err());
+    }
+}

@@ -107,7 +107,9 @@ impl Engine {
 
         // libtorch's generator is global: hold the lock from seeding to the last initialisation
         // so engines built at the same time (tests, a restart) still get their seed's weights.
-        let _init = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _init = INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         tch::manual_seed(config.seed as i64);
         let mut models: Vec<StrategyModel> = Vec::new();
         let mut strategies = config.strategies.clone();

@@ -14,7 +14,9 @@ use rand_chacha::ChaCha8Rng;
 pub fn cars_dataset(train: usize, val: usize, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut make = |n: usize, split: &str| -> Vec<ImageRecord> {
-        (0..n).map(|i| car_image(&mut rng, &format!("{split}_{i}.png"))).collect()
+        (0..n)
+            .map(|i| car_image(&mut rng, &format!("{split}_{i}.png")))
+            .collect()
     };
     let train = make(train, "train");
     let val = make(val, "val");
@@ -39,7 +41,11 @@ fn car_image(rng: &mut ChaCha8Rng, name: &str) -> ImageRecord {
     for c in 0..cars {
         let (cw, ch) = (40u32, 18u32);
         let x = rng.random_range(2..w - cw - 2);
-        let y = if c == 0 { rng.random_range(5..45) } else { rng.random_range(65..h - ch - 2) };
+        let y = if c == 0 {
+            rng.random_range(5..45)
+        } else {
+            rng.random_range(65..h - ch - 2)
+        };
         fill(&mut img, x, y, cw, ch - 6, [200, 30, 30]);
         fill(&mut img, x + 4, y + ch - 7, 8, 7, [20, 20, 20]);
         fill(&mut img, x + cw - 12, y + ch - 7, 8, 7, [20, 20, 20]);
@@ -54,7 +60,10 @@ fn car_image(rng: &mut ChaCha8Rng, name: &str) -> ImageRecord {
         let x = rng.random_range(2..w - 42);
         let y = rng.random_range(2..h - 14);
         let candidate = Rect::new(x as f32, y as f32, x as f32 + 40.0, y as f32 + 12.0);
-        if boxes.iter().all(|b| b.rect.iou(&candidate) == 0.0 && b.rect.intersection_area(&candidate) == 0.0) {
+        if boxes
+            .iter()
+            .all(|b| b.rect.iou(&candidate) == 0.0 && b.rect.intersection_area(&candidate) == 0.0)
+        {
             fill(&mut img, x, y, 40, 12, [200, 30, 30]);
         }
     }

@@ -381,9 +381,7 @@ impl Trainer {
         }
         let config = &run.engine.config;
         let budget_reached = config.steps.is_some_and(|n| step >= n);
-        if (config.eval_every > 0 && step % config.eval_every == 0)
-            || (budget_reached && config.eval_every > 0)
-        {
+        if config.eval_every > 0 && (step % config.eval_every == 0 || budget_reached) {
             self.evaluate()?;
         }
         if budget_reached {

@@ -64,6 +64,8 @@ pub fn pixels_to_tensor(
         .view([n as i64, height as i64, width as i64, 3])
         .to_device(device)
         .permute([0, 3, 1, 2])
+        // The permute leaves a channels-last layout; without this every convolution converts it.
+        .contiguous()
         .to_kind(Kind::Float)
         / 255.0
         - 0.5

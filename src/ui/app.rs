@@ -374,14 +374,14 @@ impl OhemApp {
             {
                 self.pick(PickPurpose::OpenDataset, "Open a dataset folder");
             }
-            let field = ui.add(
-                egui::TextEdit::singleline(&mut self.path_text)
-                    .hint_text("dataset folder")
-                    .desired_width(260.0),
-            );
-            field.widget_info(|| {
-                egui::WidgetInfo::text_edit(true, "", "dataset path", "dataset folder")
-            });
+            let label = ui.label("Folder:");
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.path_text)
+                        .hint_text("dataset folder, Enter opens it")
+                        .desired_width(260.0),
+                )
+                .labelled_by(label.id);
             if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                 let path = PathBuf::from(self.path_text.trim());
                 self.open_dataset(path);
@@ -416,10 +416,10 @@ impl OhemApp {
         });
         if let Some(banner) = self.banner.clone() {
             ui.horizontal(|ui| {
-                if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
+                if ui.small_button("dismiss").clicked() {
                     self.banner = None;
                 }
-                ui.label(RichText::new(format!("⚠ {banner}")).color(Color32::from_rgb(255, 90, 80)));
+                ui.label(RichText::new(format!("Problem: {banner}")).color(Color32::from_rgb(255, 90, 80)));
             });
         }
     }

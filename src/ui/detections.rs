@@ -54,10 +54,10 @@ pub fn detections_ui(
     state.position = state.position.min(order.len() - 1);
 
     ui.horizontal_wrapped(|ui| {
-        if ui.button("◀").on_hover_text("Previous image").clicked() {
+        if ui.button("< prev").clicked() {
             state.position = state.position.checked_sub(1).unwrap_or(order.len() - 1);
         }
-        if ui.button("▶").on_hover_text("Next image").clicked() {
+        if ui.button("next >").clicked() {
             state.position = (state.position + 1) % order.len();
         }
         ui.label(format!("{}/{}", state.position + 1, order.len()));
@@ -117,13 +117,26 @@ pub fn detections_ui(
 
 fn legend_ui(ui: &mut egui::Ui) {
     ui.horizontal_wrapped(|ui| {
-        for (text, color) in [
-            ("■ true positive", TRUE_POSITIVE_COLOR),
-            ("■ false positive", FALSE_POSITIVE_COLOR),
-            ("┅ missed (FN)", MISSED_COLOR),
-            ("┅ ground truth", GROUND_TRUTH_COLOR),
+        for (text, color, dashed) in [
+            ("true positive", TRUE_POSITIVE_COLOR, false),
+            ("false positive", FALSE_POSITIVE_COLOR, false),
+            ("missed (FN)", MISSED_COLOR, true),
+            ("ground truth", GROUND_TRUTH_COLOR, true),
         ] {
-            ui.label(RichText::new(text).color(color).small());
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 10.0), egui::Sense::hover());
+            let stroke = egui::Stroke::new(if dashed { 2.5 } else { 2.0 }, color);
+            if dashed {
+                ui.painter().extend(egui::Shape::dashed_line(
+                    &[rect.left_center(), rect.right_center()],
+                    stroke,
+                    4.0,
+                    3.0,
+                ));
+            } else {
+                ui.painter()
+                    .rect_stroke(rect.shrink(1.0), 0.0, stroke, egui::StrokeKind::Middle);
+            }
+            ui.label(RichText::new(text).small());
         }
     });
 }

@@ -16,6 +16,10 @@ pub const HISTORY_LEN: usize = 50;
 pub const FALSE_POSITIVE_COLOR: Color32 = Color32::from_rgb(230, 40, 40);
 pub const OBJECT_COLOR: Color32 = Color32::from_rgb(60, 150, 255);
 const NEUTRAL_COLOR: Color32 = Color32::from_gray(110);
+/// Room under a thumbnail for its loss and score.
+const LABEL_H: f32 = 26.0;
+/// Space between thumbnails.
+const GAP: f32 = 4.0;
 
 /// What a hard example is, at the current score threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +145,7 @@ pub fn hard_examples_ui(
             let available = ui.available_size();
             let cell = cell_size(available, examples.len());
             ui.horizontal_wrapped(|ui| {
-                ui.spacing_mut().item_spacing = Vec2::splat(4.0);
+                ui.spacing_mut().item_spacing = Vec2::splat(GAP);
                 for (rank, (example, texture)) in examples.iter().zip(thumbnails.iter()).enumerate()
                 {
                     let response = thumbnail_ui(ui, rank, example, texture, cell, threshold);
@@ -165,14 +169,14 @@ fn history_bar_ui(ui: &mut egui::Ui, state: &mut HardExamplesState) {
         let len = state.history.len();
         let current = state.viewing.unwrap_or(len.saturating_sub(1));
         if ui
-            .add_enabled(len > 0 && current > 0, egui::Button::new("◀"))
+            .add_enabled(len > 0 && current > 0, egui::Button::new("< earlier"))
             .on_hover_text("Earlier batch")
             .clicked()
         {
             state.viewing = Some(current - 1);
         }
         if ui
-            .add_enabled(state.viewing.is_some(), egui::Button::new("▶"))
+            .add_enabled(state.viewing.is_some(), egui::Button::new("later >"))
             .on_hover_text("Later batch")
             .clicked()
         {
@@ -215,15 +219,19 @@ fn hardest_images_ui(ui: &mut egui::Ui, state: &HardExamplesState, dataset: Opti
     });
 }
 
-/// Square cells sized so that `n` of them fill the area when they can, within sane limits.
+/// The largest square cell (within sane limits) with which all `n` thumbnails and their two
+/// lines of text fit in `available`; the smallest one when they cannot (the grid scrolls).
 fn cell_size(available: Vec2, n: usize) -> f32 {
-    if n == 0 {
-        return 64.0;
+    let fits = |cell: f32| {
+        let columns = ((available.x + GAP) / (cell + GAP)).floor().max(1.0);
+        let rows = ((available.y + GAP) / (cell + LABEL_H + GAP)).floor();
+        columns * rows >= n as f32
+    };
+    let mut cell = 128.0;
+    while cell > 40.0 && !fits(cell) {
+        cell -= 4.0;
     }
-    let label_h = 26.0;
-    let area = available.x.max(1.0) * available.y.max(1.0);
-    let ideal = (area / n as f32).sqrt() - label_h * 0.5;
-    ideal.clamp(44.0, 128.0).min(available.x.max(44.0))
+    cell.min(available.x.max(40.0))
 }
 
 fn upload_thumbnail(
@@ -253,7 +261,7 @@ fn thumbnail_ui(
     cell: f32,
     threshold: f32,
 ) -> egui::Response {
-    let text_h = 26.0;
+    let text_h = LABEL_H;
     let (rect, response) = ui.allocate_exact_size(Vec2::new(cell, cell + text_h), Sense::click());
     let kind = ExampleKind::of(example, threshold);
     let description = format!(

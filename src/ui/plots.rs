@@ -215,10 +215,10 @@ impl PlotsState {
         if let Some((k, m)) = self.last_batch {
             let mut parts = Vec::new();
             if k != batch.0 {
-                parts.push(format!("K {k}→{}", batch.0));
+                parts.push(format!("K {k} -> {}", batch.0));
             }
             if m != batch.1 {
-                parts.push(format!("M {m}→{}", batch.1));
+                parts.push(format!("M {m} -> {}", batch.1));
             }
             if !parts.is_empty() {
                 self.changes.push(SettingChange {

@@ -4,10 +4,24 @@
 //! aborts the whole load: each problem becomes a [`Diagnostic`] and loading goes on with the
 //! good items.
 
+mod assemble;
+pub mod coco;
+mod decode;
+mod diagnostics;
+mod posneg;
+mod summary;
+pub mod voc;
+pub mod yolo;
+
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::geometry::Rect;
+
+pub use decode::{decode_image, is_image_path, list_images, IMAGE_EXTENSIONS};
+pub use diagnostics::{DatasetError, Diagnostic, DiagnosticKind};
+pub use summary::{summary, DatasetSummary, SplitSummary};
 
 /// The folder layouts the loader recognises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,6 +34,17 @@ pub enum Layout {
     Voc,
     /// One COCO JSON file.
     Coco,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::PosNeg => "pos/neg",
+            Layout::Yolo => "YOLO",
+            Layout::Voc => "Pascal VOC",
+            Layout::Coco => "COCO",
+        })
+    }
 }
 
 /// One ground-truth object, in the original image's pixel coordinates.
@@ -84,5 +109,95 @@ pub struct Dataset {
     pub positive_crops: Vec<ImageRecord>,
 }
 
-mod pending;
-pub use pending::*;
+/// A layout found in a folder, with what loading it needs.
+enum Detected {
+    Yolo(PathBuf),
+    Voc(voc::Arrangement),
+    Coco(Vec<PathBuf>),
+    PosNeg,
+}
+
+/// Looks for each layout in turn: YOLO (`data.yaml`), Pascal VOC, COCO, pos/neg. XML beside
+/// images only counts as VOC when there is no `pos/`/`neg/` folder, whose `val/` may hold it.
+fn detect(root: &Path) -> Option<Detected> {
+    for name in ["data.yaml", "data.yml", "dataset.yaml"] {
+        let yaml = root.join(name);
+        if yaml.is_file() {
+            return Some(Detected::Yolo(yaml));
+        }
+    }
+    let posneg = posneg::detect(root);
+    if let Some(arrangement) = voc::detect(root, !posneg) {
+        return Some(Detected::Voc(arrangement));
+    }
+    let coco_files = coco::detect(root);
+    if !coco_files.is_empty() {
+        return Some(Detected::Coco(coco_files));
+    }
+    posneg.then_some(Detected::PosNeg)
+}
+
+/// The layout of the dataset in `root`, without loading it; `None` when none is recognised.
+pub fn detect_layout(root: &Path) -> Option<Layout> {
+    detect(root).map(|d| match d {
+        Detected::Yolo(_) => Layout::Yolo,
+        Detected::Voc(_) => Layout::Voc,
+        Detected::Coco(_) => Layout::Coco,
+        Detected::PosNeg => Layout::PosNeg,
+    })
+}
+
+/// Loads the dataset in `root`, whatever its layout.
+///
+/// Returns only the items that loaded, and a diagnostic for every problem met on the way
+/// (the items around a problem still load). Fails only when `root` is not a folder, holds no
+/// known layout, or yields no usable image.
+pub fn load_dataset(
+    root: &Path,
+    options: &LoadOptions,
+) -> Result<(Dataset, Vec<Diagnostic>), DatasetError> {
+    if !root.exists() {
+        return Err(DatasetError::MissingFolder(root.to_path_buf()));
+    }
+    if !root.is_dir() {
+        return Err(DatasetError::NotAFolder(root.to_path_buf()));
+    }
+    let detected = detect(root).ok_or_else(|| DatasetError::UnknownLayout {
+        root: root.to_path_buf(),
+    })?;
+    let mut diagnostics = Vec::new();
+    let (layout, class_names, items) = match detected {
+        Detected::Yolo(yaml) => {
+            let spec = yolo::load(&yaml, &mut diagnostics);
+            (Layout::Yolo, spec.class_names, spec.items)
+        }
+        Detected::Voc(arrangement) => {
+            let (names, items) = voc::load(root, arrangement, &mut diagnostics);
+            (Layout::Voc, names, items)
+        }
+        Detected::Coco(files) => {
+            let (names, items) = coco::load(root, &files, &mut diagnostics);
+            (Layout::Coco, names, items)
+        }
+        Detected::PosNeg => {
+            let (names, items) = posneg::load(root, &mut diagnostics);
+            (Layout::PosNeg, names, items)
+        }
+    };
+    let assembled = assemble::assemble(items, options, &mut diagnostics);
+    if assembled.train.is_empty() && assembled.val.is_empty() && assembled.crops.is_empty() {
+        return Err(DatasetError::Empty {
+            root: root.to_path_buf(),
+            diagnostics,
+        });
+    }
+    let dataset = Dataset {
+        root: root.to_path_buf(),
+        layout,
+        class_names,
+        train: assembled.train,
+        val: assembled.val,
+        positive_crops: assembled.crops,
+    };
+    Ok((dataset, diagnostics))
+}

@@ -28,6 +28,8 @@ pub const SCORE_FLOOR: f32 = 0.05;
 /// IoU at which a detection matches a ground-truth box (VOC's AP50).
 pub const MATCH_IOU: f32 = 0.5;
 
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One strategy's model and optimizer.
 pub struct StrategyModel {
     pub strategy: Strategy,
@@ -103,6 +105,9 @@ impl Engine {
             Vec::new()
         };
 
+        // libtorch's generator is global: hold the lock from seeding to the last initialisation
+        // so engines built at the same time (tests, a restart) still get their seed's weights.
+        let _init = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         tch::manual_seed(config.seed as i64);
         let mut models: Vec<StrategyModel> = Vec::new();
         let mut strategies = config.strategies.clone();

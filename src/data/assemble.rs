@@ -1,0 +1,298 @@
+//! The step every layout shares: the parsers describe each image and its boxes as a
+//! [`PendingItem`]; here the images are decoded in parallel, the boxes turned into original-image
+//! pixels and checked, and the splits filled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use super::decode::decode_image;
+use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::{GtBox, ImageRecord, LoadOptions};
+use crate::geometry::Rect;
+
+/// Where an item goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Split {
+    Train,
+    Val,
+    /// A `pos/` crop: the whole image is one object.
+    Crop,
+    /// The dataset names no split for it: the seeded split decides.
+    Unassigned,
+}
+
+/// A box as an annotation states it, before the image size is known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum BoxGeometry {
+    /// YOLO: centre and size as fractions of the image size.
+    Normalized { cx: f32, cy: f32, w: f32, h: f32 },
+    /// Original-image pixels (VOC after the 1-based shift, COCO).
+    Pixels(Rect),
+    /// The whole image (a `pos/` crop).
+    WholeImage,
+}
+
+/// One box and where it was written, so that a problem with it can point there.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingBox {
+    pub class_id: usize,
+    pub geometry: BoxGeometry,
+    pub difficult: bool,
+    pub source: PathBuf,
+    pub line: Option<usize>,
+    /// How the annotation refers to this box in messages: "box 3", "object 2", "annotation 17".
+    pub label: String,
+}
+
+/// One image and its boxes, not yet decoded.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingItem {
+    pub image: PathBuf,
+    pub split: Split,
+    pub boxes: Vec<PendingBox>,
+    /// The size the annotation states, with the file that states it.
+    pub stated_size: Option<(u32, u32, PathBuf)>,
+}
+
+impl PendingItem {
+    pub fn new(image: PathBuf, split: Split) -> Self {
+        Self {
+            image,
+            split,
+            boxes: Vec::new(),
+            stated_size: None,
+        }
+    }
+}
+
+/// The decoded items, in the order they were given, per split.
+pub(crate) struct Assembled {
+    pub train: Vec<ImageRecord>,
+    pub val: Vec<ImageRecord>,
+    pub crops: Vec<ImageRecord>,
+}
+
+/// Assigns the unassigned items, decodes every image in parallel and checks every box.
+pub(crate) fn assemble(
+    mut items: Vec<PendingItem>,
+    options: &LoadOptions,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Assembled {
+    assign_unsplit(&mut items, options);
+    let results: Vec<(Split, Result<ImageRecord, Diagnostic>, Vec<Diagnostic>)> = items
+        .into_par_iter()
+        .map(|item| {
+            let mut notes = Vec::new();
+            let split = item.split;
+            let record = build_record(item, options, &mut notes);
+            (split, record, notes)
+        })
+        .collect();
+    let mut assembled = Assembled {
+        train: Vec::new(),
+        val: Vec::new(),
+        crops: Vec::new(),
+    };
+    for (split, record, notes) in results {
+        match record {
+            Ok(record) => {
+                diagnostics.extend(notes);
+                match split {
+                    Split::Train | Split::Unassigned => assembled.train.push(record),
+                    Split::Val => assembled.val.push(record),
+                    Split::Crop => assembled.crops.push(record),
+                }
+            }
+            // An image that does not load makes its box problems moot: report only the image.
+            Err(problem) => diagnostics.push(problem),
+        }
+    }
+    assembled
+}
+
+/// The deterministic split for datasets that have none: the unassigned items, sorted by path
+/// so that directory order does not matter, are shuffled with `split_seed` and the first
+/// `val_fraction` of them go to validation (at least one when there are two or more).
+fn assign_unsplit(items: &mut [PendingItem], options: &LoadOptions) {
+    let mut unsplit: Vec<usize> = (0..items.len())
+        .filter(|&i| items[i].split == Split::Unassigned)
+        .collect();
+    if unsplit.is_empty() {
+        return;
+    }
+    unsplit.sort_by(|&a, &b| items[a].image.cmp(&items[b].image));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.split_seed);
+    unsplit.shuffle(&mut rng);
+    let count = unsplit.len();
+    let fraction = if options.val_fraction.is_finite() {
+        options.val_fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mut val_count = (count as f64 * f64::from(fraction)).round() as usize;
+    if fraction > 0.0 && count >= 2 {
+        val_count = val_count.clamp(1, count - 1);
+    }
+    for (rank, &index) in unsplit.iter().enumerate() {
+        items[index].split = if rank < val_count {
+            Split::Val
+        } else {
+            Split::Train
+        };
+    }
+}
+
+fn build_record(
+    item: PendingItem,
+    options: &LoadOptions,
+    notes: &mut Vec<Diagnostic>,
+) -> Result<ImageRecord, Diagnostic> {
+    let (pixels, width, height) = decode_image(&item.image, options)?;
+    if let Some((stated_width, stated_height, source)) = &item.stated_size {
+        // Zero means "unknown" to many annotation tools; only a real disagreement is worth a note.
+        let stated_known = *stated_width > 0 && *stated_height > 0;
+        if stated_known && (*stated_width != width || *stated_height != height) {
+            notes.push(Diagnostic::new(
+                source,
+                DiagnosticKind::SizeMismatch,
+                format!(
+                    "the annotation says the image is {stated_width}×{stated_height} but {} is \
+                     {width}×{height}; using the decoded size",
+                    file_name(&item.image)
+                ),
+            ));
+        }
+    }
+    let boxes = item
+        .boxes
+        .iter()
+        .filter_map(|b| check_box(b, width, height, notes))
+        .collect();
+    let scale = pixels.width() as f32 / width as f32;
+    Ok(ImageRecord {
+        path: item.image,
+        width,
+        height,
+        boxes,
+        pixels: Arc::new(pixels),
+        scale,
+    })
+}
+
+/// Turns a box into original-image pixels. A box partly outside the image is clipped to it
+/// without a note (annotation tools routinely overshoot the border by a pixel); a box with no
+/// area, or entirely outside, is dropped with a note.
+fn check_box(
+    pending: &PendingBox,
+    width: u32,
+    height: u32,
+    notes: &mut Vec<Diagnostic>,
+) -> Option<GtBox> {
+    let (w, h) = (width as f32, height as f32);
+    let rect = match pending.geometry {
+        BoxGeometry::Normalized {
+            cx,
+            cy,
+            w: bw,
+            h: bh,
+        } => Rect::new(
+            (cx - bw / 2.0) * w,
+            (cy - bh / 2.0) * h,
+            (cx + bw / 2.0) * w,
+            (cy + bh / 2.0) * h,
+        ),
+        BoxGeometry::Pixels(rect) => rect,
+        BoxGeometry::WholeImage => Rect::new(0.0, 0.0, w, h),
+    };
+    let note = |kind, message: String| match pending.line {
+        Some(line) => Diagnostic::at_line(&pending.source, line, kind, message),
+        None => Diagnostic::new(&pending.source, kind, message),
+    };
+    let finite = [rect.x0, rect.y0, rect.x1, rect.y1]
+        .iter()
+        .all(|v| v.is_finite());
+    if !finite || rect.x1 <= rect.x0 || rect.y1 <= rect.y0 {
+        notes.push(note(
+            DiagnosticKind::EmptyBox,
+            format!(
+                "{} has no area ({:.1}, {:.1}) – ({:.1}, {:.1}); dropped",
+                pending.label, rect.x0, rect.y0, rect.x1, rect.y1
+            ),
+        ));
+        return None;
+    }
+    let clipped = rect.clipped(w, h);
+    if clipped.area() <= 0.0 {
+        notes.push(note(
+            DiagnosticKind::BoxOutsideImage,
+            format!(
+                "{} ({:.1}, {:.1}) – ({:.1}, {:.1}) lies outside the {width}×{height} image; dropped",
+                pending.label, rect.x0, rect.y0, rect.x1, rect.y1
+            ),
+        ));
+        return None;
+    }
+    Some(GtBox {
+        class_id: pending.class_id,
+        rect: clipped,
+        difficult: pending.difficult,
+    })
+}
+
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(names: &[&str]) -> Vec<PendingItem> {
+        names
+            .iter()
+            .map(|n| PendingItem::new(PathBuf::from(n), Split::Unassigned))
+            .collect()
+    }
+
+    fn val_names(items: &[PendingItem]) -> Vec<PathBuf> {
+        let mut names: Vec<PathBuf> = items
+            .iter()
+            .filter(|i| i.split == Split::Val)
+            .map(|i| i.image.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn seeded_split_ignores_directory_order() {
+        let options = LoadOptions {
+            val_fraction: 0.25,
+            split_seed: 5,
+            ..LoadOptions::default()
+        };
+        let mut forward = items(&["a", "b", "c", "d", "e", "f", "g", "h"]);
+        let mut backward = items(&["h", "g", "f", "e", "d", "c", "b", "a"]);
+        assign_unsplit(&mut forward, &options);
+        assign_unsplit(&mut backward, &options);
+        assert_eq!(val_names(&forward).len(), 2);
+        assert_eq!(val_names(&forward), val_names(&backward));
+    }
+
+    #[test]
+    fn seeded_split_keeps_one_of_each_when_it_can() {
+        let options = LoadOptions {
+            val_fraction: 0.01,
+            ..LoadOptions::default()
+        };
+        let mut two = items(&["a", "b"]);
+        assign_unsplit(&mut two, &options);
+        assert_eq!(val_names(&two).len(), 1);
+    }
+}

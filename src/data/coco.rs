@@ -1,0 +1,414 @@
+//! The COCO layout: one JSON file (per split) with `images`, `annotations` (`bbox` = x, y, w, h
+//! in pixels) and `categories`. Category ids map to contiguous class indices in sorted id order;
+//! `iscrowd` boxes are kept as difficult.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::assemble::{BoxGeometry, PendingBox, PendingItem, Split};
+use super::decode::{list_dirs, list_files};
+use super::diagnostics::{Diagnostic, DiagnosticKind};
+use crate::geometry::Rect;
+
+/// One entry of `images`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CocoImage {
+    /// The id as written (a number or a string), as text.
+    pub id: String,
+    pub file_name: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// One entry of `annotations`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CocoAnnotation {
+    /// Position in the `annotations` array (0-based).
+    pub index: usize,
+    pub image_id: String,
+    pub category_id: String,
+    /// `[x, y, width, height]` in pixels.
+    pub bbox: [f32; 4],
+    /// `iscrowd` (or `ignore`) set.
+    pub crowd: bool,
+}
+
+/// One entry of `categories`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CocoCategory {
+    pub id: String,
+    /// Numeric ids sort as numbers, others after them as text.
+    pub numeric_id: Option<i64>,
+    pub name: String,
+}
+
+/// A parsed COCO file; entries that cannot be understood are described in `problems`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CocoFile {
+    pub images: Vec<CocoImage>,
+    pub annotations: Vec<CocoAnnotation>,
+    pub categories: Vec<CocoCategory>,
+    pub problems: Vec<String>,
+}
+
+/// Why a whole JSON file cannot be used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Parses one COCO document.
+pub fn parse_json(text: &str) -> Result<CocoFile, JsonError> {
+    let value: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text))
+        .map_err(|e| JsonError {
+            line: Some(e.line()).filter(|&l| l > 0),
+            message: format!("not valid JSON: {e}"),
+        })?;
+    let array = |key: &str| -> Result<&Vec<Value>, JsonError> {
+        value
+            .get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| JsonError {
+                line: None,
+                message: format!("no `{key}` array: not a COCO annotation file"),
+            })
+    };
+    let mut file = CocoFile::default();
+    for (index, entry) in array("images")?.iter().enumerate() {
+        let id = entry.get("id").and_then(id_text);
+        let file_name = entry.get("file_name").and_then(Value::as_str);
+        match (id, file_name) {
+            (Some(id), Some(file_name)) if !file_name.trim().is_empty() => {
+                file.images.push(CocoImage {
+                    id,
+                    file_name: file_name.to_string(),
+                    width: entry.get("width").and_then(as_dimension),
+                    height: entry.get("height").and_then(as_dimension),
+                })
+            }
+            _ => file
+                .problems
+                .push(format!("image {index} has no usable `id` and `file_name`")),
+        }
+    }
+    for (index, entry) in array("annotations")?.iter().enumerate() {
+        match parse_annotation(index, entry) {
+            Ok(annotation) => file.annotations.push(annotation),
+            Err(reason) => file.problems.push(format!(
+                "annotation {index}{}: {reason}",
+                describe_id(entry)
+            )),
+        }
+    }
+    if let Some(categories) = value.get("categories").and_then(Value::as_array) {
+        for (index, entry) in categories.iter().enumerate() {
+            let id = entry.get("id").and_then(id_text);
+            let name = entry.get("name").and_then(Value::as_str);
+            match (id, name) {
+                (Some(id), Some(name)) => file.categories.push(CocoCategory {
+                    numeric_id: entry.get("id").and_then(Value::as_i64),
+                    id,
+                    name: name.to_string(),
+                }),
+                _ => file
+                    .problems
+                    .push(format!("category {index} has no usable `id` and `name`")),
+            }
+        }
+    } else {
+        file.problems
+            .push("no `categories` array: class names are the category ids".to_string());
+    }
+    Ok(file)
+}
+
+fn describe_id(entry: &Value) -> String {
+    entry
+        .get("id")
+        .and_then(id_text)
+        .map(|id| format!(" (id {id})"))
+        .unwrap_or_default()
+}
+
+fn parse_annotation(index: usize, entry: &Value) -> Result<CocoAnnotation, String> {
+    let image_id = entry
+        .get("image_id")
+        .and_then(id_text)
+        .ok_or("no `image_id`")?;
+    let category_id = entry
+        .get("category_id")
+        .and_then(id_text)
+        .ok_or("no `category_id`")?;
+    let bbox = entry
+        .get("bbox")
+        .and_then(Value::as_array)
+        .filter(|b| b.len() == 4)
+        .ok_or("`bbox` is not [x, y, width, height]")?;
+    let mut values = [0.0f32; 4];
+    for (value, raw) in values.iter_mut().zip(bbox) {
+        *value = raw
+            .as_f64()
+            .map(|v| v as f32)
+            .filter(|v| v.is_finite())
+            .ok_or("`bbox` holds something that is not a number")?;
+    }
+    let flag = |key: &str| {
+        entry
+            .get(key)
+            .is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_f64().is_some_and(|n| n != 0.0))
+    };
+    Ok(CocoAnnotation {
+        index,
+        image_id,
+        category_id,
+        bbox: values,
+        crowd: flag("iscrowd") || flag("ignore"),
+    })
+}
+
+/// An id written as a number or a string.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn as_dimension(value: &Value) -> Option<u32> {
+    value
+        .as_f64()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v <= u32::MAX as f64)
+        .map(|v| v as u32)
+}
+
+/// The JSON files at the top of `root` or in `root/annotations/` that look like COCO
+/// annotations (they mention both `images` and `annotations`).
+pub(crate) fn detect(root: &Path) -> Vec<PathBuf> {
+    let mut candidates = list_files(root);
+    candidates.extend(list_files(&root.join("annotations")));
+    candidates
+        .into_iter()
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        })
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|bytes| {
+                let text = String::from_utf8_lossy(&bytes);
+                text.contains("\"images\"") && text.contains("\"annotations\"")
+            })
+        })
+        .collect()
+}
+
+/// The split a file name suggests: `instances_train2017.json` → train, `…val…`/`…test…` → val.
+fn split_of_file(json: &Path) -> Split {
+    let stem = json
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if stem.contains("train") {
+        Split::Train
+    } else if stem.contains("val") || stem.contains("test") {
+        Split::Val
+    } else {
+        Split::Unassigned
+    }
+}
+
+/// Loads every COCO file found; returns the class names and the items.
+pub(crate) fn load(
+    root: &Path,
+    files: &[PathBuf],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Vec<String>, Vec<PendingItem>) {
+    let mut parsed = Vec::new();
+    for json in files {
+        let text = match std::fs::read(json) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                diagnostics.push(Diagnostic::new(
+                    json,
+                    DiagnosticKind::MalformedLabel,
+                    format!("cannot read the file: {e}"),
+                ));
+                continue;
+            }
+        };
+        match parse_json(&text) {
+            Ok(file) => {
+                for problem in &file.problems {
+                    diagnostics.push(Diagnostic::new(
+                        json,
+                        DiagnosticKind::MalformedLabel,
+                        problem.clone(),
+                    ));
+                }
+                parsed.push((json.clone(), file));
+            }
+            Err(e) => diagnostics.push(Diagnostic {
+                path: json.clone(),
+                line: e.line,
+                kind: DiagnosticKind::MalformedLabel,
+                message: e.message,
+            }),
+        }
+    }
+    // Classes: the union of every file's categories, in sorted id order.
+    let mut categories: BTreeMap<(i64, String), String> = BTreeMap::new();
+    for (_, file) in &parsed {
+        for category in &file.categories {
+            let key = (category.numeric_id.unwrap_or(i64::MAX), category.id.clone());
+            categories
+                .entry(key)
+                .or_insert_with(|| category.name.clone());
+        }
+    }
+    let without_categories = parsed.iter().all(|(_, f)| f.categories.is_empty());
+    if without_categories {
+        for (_, file) in &parsed {
+            for annotation in &file.annotations {
+                let numeric = annotation.category_id.parse::<i64>().unwrap_or(i64::MAX);
+                categories
+                    .entry((numeric, annotation.category_id.clone()))
+                    .or_insert_with(|| annotation.category_id.clone());
+            }
+        }
+    }
+    let class_of: BTreeMap<String, usize> = categories
+        .keys()
+        .enumerate()
+        .map(|(i, (_, id))| (id.clone(), i))
+        .collect();
+    let class_names: Vec<String> = categories.into_values().collect();
+
+    let mut items = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (json, file) in parsed {
+        let split = split_of_file(&json);
+        let bases = image_bases(root, &json);
+        let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut slots: Vec<Option<PendingItem>> = Vec::with_capacity(file.images.len());
+        for image in &file.images {
+            let found = resolve_image(&bases, &image.file_name);
+            let slot = match found {
+                Some(path) if seen.insert(path.clone()) => {
+                    let mut item = PendingItem::new(path, split);
+                    if let (Some(w), Some(h)) = (image.width, image.height) {
+                        item.stated_size = Some((w, h, json.clone()));
+                    }
+                    Some(item)
+                }
+                Some(_) => None,
+                None => {
+                    diagnostics.push(Diagnostic::new(
+                        &json,
+                        DiagnosticKind::LabelWithoutImage,
+                        format!(
+                            "image id {}: {} not found beside the JSON or in an images/ folder",
+                            image.id, image.file_name
+                        ),
+                    ));
+                    None
+                }
+            };
+            by_id.insert(image.id.as_str(), slots.len());
+            slots.push(slot);
+        }
+        for annotation in &file.annotations {
+            let label = format!("annotation {} ", annotation.index);
+            let Some(&slot) = by_id.get(annotation.image_id.as_str()) else {
+                diagnostics.push(Diagnostic::new(
+                    &json,
+                    DiagnosticKind::MalformedLabel,
+                    format!(
+                        "{label}refers to image id {}, which is not in `images`",
+                        annotation.image_id
+                    ),
+                ));
+                continue;
+            };
+            let Some(item) = slots[slot].as_mut() else {
+                continue;
+            };
+            let Some(&class_id) = class_of.get(&annotation.category_id) else {
+                diagnostics.push(Diagnostic::new(
+                    &json,
+                    DiagnosticKind::UnknownClass,
+                    format!(
+                        "{label}has category id {}, which is not in `categories`",
+                        annotation.category_id
+                    ),
+                ));
+                continue;
+            };
+            let [x, y, w, h] = annotation.bbox;
+            item.boxes.push(PendingBox {
+                class_id,
+                geometry: BoxGeometry::Pixels(Rect::from_xywh(x, y, w, h)),
+                difficult: annotation.crowd,
+                source: json.clone(),
+                line: None,
+                label: format!(
+                    "annotation {} (image {})",
+                    annotation.index,
+                    file_name_of(&item.image)
+                ),
+            });
+        }
+        items.extend(slots.into_iter().flatten());
+    }
+    (class_names, items)
+}
+
+fn file_name_of(path: &Path) -> String {
+    super::assemble::file_name(path)
+}
+
+/// Folders where a COCO file's images may be: beside it, in `images/` beside it, and the same
+/// one level up (for JSON kept in `annotations/`), plus their immediate subfolders
+/// (`images/train2017/`).
+fn image_bases(root: &Path, json: &Path) -> Vec<PathBuf> {
+    let json_dir = json.parent().unwrap_or(root).to_path_buf();
+    let mut bases = vec![json_dir.clone(), json_dir.join("images")];
+    if json_dir != root {
+        bases.push(root.to_path_buf());
+        bases.push(root.join("images"));
+    }
+    let mut extra = Vec::new();
+    for base in &bases {
+        extra.extend(
+            list_dirs(base)
+                .into_iter()
+                .filter(|d| !d.ends_with("annotations")),
+        );
+    }
+    bases.extend(extra);
+    let mut unique = Vec::new();
+    for base in bases {
+        if base.is_dir() && !unique.contains(&base) {
+            unique.push(base);
+        }
+    }
+    unique
+}
+
+fn resolve_image(bases: &[PathBuf], file_name: &str) -> Option<PathBuf> {
+    let relative = Path::new(file_name);
+    if relative.is_absolute() && relative.is_file() {
+        return Some(relative.to_path_buf());
+    }
+    let base_name = relative.file_name().map(Path::new);
+    bases.iter().find_map(|base| {
+        let direct = base.join(relative);
+        if !relative.is_absolute() && direct.is_file() {
+            return Some(direct);
+        }
+        let by_name = base.join(base_name?);
+        by_name.is_file().then_some(by_name)
+    })
+}

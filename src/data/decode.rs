@@ -1,0 +1,177 @@
+//! Finding and decoding image files: any supported format whatever the extension says, any
+//! colour type turned into 8-bit RGB, downscaled on load.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::{ImageDecoder, ImageReader, RgbImage};
+
+use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::LoadOptions;
+
+/// File extensions treated as images (compared case-insensitively).
+pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp"];
+
+/// Whether `path` has an image extension.
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// The image files directly inside `dir` (not in subfolders), sorted; empty when `dir` cannot
+/// be read.
+pub fn list_images(dir: &Path) -> Vec<PathBuf> {
+    let mut images: Vec<PathBuf> = list_files(dir)
+        .into_iter()
+        .filter(|p| is_image_path(p))
+        .collect();
+    images.sort();
+    images
+}
+
+/// Regular files directly inside `dir`, sorted; hidden files (`.DS_Store`, `._x.jpg`) skipped.
+pub(crate) fn list_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && !is_hidden(p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Folders directly inside `dir`, sorted; hidden ones skipped.
+pub(crate) fn list_dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !is_hidden(p))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Image files anywhere below `dir`, sorted.
+pub(crate) fn list_images_recursive(dir: &Path) -> Vec<PathBuf> {
+    let mut images = list_images(dir);
+    for sub in list_dirs(dir) {
+        images.extend(list_images_recursive(&sub));
+    }
+    images.sort();
+    images
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// Decodes one image file into RGB, downscaled so that its longer side is at most
+/// `options.max_side_px`; also returns the original width and height.
+///
+/// The format is guessed from the content, so a PNG named `.jpg` loads. Images larger than
+/// `options.max_pixels` are refused from their header, before any pixel is decoded.
+pub fn decode_image(
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<(RgbImage, u32, u32), Diagnostic> {
+    let unreadable =
+        |reason: String| Diagnostic::new(path, DiagnosticKind::UnreadableImage, reason);
+    let reader = ImageReader::open(path)
+        .map_err(|e| unreadable(format!("cannot open the image: {e}")))?
+        .with_guessed_format()
+        .map_err(|e| unreadable(format!("cannot read the image: {e}")))?;
+    let Some(format) = reader.format() else {
+        return Err(unreadable("not an image in a known format".to_string()));
+    };
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| unreadable(format!("cannot decode the {format:?} image: {e}")))?;
+    let (width, height) = decoder.dimensions();
+    let pixel_count = u64::from(width) * u64::from(height);
+    if pixel_count > options.max_pixels {
+        return Err(Diagnostic::new(
+            path,
+            DiagnosticKind::ImageTooLarge,
+            format!(
+                "the {width}×{height} image has {pixel_count} pixels, more than the limit of {}",
+                options.max_pixels
+            ),
+        ));
+    }
+    if width == 0 || height == 0 {
+        return Err(unreadable(format!("the image is {width}×{height} pixels")));
+    }
+    let missing_end_marker = format == image::ImageFormat::Jpeg && lacks_end_marker(path);
+    let decoded = image::DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        image::ImageError::Limits(limit) => Diagnostic::new(
+            path,
+            DiagnosticKind::ImageTooLarge,
+            format!("the {width}×{height} image exceeds the decoder's memory limit: {limit}"),
+        ),
+        other => unreadable(format!("cannot decode the {format:?} image: {other}")),
+    })?;
+    let rgb = decoded.into_rgb8();
+    if missing_end_marker && last_row_is_flat(&rgb) {
+        // The JPEG decoder fills the part of a cut-short scan it never received with one flat
+        // grey instead of failing. A file that only lost its end marker decodes fully (such
+        // files exist in public sets) and is kept; one whose bottom is grey fill is refused.
+        return Err(unreadable(
+            "the JPEG file is truncated: its bottom rows are missing".to_string(),
+        ));
+    }
+    Ok((downscale(rgb, options.max_side_px), width, height))
+}
+
+/// Shrinks `rgb` (never enlarges it) so that its longer side is at most `max_side_px`,
+/// keeping the aspect ratio.
+pub(crate) fn downscale(rgb: RgbImage, max_side_px: u32) -> RgbImage {
+    let (width, height) = rgb.dimensions();
+    let longer = width.max(height);
+    if max_side_px == 0 || longer <= max_side_px {
+        return rgb;
+    }
+    let factor = f64::from(max_side_px) / f64::from(longer);
+    let new_width = ((f64::from(width) * factor).round() as u32).clamp(1, max_side_px);
+    let new_height = ((f64::from(height) * factor).round() as u32).clamp(1, max_side_px);
+    // Triangle (bilinear) averages over the shrink footprint, so small objects do not alias away.
+    image::imageops::resize(&rgb, new_width, new_height, FilterType::Triangle)
+}
+
+/// Whether every pixel of the bottom row has the same colour.
+fn last_row_is_flat(rgb: &RgbImage) -> bool {
+    let (width, height) = rgb.dimensions();
+    let first = rgb.get_pixel(0, height - 1);
+    (1..width).all(|x| rgb.get_pixel(x, height - 1) == first)
+}
+
+/// Whether a JPEG's last bytes hold no end-of-image marker (FF D9), the sign of a file cut
+/// short. Only the tail is searched: an EXIF thumbnail near the start has its own marker, and
+/// some cameras append a few bytes of padding after the real one.
+fn lacks_end_marker(path: &Path) -> bool {
+    const TAIL_BYTES: u64 = 4096;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(len) = file.seek(SeekFrom::End(0)) else {
+        return false;
+    };
+    let start = len.saturating_sub(TAIL_BYTES);
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return false;
+    }
+    let mut tail = Vec::with_capacity(TAIL_BYTES as usize);
+    if file.read_to_end(&mut tail).is_err() {
+        return false;
+    }
+    !tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}

@@ -1,0 +1,119 @@
+//! What can go wrong while loading a dataset: per-item [`Diagnostic`]s that never stop a load,
+//! and the few [`DatasetError`]s that leave nothing to load.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The kind of problem a [`Diagnostic`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DiagnosticKind {
+    /// The image is corrupt, truncated, missing or in an unknown format; it is skipped.
+    UnreadableImage,
+    /// The image header states more pixels than [`super::LoadOptions::max_pixels`]; it is skipped
+    /// without being decoded.
+    ImageTooLarge,
+    /// A label line, XML or JSON document (or one of its fields) cannot be understood.
+    MalformedLabel,
+    /// A box lies entirely outside its image; it is dropped.
+    BoxOutsideImage,
+    /// A box has zero or negative width or height; it is dropped.
+    EmptyBox,
+    /// A box names a class the dataset does not declare; it is dropped.
+    UnknownClass,
+    /// An annotation refers to an image that does not exist.
+    LabelWithoutImage,
+    /// A folder the dataset names (e.g. in `data.yaml`) does not exist.
+    MissingFolder,
+    /// An annotation states an image size that differs from the decoded one (a warning: the
+    /// decoded size is used).
+    SizeMismatch,
+}
+
+/// One problem found while loading, tied to the file (and line, when known) it comes from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    /// 1-based line in `path`, when the problem sits on one line.
+    pub line: Option<usize>,
+    pub kind: DiagnosticKind,
+    /// Plain-English reason, e.g. "box 3 lies outside the 640×480 image".
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(path: &Path, kind: DiagnosticKind, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            line: None,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn at_line(
+        path: &Path,
+        line: usize,
+        kind: DiagnosticKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            line: Some(line),
+            ..Self::new(path, kind, message)
+        }
+    }
+
+    /// Whether the problem is only a warning: the item it concerns still loads unchanged.
+    pub fn is_warning(&self) -> bool {
+        self.kind == DiagnosticKind::SizeMismatch
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// A problem that leaves nothing to load.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("dataset folder {} does not exist", .0.display())]
+    MissingFolder(PathBuf),
+    #[error("{} is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error(
+        "no known dataset layout in {}: looked for data.yaml (YOLO), Annotations/ or annots/ or \
+         XML beside images (Pascal VOC), a COCO JSON at the top or in annotations/, and pos/ + \
+         neg/ folders",
+        .root.display()
+    )]
+    UnknownLayout { root: PathBuf },
+    #[error(
+        "no usable image in {} ({}{})",
+        .root.display(),
+        problem_count(.diagnostics.len()),
+        first_problem(.diagnostics)
+    )]
+    Empty {
+        root: PathBuf,
+        /// Every problem found, so that the caller can show why nothing loaded.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn problem_count(count: usize) -> String {
+    match count {
+        1 => "1 problem found".to_string(),
+        n => format!("{n} problems found"),
+    }
+}
+
+fn first_problem(diagnostics: &[Diagnostic]) -> String {
+    match diagnostics.first() {
+        Some(first) => format!("; the first: {first}"),
+        None => String::new(),
+    }
+}

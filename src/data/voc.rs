@@ -1,0 +1,634 @@
+//! The Pascal VOC layout: one XML file per image (`<size>`, `<object><name>`, `<difficult>`,
+//! `<bndbox>` with 1-based pixel corners). Three arrangements are recognised:
+//! the standard `Annotations/` + `JPEGImages/` + `ImageSets/Main/*.txt`; `annots/` beside an
+//! `images/` folder; and XML beside each image, in the top folder or in split folders such as
+//! `train/` and `test/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use quick_xml::events::Event;
+
+use super::assemble::{file_name, BoxGeometry, PendingBox, PendingItem, Split};
+use super::decode::{list_files, list_images};
+use super::diagnostics::{Diagnostic, DiagnosticKind};
+use crate::geometry::Rect;
+
+/// One `<object>` of an annotation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VocObject {
+    pub name: String,
+    pub difficult: bool,
+    /// `<bndbox>` converted to continuous 0-based pixels: `(xmin − 1, ymin − 1, xmax, ymax)`.
+    pub rect: Rect,
+    /// 1-based line of the `<object>` tag.
+    pub line: usize,
+}
+
+/// A parsed annotation file. Objects that cannot be understood are in `problems`; the others
+/// are kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VocAnnotation {
+    pub filename: Option<String>,
+    /// `<size>` width and height, when both are present and numeric (possibly 0).
+    pub size: Option<(u32, u32)>,
+    pub objects: Vec<VocObject>,
+    /// `(line, reason)` for each object left out.
+    pub problems: Vec<(usize, String)>,
+}
+
+/// Why a whole annotation file cannot be read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct XmlError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses one VOC annotation document.
+pub fn parse_xml(text: &str) -> Result<VocAnnotation, XmlError> {
+    let root = parse_tree(text)?;
+    let Some(annotation) = root.children.first() else {
+        return Err(XmlError {
+            line: 1,
+            message: "the document has no <annotation> element".to_string(),
+        });
+    };
+    let mut parsed = VocAnnotation {
+        filename: annotation
+            .child("filename")
+            .map(|n| n.text.trim().to_string())
+            .filter(|s| !s.is_empty()),
+        ..VocAnnotation::default()
+    };
+    if let Some(size) = annotation.child("size") {
+        let dimension = |name| {
+            size.child(name)
+                .and_then(|n| parse_number(&n.text))
+                .map(|v| v.max(0.0).min(u32::MAX as f64) as u32)
+        };
+        if let (Some(w), Some(h)) = (dimension("width"), dimension("height")) {
+            parsed.size = Some((w, h));
+        }
+    }
+    for (index, object) in annotation
+        .children
+        .iter()
+        .filter(|c| c.name == "object")
+        .enumerate()
+    {
+        match parse_object(object) {
+            Ok((name, difficult, rect)) => parsed.objects.push(VocObject {
+                name,
+                difficult,
+                rect,
+                line: object.line,
+            }),
+            Err(reason) => parsed
+                .problems
+                .push((object.line, format!("object {}: {reason}", index + 1))),
+        }
+    }
+    Ok(parsed)
+}
+
+fn parse_object(object: &XmlNode) -> Result<(String, bool, Rect), String> {
+    let name = object
+        .child("name")
+        .map(|n| n.text.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or("it has no <name>")?;
+    let difficult = object
+        .child("difficult")
+        .map(|n| matches!(n.text.trim(), "1" | "true" | "True"))
+        .unwrap_or(false);
+    let bndbox = object.child("bndbox").ok_or("it has no <bndbox>")?;
+    let mut corners = [0.0f32; 4];
+    for (value, name) in corners.iter_mut().zip(["xmin", "ymin", "xmax", "ymax"]) {
+        let node = bndbox
+            .child(name)
+            .ok_or_else(|| format!("<bndbox> has no <{name}>"))?;
+        *value = parse_number(&node.text)
+            .map(|v| v as f32)
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("<{name}> {:?} is not a number", node.text.trim()))?;
+    }
+    let [xmin, ymin, xmax, ymax] = corners;
+    Ok((
+        name,
+        difficult,
+        Rect::new(xmin - 1.0, ymin - 1.0, xmax, ymax),
+    ))
+}
+
+fn parse_number(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// A minimal element tree: enough for VOC, with the line of every element for diagnostics.
+#[derive(Debug, Default)]
+struct XmlNode {
+    name: String,
+    text: String,
+    line: usize,
+    children: Vec<XmlNode>,
+}
+
+impl XmlNode {
+    fn child(&self, name: &str) -> Option<&XmlNode> {
+        self.children.iter().find(|c| c.name == name)
+    }
+}
+
+/// Parses `text` into a tree whose root is the document (its children are the top elements).
+fn parse_tree(text: &str) -> Result<XmlNode, XmlError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_at = |position: u64| -> usize {
+        let position = usize::try_from(position)
+            .unwrap_or(usize::MAX)
+            .min(text.len());
+        line_starts
+            .partition_point(|&start| start <= position)
+            .max(1)
+    };
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut stack = vec![XmlNode::default()];
+    let malformed = |line: usize, message: String| XmlError { line, message };
+    loop {
+        let start = reader.buffer_position();
+        let event = reader.read_event().map_err(|e| {
+            malformed(
+                line_at(reader.error_position()),
+                format!("not valid XML: {e}"),
+            )
+        })?;
+        let element_name = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
+        match event {
+            Event::Start(e) => stack.push(XmlNode {
+                name: element_name(e.local_name().as_ref()),
+                line: line_at(start + 1),
+                ..XmlNode::default()
+            }),
+            Event::Empty(e) => {
+                let node = XmlNode {
+                    name: element_name(e.local_name().as_ref()),
+                    line: line_at(start + 1),
+                    ..XmlNode::default()
+                };
+                if let Some(parent) = stack.last_mut() {
+                    parent.children.push(node);
+                }
+            }
+            Event::End(_) => {
+                if stack.len() < 2 {
+                    return Err(malformed(
+                        line_at(start),
+                        "a closing tag without its opening tag".to_string(),
+                    ));
+                }
+                if let Some(node) = stack.pop() {
+                    if let Some(parent) = stack.last_mut() {
+                        parent.children.push(node);
+                    }
+                }
+            }
+            Event::Text(t) => {
+                if let (Some(node), Ok(decoded)) = (stack.last_mut(), t.decode()) {
+                    node.text.push_str(&decoded);
+                }
+            }
+            Event::CData(c) => {
+                if let (Some(node), Ok(decoded)) = (stack.last_mut(), c.decode()) {
+                    node.text.push_str(&decoded);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(ch)) => Some(ch.to_string()),
+                    _ => r
+                        .decode()
+                        .ok()
+                        .and_then(|name| quick_xml::escape::resolve_predefined_entity(&name))
+                        .map(str::to_string),
+                };
+                if let (Some(node), Some(resolved)) = (stack.last_mut(), resolved) {
+                    node.text.push_str(&resolved);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if stack.len() != 1 {
+        let open = stack.last().map(|n| n.name.clone()).unwrap_or_default();
+        return Err(malformed(
+            line_at(text.len() as u64),
+            format!("the file ends before </{open}>"),
+        ));
+    }
+    let document = stack.pop().unwrap_or_default();
+    if document.children.is_empty() {
+        return Err(malformed(1, "the document has no element".to_string()));
+    }
+    Ok(document)
+}
+
+/// Reads and parses one annotation file; `None` (with a diagnostic) when it cannot be used.
+fn read_annotation(xml: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<VocAnnotation> {
+    let bytes = match std::fs::read(xml) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                xml,
+                DiagnosticKind::MalformedLabel,
+                format!("cannot read the file: {e}"),
+            ));
+            return None;
+        }
+    };
+    match parse_xml(&String::from_utf8_lossy(&bytes)) {
+        Ok(annotation) => {
+            for (line, reason) in &annotation.problems {
+                diagnostics.push(Diagnostic::at_line(
+                    xml,
+                    *line,
+                    DiagnosticKind::MalformedLabel,
+                    reason.clone(),
+                ));
+            }
+            Some(annotation)
+        }
+        Err(e) => {
+            diagnostics.push(Diagnostic::at_line(
+                xml,
+                e.line,
+                DiagnosticKind::MalformedLabel,
+                e.message,
+            ));
+            None
+        }
+    }
+}
+
+/// An annotation waiting for class indices (known once every file is read).
+struct Annotated {
+    image: PathBuf,
+    split: Split,
+    xml: Option<(PathBuf, VocAnnotation)>,
+}
+
+/// Which VOC arrangement a folder uses, if any.
+pub(crate) enum Arrangement {
+    /// `Annotations/` + `JPEGImages/` (+ `ImageSets/Main/`).
+    Standard,
+    /// An XML folder beside an `images/` folder.
+    SiblingFolders {
+        xml_dir: PathBuf,
+        image_dir: PathBuf,
+    },
+    /// XML beside the images in these folders.
+    Beside(Vec<PathBuf>),
+}
+
+/// Finds a VOC arrangement in `root`; `allow_beside` is false when another layout claims the
+/// folders that would hold XML beside images.
+pub(crate) fn detect(root: &Path, allow_beside: bool) -> Option<Arrangement> {
+    if root.join("Annotations").is_dir() {
+        return Some(Arrangement::Standard);
+    }
+    for xml_name in ["annots", "annotations", "Annotations", "xml", "labels"] {
+        let xml_dir = root.join(xml_name);
+        if xml_dir.is_dir() && list_xml(&xml_dir).next().is_some() {
+            for image_name in ["images", "JPEGImages", "imgs"] {
+                let image_dir = root.join(image_name);
+                if image_dir.is_dir() {
+                    return Some(Arrangement::SiblingFolders { xml_dir, image_dir });
+                }
+            }
+        }
+    }
+    if !allow_beside {
+        return None;
+    }
+    let folders: Vec<PathBuf> = std::iter::once(root.to_path_buf())
+        .chain(super::decode::list_dirs(root))
+        .filter(|dir| has_xml_beside_image(dir))
+        .collect();
+    (!folders.is_empty()).then_some(Arrangement::Beside(folders))
+}
+
+fn list_xml(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    list_files(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")))
+}
+
+pub(crate) fn has_xml_beside_image(dir: &Path) -> bool {
+    let stems: BTreeSet<_> = list_images(dir)
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_owned()))
+        .collect();
+    list_xml(dir).any(|x| x.file_stem().is_some_and(|s| stems.contains(s)))
+}
+
+/// Split folder names, as `train/` and `test/` in many exported sets.
+fn split_of_folder(name: &str) -> Split {
+    match name.to_ascii_lowercase().as_str() {
+        "train" | "training" => Split::Train,
+        "val" | "valid" | "validation" | "test" | "testing" => Split::Val,
+        _ => Split::Unassigned,
+    }
+}
+
+/// Loads a VOC dataset; returns the sorted class names and the items.
+pub(crate) fn load(
+    root: &Path,
+    arrangement: Arrangement,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Vec<String>, Vec<PendingItem>) {
+    let annotated = match arrangement {
+        Arrangement::Standard => load_standard(root, diagnostics),
+        Arrangement::SiblingFolders { xml_dir, image_dir } => {
+            load_pairs(&xml_dir, &image_dir, Split::Unassigned, diagnostics)
+        }
+        Arrangement::Beside(folders) => {
+            let mut all = Vec::new();
+            for folder in folders {
+                let split = if folder == root {
+                    Split::Unassigned
+                } else {
+                    split_of_folder(&file_name(&folder))
+                };
+                all.extend(load_pairs(&folder, &folder, split, diagnostics));
+            }
+            all
+        }
+    };
+    finish(annotated, None)
+}
+
+/// Gives every object its class index. With `known_names`, objects of other classes are
+/// dropped with a diagnostic; otherwise the names are the sorted unique names found.
+pub(crate) fn finish_with_names(
+    items: Vec<(PathBuf, Split, PathBuf, VocAnnotation)>,
+    known_names: &[String],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PendingItem> {
+    let annotated = items
+        .into_iter()
+        .map(|(image, split, xml, annotation)| Annotated {
+            image,
+            split,
+            xml: Some((xml, annotation)),
+        })
+        .collect();
+    finish(annotated, Some((known_names, diagnostics))).1
+}
+
+fn finish(
+    annotated: Vec<Annotated>,
+    known: Option<(&[String], &mut Vec<Diagnostic>)>,
+) -> (Vec<String>, Vec<PendingItem>) {
+    let (class_names, mut diagnostics): (Vec<String>, Option<&mut Vec<Diagnostic>>) = match known {
+        Some((names, diagnostics)) => (names.to_vec(), Some(diagnostics)),
+        None => {
+            let unique: BTreeSet<&str> = annotated
+                .iter()
+                .filter_map(|a| a.xml.as_ref())
+                .flat_map(|(_, ann)| ann.objects.iter().map(|o| o.name.as_str()))
+                .collect();
+            (unique.into_iter().map(str::to_string).collect(), None)
+        }
+    };
+    let index: BTreeMap<&str, usize> = class_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut items = Vec::with_capacity(annotated.len());
+    for a in &annotated {
+        let mut item = PendingItem::new(a.image.clone(), a.split);
+        if let Some((xml, annotation)) = &a.xml {
+            if let Some((w, h)) = annotation.size {
+                item.stated_size = Some((w, h, xml.clone()));
+            }
+            for (number, object) in annotation.objects.iter().enumerate() {
+                let Some(&class_id) = index.get(object.name.as_str()) else {
+                    if let Some(diagnostics) = diagnostics.as_deref_mut() {
+                        diagnostics.push(Diagnostic::at_line(
+                            xml,
+                            object.line,
+                            DiagnosticKind::UnknownClass,
+                            format!(
+                                "object {} has class {:?}, which is not one of {}",
+                                number + 1,
+                                object.name,
+                                class_names.join(", ")
+                            ),
+                        ));
+                    }
+                    continue;
+                };
+                item.boxes.push(PendingBox {
+                    class_id,
+                    geometry: BoxGeometry::Pixels(object.rect),
+                    difficult: object.difficult,
+                    source: xml.clone(),
+                    line: Some(object.line),
+                    label: format!("object {}", number + 1),
+                });
+            }
+        }
+        items.push(item);
+    }
+    (class_names, items)
+}
+
+/// The image an annotation describes: the same stem in `image_dir` first (the `<filename>` of
+/// copied or renamed sets is often stale), then `<filename>`.
+fn image_for(xml: &Path, annotation: &VocAnnotation, image_dir: &Path) -> Option<PathBuf> {
+    let stem = xml.file_stem()?;
+    let by_stem = list_images_with_stem(image_dir, stem);
+    by_stem.or_else(|| {
+        let named = image_dir.join(Path::new(annotation.filename.as_deref()?).file_name()?);
+        named.is_file().then_some(named)
+    })
+}
+
+fn list_images_with_stem(dir: &Path, stem: &std::ffi::OsStr) -> Option<PathBuf> {
+    super::decode::IMAGE_EXTENSIONS
+        .iter()
+        .flat_map(|ext| [ext.to_string(), ext.to_ascii_uppercase()])
+        .map(|ext| dir.join(stem).with_extension(ext))
+        .find(|p| p.is_file())
+        .or_else(|| {
+            list_images(dir)
+                .into_iter()
+                .find(|p| p.file_stem() == Some(stem))
+        })
+}
+
+/// Every XML in `xml_dir` with its image in `image_dir`, plus the images of `image_dir` with
+/// no XML (images without objects).
+fn load_pairs(
+    xml_dir: &Path,
+    image_dir: &Path,
+    split: Split,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Annotated> {
+    let mut annotated = Vec::new();
+    let mut used = BTreeSet::new();
+    for xml in list_xml(xml_dir) {
+        let Some(annotation) = read_annotation(&xml, diagnostics) else {
+            // The image's objects are unknown: leaving it out beats training on it as empty.
+            if let Some(stem) = xml.file_stem() {
+                if let Some(image) = list_images_with_stem(image_dir, stem) {
+                    used.insert(image);
+                }
+            }
+            continue;
+        };
+        match image_for(&xml, &annotation, image_dir) {
+            Some(image) => {
+                used.insert(image.clone());
+                annotated.push(Annotated {
+                    image,
+                    split,
+                    xml: Some((xml, annotation)),
+                });
+            }
+            None => diagnostics.push(Diagnostic::new(
+                &xml,
+                DiagnosticKind::LabelWithoutImage,
+                format!(
+                    "no image {} for this annotation in {}",
+                    annotation
+                        .filename
+                        .as_deref()
+                        .unwrap_or("with the same name"),
+                    image_dir.display()
+                ),
+            )),
+        }
+    }
+    for image in list_images(image_dir) {
+        if !used.contains(&image) {
+            annotated.push(Annotated {
+                image,
+                split,
+                xml: None,
+            });
+        }
+    }
+    annotated
+}
+
+/// The standard VOC arrangement. With `ImageSets/Main/` split files only the listed ids load
+/// (train ← train.txt or trainval.txt, val ← val.txt or test.txt); without them every
+/// annotation loads and the seeded split decides.
+fn load_standard(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Annotated> {
+    let xml_dir = root.join("Annotations");
+    let image_dir = root.join("JPEGImages");
+    let sets = root.join("ImageSets").join("Main");
+    let read_ids = |name: &str| -> Option<(PathBuf, Vec<(usize, String)>)> {
+        let path = sets.join(name);
+        let text = std::fs::read(&path).ok()?;
+        let ids = String::from_utf8_lossy(&text)
+            .lines()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                l.split_whitespace()
+                    .next()
+                    .map(|id| (i + 1, id.to_string()))
+            })
+            .collect();
+        Some((path, ids))
+    };
+    let train = read_ids("train.txt")
+        .map(|t| (t, false))
+        .or_else(|| read_ids("trainval.txt").map(|t| (t, true)));
+    let val = read_ids("val.txt").or_else(|| read_ids("test.txt"));
+    if train.is_none() && val.is_none() {
+        if !image_dir.is_dir() {
+            diagnostics.push(Diagnostic::new(
+                &image_dir,
+                DiagnosticKind::MissingFolder,
+                "the VOC layout needs a JPEGImages folder beside Annotations",
+            ));
+        }
+        return load_pairs(&xml_dir, &image_dir, Split::Unassigned, diagnostics)
+            .into_iter()
+            .filter(|a| a.xml.is_some())
+            .collect();
+    }
+    let val_ids: BTreeSet<String> = val
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().map(|(_, id)| id.clone()))
+        .collect();
+    let mut lists = Vec::new();
+    if let Some(((path, ids), is_trainval)) = train {
+        // trainval.txt also holds the validation ids: keep them out of train.
+        let ids = ids
+            .into_iter()
+            .filter(|(_, id)| !(is_trainval && val_ids.contains(id)))
+            .collect();
+        lists.push((path, ids, Split::Train));
+    }
+    if let Some((path, ids)) = val {
+        lists.push((path, ids, Split::Val));
+    }
+    let mut annotated = Vec::new();
+    for (list, ids, split) in lists {
+        for (line, id) in ids {
+            let xml = xml_dir.join(format!("{id}.xml"));
+            let annotation = if xml.is_file() {
+                match read_annotation(&xml, diagnostics) {
+                    Some(annotation) => Some(annotation),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            let image = match &annotation {
+                Some(annotation) => image_for(&xml, annotation, &image_dir),
+                None => list_images_with_stem(&image_dir, std::ffi::OsStr::new(&id)),
+            };
+            match image {
+                Some(image) => annotated.push(Annotated {
+                    image,
+                    split,
+                    xml: annotation.map(|a| (xml, a)),
+                }),
+                None => diagnostics.push(Diagnostic::at_line(
+                    &list,
+                    line,
+                    if annotation.is_some() {
+                        DiagnosticKind::LabelWithoutImage
+                    } else {
+                        DiagnosticKind::UnreadableImage
+                    },
+                    format!("no image for id {id} in {}", image_dir.display()),
+                )),
+            }
+        }
+    }
+    annotated
+}
+
+/// Reads XML beside `image` (same stem), for layouts that accept VOC annotations in a folder.
+pub(crate) fn read_beside(
+    image: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Result<(PathBuf, VocAnnotation), ()>> {
+    let xml = image.with_extension("xml");
+    if !xml.is_file() {
+        return None;
+    }
+    Some(
+        read_annotation(&xml, diagnostics)
+            .map(|a| (xml, a))
+            .ok_or(()),
+    )
+}

@@ -1,0 +1,490 @@
+//! The YOLO (Ultralytics) layout: `data.yaml` naming the split folders (or list files) and the
+//! class names; one `labels/…/<stem>.txt` per image with `class cx cy w h` lines normalised to
+//! 0–1. A missing or empty label file means an image with no object.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use super::assemble::{BoxGeometry, PendingBox, PendingItem, Split};
+use super::decode::list_images_recursive;
+use super::diagnostics::{Diagnostic, DiagnosticKind};
+
+/// One parsed label line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct YoloLine {
+    pub class_id: usize,
+    pub cx: f32,
+    pub cy: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+/// Parses one label line: `Ok(None)` for a blank line, `Err(reason)` for anything that is not
+/// exactly a class index and four finite numbers.
+pub fn parse_line(line: &str) -> Result<Option<YoloLine>, String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    if fields.len() != 5 {
+        return Err(format!(
+            "expected 5 fields (class cx cy w h), found {}",
+            fields.len()
+        ));
+    }
+    let class_id = parse_class(fields[0])?;
+    let mut values = [0.0f32; 4];
+    for (value, (field, name)) in values
+        .iter_mut()
+        .zip(fields[1..].iter().zip(["cx", "cy", "w", "h"]))
+    {
+        *value = field
+            .parse::<f32>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("{name} {field:?} is not a number"))?;
+    }
+    let [cx, cy, w, h] = values;
+    Ok(Some(YoloLine {
+        class_id,
+        cx,
+        cy,
+        w,
+        h,
+    }))
+}
+
+/// A class index: a non-negative integer, also written as `3.0` by some exporters.
+fn parse_class(field: &str) -> Result<usize, String> {
+    if let Ok(id) = field.parse::<usize>() {
+        return Ok(id);
+    }
+    match field.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e9 => Ok(v as usize),
+        _ => Err(format!("class {field:?} is not a non-negative integer")),
+    }
+}
+
+/// What `data.yaml` says, with its paths resolved.
+pub(crate) struct YoloSpec {
+    pub class_names: Vec<String>,
+    /// False when `names` (and `nc`) are absent: names are then made from the labels.
+    pub names_known: bool,
+    pub items: Vec<PendingItem>,
+}
+
+/// Reads `data.yaml` at `yaml_path` and every image and label file it leads to.
+pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> YoloSpec {
+    let mut spec = YoloSpec {
+        class_names: Vec::new(),
+        names_known: false,
+        items: Vec::new(),
+    };
+    let text = match std::fs::read_to_string(yaml_path) {
+        Ok(text) => text,
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                yaml_path,
+                DiagnosticKind::MalformedLabel,
+                format!("cannot read the file: {e}"),
+            ));
+            return spec;
+        }
+    };
+    let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+        Ok(yaml) => yaml,
+        Err(e) => {
+            let line = e.location().map(|l| l.line());
+            diagnostics.push(Diagnostic {
+                path: yaml_path.to_path_buf(),
+                line,
+                kind: DiagnosticKind::MalformedLabel,
+                message: format!("not valid YAML: {e}"),
+            });
+            return spec;
+        }
+    };
+    let yaml_dir = yaml_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let root = match yaml.get("path").and_then(|v| v.as_str()) {
+        // A `path` written on another machine (often absolute) is common: fall back to the
+        // folder that holds data.yaml.
+        Some(p) if yaml_dir.join(p).is_dir() => yaml_dir.join(p),
+        _ => yaml_dir.clone(),
+    };
+    match parse_names(&yaml) {
+        Ok(Some(names)) => {
+            spec.class_names = names;
+            spec.names_known = true;
+        }
+        Ok(None) => {}
+        Err(reason) => diagnostics.push(Diagnostic {
+            path: yaml_path.to_path_buf(),
+            line: key_line(&text, "names"),
+            kind: DiagnosticKind::MalformedLabel,
+            message: reason,
+        }),
+    }
+
+    let val_key = if yaml.get("val").is_some() {
+        Some("val")
+    } else if yaml.get("test").is_some() {
+        Some("test")
+    } else {
+        None
+    };
+    let mut splits = vec![(
+        "train",
+        if val_key.is_some() {
+            Split::Train
+        } else {
+            Split::Unassigned
+        },
+    )];
+    if let Some(key) = val_key {
+        splits.push((key, Split::Val));
+    }
+    let mut seen = BTreeSet::new();
+    for (key, split) in splits {
+        let entries = match yaml.get(key) {
+            Some(serde_yaml_ng::Value::String(s)) => vec![s.clone()],
+            Some(serde_yaml_ng::Value::Sequence(seq)) => seq
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(serde_yaml_ng::Value::Null) | None => {
+                if key == "train" {
+                    diagnostics.push(Diagnostic::new(
+                        yaml_path,
+                        DiagnosticKind::MalformedLabel,
+                        "data.yaml names no `train` images",
+                    ));
+                }
+                continue;
+            }
+            Some(_) => {
+                diagnostics.push(Diagnostic {
+                    path: yaml_path.to_path_buf(),
+                    line: key_line(&text, key),
+                    kind: DiagnosticKind::MalformedLabel,
+                    message: format!("`{key}` must be a path or a list of paths"),
+                });
+                continue;
+            }
+        };
+        for entry in entries {
+            let Some(resolved) = resolve_entry(&root, &yaml_dir, &entry) else {
+                diagnostics.push(Diagnostic {
+                    path: yaml_path.to_path_buf(),
+                    line: key_line(&text, key),
+                    kind: DiagnosticKind::MissingFolder,
+                    message: format!(
+                        "`{key}: {entry}` names {}, which does not exist",
+                        root.join(&entry).display()
+                    ),
+                });
+                continue;
+            };
+            let images = if resolved.is_dir() {
+                report_labels_without_images(&resolved, diagnostics);
+                list_images_recursive(&resolved)
+            } else {
+                read_image_list(&resolved, &root, diagnostics)
+            };
+            for image in images {
+                if seen.insert(image.clone()) {
+                    spec.items.push(read_labels(image, split, diagnostics));
+                }
+            }
+        }
+    }
+
+    if !spec.names_known {
+        let max_id = spec
+            .items
+            .iter()
+            .flat_map(|i| i.boxes.iter().map(|b| b.class_id))
+            .max();
+        spec.class_names = (0..max_id.map_or(0, |m| m + 1))
+            .map(|i| i.to_string())
+            .collect();
+    } else {
+        let class_count = spec.class_names.len();
+        for item in &mut spec.items {
+            item.boxes.retain(|b| {
+                if b.class_id < class_count {
+                    return true;
+                }
+                diagnostics.push(Diagnostic {
+                    path: b.source.clone(),
+                    line: b.line,
+                    kind: DiagnosticKind::UnknownClass,
+                    message: format!(
+                        "{} has class {} but data.yaml declares {class_count} classes (0–{})",
+                        b.label,
+                        b.class_id,
+                        class_count.saturating_sub(1)
+                    ),
+                });
+                false
+            });
+        }
+    }
+    spec
+}
+
+/// `names` as a list, or as a map from index to name (gaps filled with the index).
+/// `Ok(None)` when neither `names` nor `nc` is given.
+fn parse_names(yaml: &serde_yaml_ng::Value) -> Result<Option<Vec<String>>, String> {
+    use serde_yaml_ng::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match yaml.get("names") {
+        Some(Value::Sequence(seq)) => seq
+            .iter()
+            .map(|v| scalar(v).ok_or_else(|| "a class name in `names` is not text".to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(Value::Mapping(map)) => {
+            let mut pairs = Vec::new();
+            for (k, v) in map {
+                let id = k
+                    .as_u64()
+                    .or_else(|| k.as_str().and_then(|s| s.trim().parse().ok()))
+                    .filter(|&id| id < 100_000)
+                    .ok_or_else(|| "`names` keys must be class indices 0, 1, 2, …".to_string())?;
+                let name =
+                    scalar(v).ok_or_else(|| format!("the name of class {id} is not text"))?;
+                pairs.push((id as usize, name));
+            }
+            let count = pairs.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
+            let mut names: Vec<String> = (0..count).map(|i| i.to_string()).collect();
+            for (id, name) in pairs {
+                names[id] = name;
+            }
+            Ok(Some(names))
+        }
+        Some(_) => Err("`names` must be a list or a map from class index to name".to_string()),
+        None => match yaml.get("nc").and_then(|v| v.as_u64()) {
+            Some(nc) if nc < 100_000 => Ok(Some((0..nc).map(|i| i.to_string()).collect())),
+            _ => Ok(None),
+        },
+    }
+}
+
+/// The 1-based line where `key:` starts a line, for pointing a diagnostic at it.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+/// A `train`/`val` entry resolved against the dataset root; also tried against the folder of
+/// data.yaml, and without a leading `../` (Roboflow exports write `../train/images`).
+fn resolve_entry(root: &Path, yaml_dir: &Path, entry: &str) -> Option<PathBuf> {
+    let mut candidates = vec![root.join(entry), yaml_dir.join(entry)];
+    if let Some(stripped) = entry.strip_prefix("../") {
+        candidates.push(root.join(stripped));
+    }
+    candidates.into_iter().find(|p| p.exists())
+}
+
+/// The images a `.txt` list names, one path per line (relative to the dataset root or to the
+/// list's folder).
+fn read_image_list(list: &Path, root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let bytes = match std::fs::read(list) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                list,
+                DiagnosticKind::MalformedLabel,
+                format!("cannot read the image list: {e}"),
+            ));
+            return Vec::new();
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let list_dir = list.parent().unwrap_or(Path::new("."));
+    let mut images = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let entry = line.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let found = [root.join(entry), list_dir.join(entry)]
+            .into_iter()
+            .find(|p| p.is_file());
+        match found {
+            Some(path) => images.push(path),
+            None => diagnostics.push(Diagnostic::at_line(
+                list,
+                index + 1,
+                DiagnosticKind::UnreadableImage,
+                format!("the listed image {entry} does not exist"),
+            )),
+        }
+    }
+    images
+}
+
+/// Where Ultralytics looks for an image's labels: the last `images` folder in its path
+/// replaced by `labels`, extension `.txt` (beside the image when there is no `images` folder).
+pub(crate) fn label_path_for(image: &Path) -> PathBuf {
+    let components: Vec<Component> = image.components().collect();
+    let last_images = components.iter().rposition(|c| c.as_os_str() == "images");
+    let mut path: PathBuf = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if Some(i) == last_images {
+                std::ffi::OsStr::new("labels")
+            } else {
+                c.as_os_str()
+            }
+        })
+        .collect();
+    path.set_extension("txt");
+    path
+}
+
+/// Reads the label file of `image` (none or empty: no object) into a pending item.
+pub(crate) fn read_labels(
+    image: PathBuf,
+    split: Split,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> PendingItem {
+    let label_path = label_path_for(&image);
+    let mut item = PendingItem::new(image, split);
+    if let Ok(bytes) = std::fs::read(&label_path) {
+        item.boxes = parse_label_text(&String::from_utf8_lossy(&bytes), &label_path, diagnostics);
+    }
+    item
+}
+
+/// Every good line of a label file as a pending box; a bad line becomes a diagnostic and the
+/// others still count.
+pub(crate) fn parse_label_text(
+    text: &str,
+    label_path: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PendingBox> {
+    let mut boxes = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        match parse_line(line) {
+            Ok(None) => {}
+            Ok(Some(parsed)) => boxes.push(PendingBox {
+                class_id: parsed.class_id,
+                geometry: BoxGeometry::Normalized {
+                    cx: parsed.cx,
+                    cy: parsed.cy,
+                    w: parsed.w,
+                    h: parsed.h,
+                },
+                difficult: false,
+                source: label_path.to_path_buf(),
+                line: Some(line_number),
+                label: format!("the box on line {line_number}"),
+            }),
+            Err(reason) => diagnostics.push(Diagnostic::at_line(
+                label_path,
+                line_number,
+                DiagnosticKind::MalformedLabel,
+                reason,
+            )),
+        }
+    }
+    boxes
+}
+
+/// Label files under the labels folder matching `images_dir` whose image does not exist.
+fn report_labels_without_images(images_dir: &Path, diagnostics: &mut Vec<Diagnostic>) {
+    // Only a folder literally called `images` has a separate labels folder to check.
+    let probe = label_path_for(&images_dir.join("probe.jpg"));
+    let Some(labels_dir) = probe.parent() else {
+        return;
+    };
+    if labels_dir == images_dir || !labels_dir.is_dir() {
+        return;
+    }
+    let image_stems: BTreeSet<PathBuf> = list_images_recursive(images_dir)
+        .iter()
+        .filter_map(|p| {
+            p.strip_prefix(images_dir)
+                .ok()
+                .map(|r| r.with_extension(""))
+        })
+        .collect();
+    for label in list_files_recursive(labels_dir) {
+        let is_txt = label
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("txt"));
+        if !is_txt || label.file_name().is_some_and(|n| n == "classes.txt") {
+            continue;
+        }
+        let Ok(relative) = label.strip_prefix(labels_dir) else {
+            continue;
+        };
+        if !image_stems.contains(&relative.with_extension("")) {
+            diagnostics.push(Diagnostic::new(
+                &label,
+                DiagnosticKind::LabelWithoutImage,
+                format!(
+                    "no image {} for this label file in {}",
+                    relative.with_extension("*").display(),
+                    images_dir.display()
+                ),
+            ));
+        }
+    }
+}
+
+fn list_files_recursive(dir: &Path) -> Vec<PathBuf> {
+    let mut files = super::decode::list_files(dir);
+    for sub in super::decode::list_dirs(dir) {
+        files.extend(list_files_recursive(&sub));
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_sit_where_the_last_images_folder_is_replaced() {
+        assert_eq!(
+            label_path_for(Path::new("ds/images/train/images/a.JPG")),
+            Path::new("ds/images/train/labels/a.txt")
+        );
+        assert_eq!(
+            label_path_for(Path::new("flat/a.png")),
+            Path::new("flat/a.txt")
+        );
+    }
+
+    #[test]
+    fn lines_parse_strictly() {
+        let line = parse_line(" 2 0.5 0.25 0.1 0.2 ")
+            .expect("valid")
+            .expect("not blank");
+        assert_eq!((line.class_id, line.cx, line.h), (2, 0.5, 0.2));
+        assert_eq!(parse_line("   "), Ok(None));
+        assert_eq!(
+            parse_line("3.0 0 0 1 1")
+                .expect("valid")
+                .map(|l| l.class_id),
+            Some(3)
+        );
+        assert!(parse_line("1.5 0 0 1 1").is_err());
+        assert!(parse_line("0 nan 0 1 1").is_err());
+        assert!(parse_line("0 0 0 1 1 1").is_err());
+    }
+}

@@ -1,0 +1,496 @@
+//! Every kind of bad input becomes a diagnostic pointing at its file (and line), and the good
+//! items around it still load.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use image::{GrayImage, ImageBuffer, Luma, Rgb, Rgba, RgbaImage};
+use ohem_studio::data::{
+    decode_image, load_dataset, DatasetError, Diagnostic, DiagnosticKind, LoadOptions,
+};
+use proptest::prelude::*;
+
+/// A YOLO dataset with two good training images (`good1`, `good2`, one box each) and no val.
+fn yolo_root(root: &Path) {
+    write_text(
+        root,
+        "data.yaml",
+        "train: images/train\nval: images/val\nnames: [a, b]\n",
+    );
+    std::fs::create_dir_all(root.join("images/val")).expect("val folder");
+    for name in ["good1", "good2"] {
+        write_image(root, &format!("images/train/{name}.png"), 100, 50);
+        write_text(
+            root,
+            &format!("labels/train/{name}.txt"),
+            "0 0.5 0.5 0.2 0.2\n",
+        );
+    }
+}
+
+fn load(root: &Path) -> (ohem_studio::data::Dataset, Vec<Diagnostic>) {
+    load_dataset(root, &LoadOptions::default()).expect("the good items load")
+}
+
+fn only(diagnostics: &[Diagnostic], kind: DiagnosticKind) -> &Diagnostic {
+    let matching: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.kind == kind).collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "one {kind:?} expected in {diagnostics:#?}"
+    );
+    matching[0]
+}
+
+#[test]
+fn corrupt_image_is_skipped_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_bytes(
+        dir.path(),
+        "images/train/broken.jpg",
+        b"this is not an image at all",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.train.len(), 2);
+    let d = only(&diagnostics, DiagnosticKind::UnreadableImage);
+    assert!(d.path.ends_with("images/train/broken.jpg"));
+    assert_eq!(diagnostics.len(), 1);
+}
+
+#[test]
+fn truncated_jpeg_is_skipped_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    let jpeg = jpeg_bytes(128, 128);
+    write_bytes(dir.path(), "images/train/cut.jpg", &jpeg[..jpeg.len() / 2]);
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.train.len(), 2);
+    let d = only(&diagnostics, DiagnosticKind::UnreadableImage);
+    assert!(d.path.ends_with("cut.jpg"));
+    assert!(d.message.contains("truncated"), "{d}");
+}
+
+#[test]
+fn malformed_label_lines_are_reported_and_the_good_lines_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_image(dir.path(), "images/train/mixed.png", 100, 50);
+    write_text(
+        dir.path(),
+        "labels/train/mixed.txt",
+        "0 0.5 0.5 0.2 0.2\n0 0.5 0.5\n1 0.1 0.1 0.1 0.1 0.9\n1 0.3 x 0.1 0.1\n-1 0.5 0.5 0.1 0.1\n1 0.8 0.8 0.1 0.1\n",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let mixed = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("mixed.png"))
+        .expect("kept");
+    assert_eq!(mixed.boxes.len(), 2);
+    let lines: Vec<Option<usize>> = diagnostics.iter().map(|d| d.line).collect();
+    assert_eq!(lines, [Some(2), Some(3), Some(4), Some(5)]);
+    assert!(diagnostics
+        .iter()
+        .all(|d| d.kind == DiagnosticKind::MalformedLabel
+            && d.path.ends_with("labels/train/mixed.txt")));
+    let shown = diagnostics[0].to_string();
+    assert!(shown.contains("mixed.txt:2: "), "{shown}");
+}
+
+#[test]
+fn boxes_outside_or_without_area_are_dropped_and_partial_ones_clipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_image(dir.path(), "images/train/edges.png", 100, 50);
+    write_text(
+        dir.path(),
+        "labels/train/edges.txt",
+        "0 1.5 1.5 0.2 0.2\n0 0.5 0.5 0 0.1\n0 0.95 0.5 0.2 0.2\n",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let edges = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("edges.png"))
+        .expect("kept");
+    assert_eq!(edges.boxes.len(), 1);
+    assert_rect(edges.boxes[0].rect, [85.0, 20.0, 100.0, 30.0]);
+    let outside = only(&diagnostics, DiagnosticKind::BoxOutsideImage);
+    assert_eq!(outside.line, Some(1));
+    assert!(
+        outside.message.contains("outside the 100×50 image"),
+        "{outside}"
+    );
+    assert_eq!(only(&diagnostics, DiagnosticKind::EmptyBox).line, Some(2));
+    assert_eq!(diagnostics.len(), 2);
+}
+
+#[test]
+fn unknown_class_ids_are_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_text(
+        dir.path(),
+        "labels/train/good2.txt",
+        "0 0.5 0.5 0.2 0.2\n5 0.5 0.5 0.2 0.2\n",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let good2 = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("good2.png"))
+        .expect("kept");
+    assert_eq!(good2.boxes.len(), 1);
+    let d = only(&diagnostics, DiagnosticKind::UnknownClass);
+    assert_eq!(d.line, Some(2));
+    assert!(d.path.ends_with("labels/train/good2.txt"));
+}
+
+#[test]
+fn label_without_image_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_text(dir.path(), "labels/train/ghost.txt", "0 0.5 0.5 0.2 0.2\n");
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.train.len(), 2);
+    assert!(only(&diagnostics, DiagnosticKind::LabelWithoutImage)
+        .path
+        .ends_with("labels/train/ghost.txt"));
+}
+
+#[test]
+fn a_folder_named_in_data_yaml_that_is_missing_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_text(
+        dir.path(),
+        "data.yaml",
+        "train: images/train\nval: images/nowhere\nnames: [a, b]\n",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.train.len(), 2);
+    let d = only(&diagnostics, DiagnosticKind::MissingFolder);
+    assert!(d.path.ends_with("data.yaml"));
+    assert_eq!(d.line, Some(2));
+    assert!(d.message.contains("images/nowhere"), "{d}");
+}
+
+#[test]
+fn a_missing_dataset_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-dataset");
+    let error = load_dataset(&missing, &LoadOptions::default()).expect_err("nothing to load");
+    assert!(matches!(error, DatasetError::MissingFolder(_)));
+    let message = error.to_string();
+    assert!(
+        message.contains("no-such-dataset") && message.contains("does not exist"),
+        "{message}"
+    );
+
+    let file = write_text(dir.path(), "file.txt", "hello");
+    let error = load_dataset(&file, &LoadOptions::default()).expect_err("not a folder");
+    assert!(matches!(error, DatasetError::NotAFolder(_)), "{error}");
+}
+
+#[test]
+fn an_unknown_layout_says_what_was_looked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_text(dir.path(), "notes.txt", "nothing here");
+    write_image(dir.path(), "some/picture.png", 10, 10);
+    let error = load_dataset(dir.path(), &LoadOptions::default()).expect_err("unknown");
+    assert!(matches!(error, DatasetError::UnknownLayout { .. }));
+    let message = error.to_string();
+    for looked_for in ["data.yaml", "Annotations", "COCO", "pos/"] {
+        assert!(message.contains(looked_for), "{message}");
+    }
+}
+
+#[test]
+fn a_dataset_without_a_usable_image_is_an_error_with_its_diagnostics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_text(dir.path(), "data.yaml", "train: images/train\nnames: [a]\n");
+    write_bytes(dir.path(), "images/train/broken.png", b"\x89PNG garbage");
+    let error = load_dataset(dir.path(), &LoadOptions::default()).expect_err("empty");
+    match &error {
+        DatasetError::Empty { diagnostics, .. } => {
+            assert_eq!(diagnostics.len(), 1);
+            assert_eq!(diagnostics[0].kind, DiagnosticKind::UnreadableImage);
+        }
+        other => panic!("expected Empty, got {other}"),
+    }
+    assert!(error.to_string().contains("1 problem"), "{error}");
+}
+
+#[test]
+fn images_over_the_pixel_limit_are_refused_before_decoding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_image(dir.path(), "images/train/huge.png", 300, 300);
+    let options = LoadOptions {
+        max_pixels: 10_000,
+        ..LoadOptions::default()
+    };
+    let (dataset, diagnostics) = load_dataset(dir.path(), &options).expect("loads");
+    assert_eq!(dataset.train.len(), 2);
+    let d = only(&diagnostics, DiagnosticKind::ImageTooLarge);
+    assert!(d.path.ends_with("huge.png"));
+    assert!(
+        d.message.contains("10000") && d.message.contains("300×300"),
+        "{d}"
+    );
+}
+
+#[test]
+fn voc_size_that_disagrees_with_the_image_is_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_image(dir.path(), "images/a.jpg", 40, 30);
+    write_text(
+        dir.path(),
+        "annots/a.xml",
+        "<annotation><size><width>10</width><height>10</height></size>\
+         <object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object>\
+         </annotation>",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!((dataset.train.len() + dataset.val.len()), 1);
+    let d = only(&diagnostics, DiagnosticKind::SizeMismatch);
+    assert!(
+        d.is_warning() && d.message.contains("10×10") && d.message.contains("40×30"),
+        "{d}"
+    );
+    let record = dataset
+        .train
+        .iter()
+        .chain(&dataset.val)
+        .next()
+        .expect("record");
+    assert_eq!((record.width, record.height), (40, 30));
+}
+
+#[test]
+fn voc_bad_objects_and_bad_files_point_at_their_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["a", "b", "c"] {
+        write_image(dir.path(), &format!("images/{name}.png"), 40, 30);
+    }
+    write_text(
+        dir.path(),
+        "annots/a.xml",
+        "<annotation>\n<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object>\n\
+         <object><name>x</name></object>\n\
+         <object><name>x</name><bndbox><xmin>one</xmin><ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object>\n\
+         </annotation>\n",
+    );
+    write_text(
+        dir.path(),
+        "annots/b.xml",
+        "<annotation>\n<object>\n<name>x</name>\n</annotation>\n",
+    );
+    write_text(dir.path(), "annots/c.xml", "<annotation></annotation>");
+    write_text(
+        dir.path(),
+        "annots/orphan.xml",
+        "<annotation><filename>orphan.jpg</filename></annotation>",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let loaded = names(
+        &dataset
+            .train
+            .iter()
+            .chain(&dataset.val)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        loaded,
+        ["a.png", "c.png"],
+        "an unreadable annotation leaves its image out"
+    );
+    let a = dataset
+        .train
+        .iter()
+        .chain(&dataset.val)
+        .find(|r| r.path.ends_with("a.png"))
+        .expect("a");
+    assert_eq!(a.boxes.len(), 1);
+    let malformed: Vec<(String, Option<usize>)> = diagnostics
+        .iter()
+        .filter(|d| d.kind == DiagnosticKind::MalformedLabel)
+        .map(|d| {
+            (
+                d.path
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+                d.line,
+            )
+        })
+        .collect();
+    assert_eq!(
+        malformed,
+        [
+            ("a.xml".to_string(), Some(3)),
+            ("a.xml".to_string(), Some(4)),
+            ("b.xml".to_string(), Some(4))
+        ]
+    );
+    assert!(only(&diagnostics, DiagnosticKind::LabelWithoutImage)
+        .path
+        .ends_with("orphan.xml"));
+}
+
+#[test]
+fn coco_bad_entries_are_reported_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_image(dir.path(), "images/a.jpg", 50, 50);
+    write_text(
+        dir.path(),
+        "annotations.json",
+        r#"{"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "gone.jpg"}],
+            "annotations": [
+              {"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]},
+              {"image_id": 1, "category_id": 9, "bbox": [1, 1, 10, 10]},
+              {"image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 10]},
+              {"image_id": 1, "category_id": 1, "bbox": [1, 1]},
+              {"image_id": 5, "category_id": 1, "bbox": [1, 1, 10, 10]}
+            ],
+            "categories": [{"id": 1, "name": "thing"}]}"#,
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let a = dataset.train.iter().chain(&dataset.val).next().expect("a");
+    assert_eq!(a.boxes.len(), 1);
+    let mut kinds: Vec<DiagnosticKind> = diagnostics.iter().map(|d| d.kind).collect();
+    kinds.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(
+        kinds,
+        [
+            DiagnosticKind::EmptyBox,
+            DiagnosticKind::LabelWithoutImage,
+            DiagnosticKind::MalformedLabel,
+            DiagnosticKind::MalformedLabel,
+            DiagnosticKind::UnknownClass,
+        ]
+    );
+}
+
+#[test]
+fn malformed_json_reports_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_image(dir.path(), "images/a.jpg", 50, 50);
+    write_text(
+        dir.path(),
+        "annotations.json",
+        "{\"images\": [],\n\"annotations\": [,]\n}",
+    );
+    let error = load_dataset(dir.path(), &LoadOptions::default()).expect_err("nothing usable");
+    let DatasetError::Empty { diagnostics, .. } = error else {
+        panic!("expected Empty");
+    };
+    assert_eq!(diagnostics[0].kind, DiagnosticKind::MalformedLabel);
+    assert_eq!(diagnostics[0].line, Some(2));
+}
+
+#[test]
+fn png_named_jpg_and_every_colour_type_load_as_rgb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_text(root, "data.yaml", "train: images\nnames: [a]\n");
+    write_bytes(root, "images/png_named.jpg", &png_bytes(30, 20));
+    GrayImage::from_pixel(30, 20, Luma([77]))
+        .save(root.join("images/gray.png"))
+        .expect("gray");
+    ImageBuffer::<Luma<u16>, Vec<u16>>::from_pixel(30, 20, Luma([40_000]))
+        .save(root.join("images/gray16.png"))
+        .expect("gray16");
+    ImageBuffer::<Rgb<u16>, Vec<u16>>::from_pixel(30, 20, Rgb([65_535, 0, 32_768]))
+        .save(root.join("images/rgb16.png"))
+        .expect("rgb16");
+    RgbaImage::from_pixel(30, 20, Rgba([10, 200, 30, 128]))
+        .save(root.join("images/rgba.png"))
+        .expect("rgba");
+    write_bytes(root, "images/palette.png", &palette_png_bytes(30, 20));
+    write_image(root, "images/tiff.TIFF", 30, 20);
+    write_image(root, "images/anim.gif", 30, 20);
+
+    let options = LoadOptions {
+        val_fraction: 0.0,
+        ..LoadOptions::default()
+    };
+    let (dataset, diagnostics) = load_dataset(root, &options).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.train.len(), 8);
+    for record in &dataset.train {
+        assert_eq!(
+            (record.width, record.height),
+            (30, 20),
+            "{}",
+            record.path.display()
+        );
+        assert_eq!(record.pixels.dimensions(), (30, 20));
+    }
+    let pixel = |name: &str| {
+        let record = dataset
+            .train
+            .iter()
+            .find(|r| r.path.ends_with(name))
+            .expect(name);
+        *record.pixels.get_pixel(0, 0)
+    };
+    assert_eq!(pixel("gray.png"), Rgb([77, 77, 77]));
+    assert_eq!(pixel("rgb16.png").0[0], 255);
+    assert_eq!(pixel("palette.png"), Rgb([255, 0, 0]));
+    assert_eq!(pixel("palette.png").0.len(), 3);
+}
+
+#[test]
+fn decode_image_downscales_and_reports_original_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_image(dir.path(), "wide.png", 300, 100);
+    let options = LoadOptions {
+        max_side_px: 150,
+        ..LoadOptions::default()
+    };
+    let (pixels, width, height) = decode_image(&path, &options).expect("decodes");
+    assert_eq!((width, height), (300, 100));
+    assert_eq!(pixels.dimensions(), (150, 50));
+    let listed = ohem_studio::data::list_images(dir.path());
+    assert_eq!(listed, [path]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn yolo_line_parser_never_panics(line in "[0-9 .eE+\\-naifNI\t]{0,40}", bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let _ = ohem_studio::data::yolo::parse_line(&line);
+        let _ = ohem_studio::data::yolo::parse_line(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn voc_xml_parser_never_panics(
+        parts in proptest::collection::vec(
+            "(<annotation>|</annotation>|<object>|</object>|<name>|</name>|<bndbox>|</bndbox>|<xmin>|</xmin>|<ymax>|</ymax>|<size>|<width>|</width>|<height>|</height>|</size>|<difficult>|</difficult>|[0-9.\\-]{1,4}|&amp;|&#x41;|&bogus;|<!\\[CDATA\\[1\\]\\]>|<!-- c -->|<x/>|\n)",
+            0..40,
+        ),
+        bytes in proptest::collection::vec(any::<u8>(), 0..128),
+    ) {
+        let _ = ohem_studio::data::voc::parse_xml(&parts.concat());
+        let _ = ohem_studio::data::voc::parse_xml(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn coco_json_parser_never_panics(
+        parts in proptest::collection::vec(
+            "(\\{|\\}|\\[|\\]|,|:|\"images\"|\"annotations\"|\"categories\"|\"id\"|\"image_id\"|\"category_id\"|\"bbox\"|\"file_name\"|\"iscrowd\"|\"name\"|\"a.jpg\"|-?[0-9]{1,3}(\\.[0-9])?|1e999|null|true)",
+            0..60,
+        ),
+        bytes in proptest::collection::vec(any::<u8>(), 0..128),
+    ) {
+        let _ = ohem_studio::data::coco::parse_json(&parts.concat());
+        let _ = ohem_studio::data::coco::parse_json(&String::from_utf8_lossy(&bytes));
+    }
+}

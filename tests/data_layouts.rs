@@ -1,0 +1,369 @@
+//! Each dataset layout loads a small fixture with exactly the expected boxes, classes and splits.
+
+mod common;
+
+use common::*;
+use ohem_studio::data::{load_dataset, summary, Layout, LoadOptions};
+
+fn options() -> LoadOptions {
+    LoadOptions::default()
+}
+
+#[test]
+fn yolo_folders_load_normalised_boxes_in_original_pixels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_text(
+        root,
+        "data.yaml",
+        "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: cat\n  1: dog\n",
+    );
+    write_image(root, "images/train/a.png", 100, 50);
+    write_text(
+        root,
+        "labels/train/a.txt",
+        "1 0.5 0.5 0.2 0.4\n\n0 0.25 0.5 0.1 0.2\n",
+    );
+    write_image(root, "images/train/b.jpg", 80, 60);
+    write_text(root, "labels/train/b.txt", "");
+    write_image(root, "images/val/c.bmp", 40, 40);
+
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.layout, Layout::Yolo);
+    assert_eq!(dataset.class_names, ["cat", "dog"]);
+    assert_eq!(names(&dataset.train), ["a.png", "b.jpg"]);
+    assert_eq!(names(&dataset.val), ["c.bmp"]);
+    let a = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("a.png"))
+        .expect("a");
+    assert_eq!((a.width, a.height), (100, 50));
+    assert_eq!(a.boxes.len(), 2);
+    assert_eq!(a.boxes[0].class_id, 1);
+    assert_rect(a.boxes[0].rect, [40.0, 15.0, 60.0, 35.0]);
+    assert_eq!(a.boxes[1].class_id, 0);
+    assert_rect(a.boxes[1].rect, [20.0, 20.0, 30.0, 30.0]);
+    assert!(dataset.val[0].boxes.is_empty());
+    let s = summary(&dataset);
+    assert_eq!(
+        (s.train.images, s.train.negative_images, s.train.boxes),
+        (2, 1, 2)
+    );
+    assert_eq!(s.boxes_per_class, [1, 1]);
+    assert!(s.to_string().contains("YOLO"));
+}
+
+#[test]
+fn yolo_image_lists_and_downscaling_keep_boxes_in_original_pixels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_text(
+        root,
+        "data.yaml",
+        "train: train.txt\nval: val.txt\nnames: [car]\n",
+    );
+    write_image(root, "images/big.png", 400, 200);
+    write_text(root, "labels/big.txt", "0 0.5 0.5 0.5 0.5\n");
+    write_image(root, "images/small.png", 50, 40);
+    write_text(root, "train.txt", "images/big.png\n");
+    write_text(root, "val.txt", "./images/small.png\n");
+    let options = LoadOptions {
+        max_side_px: 100,
+        ..LoadOptions::default()
+    };
+    let (dataset, diagnostics) = load_dataset(root, &options).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let big = &dataset.train[0];
+    assert_eq!((big.width, big.height), (400, 200));
+    assert_eq!(big.pixels.dimensions(), (100, 50));
+    assert!((big.scale - 0.25).abs() < 1e-6);
+    assert_rect(big.boxes[0].rect, [100.0, 50.0, 300.0, 150.0]);
+    assert_eq!(dataset.val[0].pixels.dimensions(), (50, 40));
+    assert_eq!(dataset.val[0].scale, 1.0);
+}
+
+fn voc_xml(filename: &str, size: (u32, u32), objects: &[(&str, [f32; 4], bool)]) -> String {
+    let mut xml = format!(
+        "<annotation>\n  <filename>{filename}</filename>\n  <size><width>{}</width><height>{}</height><depth>3</depth></size>\n",
+        size.0, size.1
+    );
+    for (name, [x0, y0, x1, y1], difficult) in objects {
+        xml += &format!(
+            "  <object>\n    <name>{name}</name>\n    <difficult>{}</difficult>\n    <bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>\n  </object>\n",
+            u8::from(*difficult)
+        );
+    }
+    xml + "</annotation>\n"
+}
+
+#[test]
+fn standard_voc_uses_image_sets_and_one_based_corners() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for id in ["0001", "0002", "0003"] {
+        write_image(root, &format!("JPEGImages/{id}.jpg"), 64, 48);
+    }
+    write_text(
+        root,
+        "Annotations/0001.xml",
+        &voc_xml(
+            "0001.jpg",
+            (64, 48),
+            &[
+                ("zebra", [11.0, 21.0, 50.0, 40.0], false),
+                ("ant", [1.0, 1.0, 8.0, 8.0], true),
+            ],
+        ),
+    );
+    write_text(
+        root,
+        "Annotations/0002.xml",
+        &voc_xml(
+            "0002.jpg",
+            (64, 48),
+            &[("ant", [5.5, 6.5, 20.25, 30.0], false)],
+        ),
+    );
+    write_text(
+        root,
+        "Annotations/0003.xml",
+        &voc_xml("0003.jpg", (64, 48), &[]),
+    );
+    write_text(root, "ImageSets/Main/trainval.txt", "0001\n0002\n0003\n");
+    write_text(root, "ImageSets/Main/val.txt", "0002\n");
+
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.layout, Layout::Voc);
+    assert_eq!(dataset.class_names, ["ant", "zebra"]);
+    assert_eq!(names(&dataset.train), ["0001.jpg", "0003.jpg"]);
+    assert_eq!(names(&dataset.val), ["0002.jpg"]);
+    let first = &dataset.train[0];
+    assert_eq!(first.boxes.len(), 2);
+    assert_eq!(
+        (first.boxes[0].class_id, first.boxes[0].difficult),
+        (1, false)
+    );
+    assert_rect(first.boxes[0].rect, [10.0, 20.0, 50.0, 40.0]);
+    assert_eq!(
+        (first.boxes[1].class_id, first.boxes[1].difficult),
+        (0, true)
+    );
+    assert_rect(first.boxes[1].rect, [0.0, 0.0, 8.0, 8.0]);
+    assert_rect(dataset.val[0].boxes[0].rect, [4.5, 5.5, 20.25, 30.0]);
+    assert!(dataset.train[1].boxes.is_empty());
+}
+
+#[test]
+fn voc_beside_images_uses_split_folders_and_trusts_decoded_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_image(root, "train/apple_1.jpg", 60, 40);
+    write_text(
+        root,
+        "train/apple_1.xml",
+        &voc_xml(
+            "apple_1.jpg",
+            (60, 40),
+            &[("apple", [2.0, 3.0, 30.0, 20.0], false)],
+        ),
+    );
+    // A PNG named .jpg whose XML gives size 0×0, as in a public fruit set.
+    write_bytes(root, "train/banana_1.jpg", &png_bytes(50, 30));
+    write_text(
+        root,
+        "train/banana_1.xml",
+        &voc_xml(
+            "banana_1.jpg",
+            (0, 0),
+            &[("banana", [1.0, 1.0, 50.0, 30.0], false)],
+        ),
+    );
+    write_image(root, "test/mixed_1.jpg", 70, 50);
+    write_text(
+        root,
+        "test/mixed_1.xml",
+        &voc_xml(
+            "mixed_1.jpg",
+            (70, 50),
+            &[
+                ("apple", [1.0, 1.0, 10.0, 10.0], false),
+                ("orange", [20.0, 20.0, 69.0, 49.0], false),
+            ],
+        ),
+    );
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.layout, Layout::Voc);
+    assert_eq!(dataset.class_names, ["apple", "banana", "orange"]);
+    assert_eq!(names(&dataset.train), ["apple_1.jpg", "banana_1.jpg"]);
+    assert_eq!(names(&dataset.val), ["mixed_1.jpg"]);
+    let banana = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("banana_1.jpg"))
+        .expect("banana");
+    assert_eq!((banana.width, banana.height), (50, 30));
+    assert_rect(banana.boxes[0].rect, [0.0, 0.0, 50.0, 30.0]);
+    let mixed = &dataset.val[0];
+    assert_eq!(
+        mixed.boxes.iter().map(|b| b.class_id).collect::<Vec<_>>(),
+        [0, 2]
+    );
+    assert_rect(mixed.boxes[1].rect, [19.0, 19.0, 69.0, 49.0]);
+}
+
+#[test]
+fn voc_annots_folder_beside_images_gets_a_seeded_split() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for i in 1..=10 {
+        write_image(root, &format!("images/{i:05}.jpg"), 32, 32);
+        write_text(
+            root,
+            &format!("annots/{i:05}.xml"),
+            &voc_xml(
+                &format!("{i:05}.jpg"),
+                (32, 32),
+                &[("kangaroo", [3.0, 4.0, 20.0, 30.0], false)],
+            ),
+        );
+    }
+    let options = LoadOptions {
+        val_fraction: 0.3,
+        split_seed: 11,
+        ..LoadOptions::default()
+    };
+    let (dataset, diagnostics) = load_dataset(root, &options).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.class_names, ["kangaroo"]);
+    assert_eq!((dataset.train.len(), dataset.val.len()), (7, 3));
+    assert_rect(dataset.train[0].boxes[0].rect, [2.0, 3.0, 20.0, 30.0]);
+    let (again, _) = load_dataset(root, &options).expect("loads");
+    assert_eq!(
+        names(&again.val),
+        names(&dataset.val),
+        "the split depends only on the seed"
+    );
+}
+
+#[test]
+fn coco_json_maps_category_ids_in_sorted_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_image(root, "images/one.jpg", 100, 80);
+    write_image(root, "images/two.png", 60, 60);
+    write_text(
+        root,
+        "annotations.json",
+        r#"{
+          "images": [
+            {"id": 1, "file_name": "one.jpg", "width": 100, "height": 80},
+            {"id": 2, "file_name": "two.png", "width": 60, "height": 60}
+          ],
+          "annotations": [
+            {"id": 10, "image_id": 1, "category_id": 7, "bbox": [10, 20, 30, 40], "iscrowd": 0},
+            {"id": 11, "image_id": 1, "category_id": 3, "bbox": [0.5, 1.5, 9, 9], "iscrowd": 1}
+          ],
+          "categories": [{"id": 7, "name": "truck"}, {"id": 3, "name": "bike"}]
+        }"#,
+    );
+    let options = LoadOptions {
+        val_fraction: 0.5,
+        ..LoadOptions::default()
+    };
+    let (dataset, diagnostics) = load_dataset(root, &options).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.layout, Layout::Coco);
+    assert_eq!(dataset.class_names, ["bike", "truck"]);
+    assert_eq!((dataset.train.len(), dataset.val.len()), (1, 1));
+    let all: Vec<_> = dataset.train.iter().chain(&dataset.val).collect();
+    let one = all
+        .iter()
+        .find(|r| r.path.ends_with("one.jpg"))
+        .expect("one");
+    assert_eq!(one.boxes.len(), 2);
+    assert_eq!((one.boxes[0].class_id, one.boxes[0].difficult), (1, false));
+    assert_rect(one.boxes[0].rect, [10.0, 20.0, 40.0, 60.0]);
+    assert_eq!((one.boxes[1].class_id, one.boxes[1].difficult), (0, true));
+    assert_rect(one.boxes[1].rect, [0.5, 1.5, 9.5, 10.5]);
+    let two = all
+        .iter()
+        .find(|r| r.path.ends_with("two.png"))
+        .expect("two");
+    assert!(two.boxes.is_empty());
+}
+
+#[test]
+fn coco_split_files_in_annotations_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_image(root, "images/a.jpg", 40, 40);
+    write_image(root, "images/b.jpg", 40, 40);
+    let file = |name: &str| {
+        format!(
+            r#"{{"images": [{{"id": "x", "file_name": "{name}"}}],
+               "annotations": [{{"image_id": "x", "category_id": 1, "bbox": [1, 2, 3, 4]}}],
+               "categories": [{{"id": 1, "name": "thing"}}]}}"#
+        )
+    };
+    write_text(root, "annotations/instances_train.json", &file("a.jpg"));
+    write_text(root, "annotations/instances_val.json", &file("b.jpg"));
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(names(&dataset.train), ["a.jpg"]);
+    assert_eq!(names(&dataset.val), ["b.jpg"]);
+    assert_rect(dataset.val[0].boxes[0].rect, [1.0, 2.0, 4.0, 6.0]);
+}
+
+#[test]
+fn pos_neg_loads_crops_negatives_and_annotated_validation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_text(root, "names.txt", "person\n");
+    write_image(root, "pos/p1.png", 24, 48);
+    write_image(root, "pos/p2.png", 20, 40);
+    write_image(root, "neg/n1.jpg", 100, 80);
+    write_image(root, "neg/n2.jpg", 100, 80);
+    write_image(root, "val/v1.png", 100, 100);
+    write_text(root, "val/v1.txt", "0 0.5 0.5 0.2 0.4\n");
+    write_image(root, "val/v2.png", 50, 50);
+    write_text(
+        root,
+        "val/v2.xml",
+        &voc_xml(
+            "v2.png",
+            (50, 50),
+            &[("person", [1.0, 1.0, 10.0, 20.0], false)],
+        ),
+    );
+
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.layout, Layout::PosNeg);
+    assert_eq!(dataset.class_names, ["person"]);
+    assert_eq!(names(&dataset.positive_crops), ["p1.png", "p2.png"]);
+    assert_rect(
+        dataset.positive_crops[0].boxes[0].rect,
+        [0.0, 0.0, 24.0, 48.0],
+    );
+    assert_eq!(names(&dataset.train), ["n1.jpg", "n2.jpg"]);
+    assert!(dataset.train.iter().all(|r| r.boxes.is_empty()));
+    assert_eq!(names(&dataset.val), ["v1.png", "v2.png"]);
+    assert_rect(dataset.val[0].boxes[0].rect, [40.0, 30.0, 60.0, 70.0]);
+    assert_rect(dataset.val[1].boxes[0].rect, [0.0, 0.0, 10.0, 20.0]);
+    assert_eq!(summary(&dataset).positive_crops, 2);
+}
+
+#[test]
+fn pos_neg_without_names_file_calls_the_class_object() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_image(root, "pos/p1.png", 24, 48);
+    write_image(root, "neg/n1.jpg", 30, 30);
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(dataset.class_names, ["object"]);
+}

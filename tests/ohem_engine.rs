@@ -1,0 +1,147 @@
+//! The engine's OHEM step, checked against independent computations.
+
+mod common;
+
+use std::sync::Arc;
+
+use ohem_studio::ohem::{select_hard, Candidate};
+use ohem_studio::train::engine::Engine;
+use ohem_studio::train::examples::{fixed_examples, Example, ExampleSampler, Split};
+use ohem_studio::train::{DeviceChoice, Strategy, TrainConfig};
+use tch::Tensor;
+
+fn config(strategies: Vec<Strategy>, m: usize) -> TrainConfig {
+    TrainConfig {
+        batch_size: 48,
+        hard_examples: m,
+        strategies,
+        device: DeviceChoice::Cpu,
+        seed: 11,
+        nms_by_loss: false,
+        eval_every: 0,
+        ..TrainConfig::default()
+    }
+}
+
+fn batch(engine: &Engine, n: usize) -> Vec<Example> {
+    fixed_examples(&engine.train_sampler(), 5, n)
+}
+
+fn parameters(engine: &Engine, strategy: Strategy) -> Vec<(String, Tensor)> {
+    let model = engine.models.iter().find(|m| m.strategy == strategy).expect("strategy trained");
+    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// OHEM's own selection on the engine's current weights, recomputed outside the engine.
+fn selection(engine: &Engine, examples: &[Example]) -> Vec<usize> {
+    let model = &engine.models[0];
+    let t = engine.tensors(examples);
+    let losses = tch::no_grad(|| model.net.window_losses(&t.pixels, &t.labels, &t.targets).loss);
+    let losses = Vec::<f32>::try_from(losses).expect("f32 losses");
+    let candidates: Vec<Candidate> = examples
+        .iter()
+        .map(|e| Candidate { image: e.source_image, window: e.window, positive: e.label > 0 })
+        .collect();
+    select_hard(&losses, &candidates, &engine.selection()).expect("selection")
+}
+
+fn max_difference(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|((na, ta), (nb, tb))| {
+            assert_eq!(na, nb);
+            (ta - tb).abs().max().double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn one_ohem_step_equals_a_plain_step_on_the_selected_examples() {
+    let dataset = Arc::new(common::cars_dataset(12, 2, 1));
+    let mut ohem = Engine::new(dataset.clone(), config(vec![Strategy::Ohem], 12)).expect("engine");
+    let examples = batch(&ohem, 48);
+    let selected = selection(&ohem, &examples);
+    assert_eq!(selected.len(), 12);
+    let before = parameters(&ohem, Strategy::Ohem);
+    ohem.train_step(&examples, 0.0).expect("step");
+
+    // Same seed → same initial weights; full batch over exactly the selected examples.
+    let mut oracle = Engine::new(dataset, config(vec![Strategy::FullBatch], 12)).expect("engine");
+    assert_eq!(max_difference(&before, &parameters(&oracle, Strategy::FullBatch)), 0.0);
+    let chosen: Vec<Example> = selected.iter().map(|&i| examples[i].clone()).collect();
+    oracle.train_step(&chosen, 0.0).expect("step");
+
+    let after = parameters(&ohem, Strategy::Ohem);
+    assert!(max_difference(&before, &after) > 1e-6, "the step changed nothing");
+    let gap = max_difference(&after, &parameters(&oracle, Strategy::FullBatch));
+    assert!(gap < 1e-6, "OHEM's update differs from the oracle's by {gap}");
+}
+
+#[test]
+fn changing_a_non_selected_example_does_not_change_the_update() {
+    let dataset = Arc::new(common::cars_dataset(12, 2, 2));
+    let mut first = Engine::new(dataset.clone(), config(vec![Strategy::Ohem], 8)).expect("engine");
+    let examples = batch(&first, 48);
+    let selected = selection(&first, &examples);
+    // Two non-selected examples of the same class: giving the higher-loss one the pixels of the
+    // lower-loss one keeps it out of the selection but changes what the batch holds.
+    let model = &first.models[0];
+    let t = first.tensors(&examples);
+    let losses = Vec::<f32>::try_from(tch::no_grad(|| model.net.window_losses(&t.pixels, &t.labels, &t.targets).loss)).expect("losses");
+    let mut rest: Vec<usize> = (0..examples.len()).filter(|i| !selected.contains(i) && examples[*i].label == 0).collect();
+    rest.sort_by(|&a, &b| losses[a].total_cmp(&losses[b]));
+    let (low, high) = (rest[0], rest[rest.len() - 1]);
+    let mut changed = examples.clone();
+    changed[high].pixels = examples[low].pixels.clone();
+    assert_ne!(changed[high].pixels, examples[high].pixels);
+
+    first.train_step(&examples, 0.0).expect("step");
+    let mut second = Engine::new(dataset, config(vec![Strategy::Ohem], 8)).expect("engine");
+    assert_eq!(selection(&second, &changed), selected);
+    second.train_step(&changed, 0.0).expect("step");
+    let gap = max_difference(&parameters(&first, Strategy::Ohem), &parameters(&second, Strategy::Ohem));
+    assert!(gap < 1e-7, "a non-selected example moved the update by {gap}");
+}
+
+#[test]
+fn strategies_start_from_the_same_weights_and_report_whole_batch_loss() {
+    let dataset = Arc::new(common::cars_dataset(12, 2, 3));
+    let mut engine = Engine::new(dataset, config(Strategy::ALL.to_vec(), 8)).expect("engine");
+    let ohem = parameters(&engine, Strategy::Ohem);
+    assert_eq!(max_difference(&ohem, &parameters(&engine, Strategy::FullBatch)), 0.0);
+    assert_eq!(max_difference(&ohem, &parameters(&engine, Strategy::RandomM)), 0.0);
+    let examples = batch(&engine, 48);
+    let outcome = engine.train_step(&examples, 0.0).expect("step");
+    let report = outcome.report;
+    assert_eq!(report.strategies.len(), 3);
+    // Before any update all three see the same weights: the whole-batch losses agree.
+    let losses: Vec<f32> = report.strategies.iter().map(|s| s.batch_loss).collect();
+    assert!(losses.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-5), "{losses:?}");
+    // OHEM's trained loss is over the hard subset, so it is the highest.
+    let trained = |s: Strategy| report.strategies.iter().find(|x| x.strategy == s).map(|x| x.trained_loss).expect("strategy");
+    assert!(trained(Strategy::Ohem) > trained(Strategy::FullBatch));
+    let hard = outcome.hard_examples.expect("OHEM reports its picks");
+    assert_eq!(hard.examples.len(), 8);
+    assert!(hard.examples.windows(2).all(|w| w[0].loss >= w[1].loss));
+    assert_eq!(hard.examples[0].thumbnail.rgba.len(), hard.examples[0].thumbnail.width * hard.examples[0].thumbnail.height * 4);
+}
+
+#[test]
+fn sampler_is_deterministic_and_keeps_negatives_off_objects() {
+    let dataset = Arc::new(common::cars_dataset(8, 2, 4));
+    let engine = Engine::new(dataset.clone(), config(vec![Strategy::Ohem], 8)).expect("engine");
+    let sampler = ExampleSampler::new(dataset.clone(), Split::Train, engine.info.window, engine.info.scales.clone(), 0.75);
+    let a = fixed_examples(&sampler, 9, 64);
+    let b = fixed_examples(&sampler, 9, 64);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.pixels == y.pixels && x.label == y.label));
+    let positives = a.iter().filter(|e| e.label > 0).count();
+    assert!((5..40).contains(&positives), "{positives} positives of 64");
+    for e in a.iter().filter(|e| e.label == 0) {
+        let record = &dataset.train[e.source_image.expect("from an image")];
+        for b in &record.boxes {
+            assert!(b.rect.iou(&e.window) < 0.3);
+        }
+    }
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::{NodeT, Queryable};
+use egui::accesskit::Role;
 use egui_kittest::Harness;
 use ohem_studio::ui::{AppOptions, FixedFolderPicker, OhemApp};
 
@@ -80,8 +81,9 @@ fn wait_for(harness: &mut Harness<'_, OhemApp>, what: &str, done: impl Fn(&Harne
         }
         assert!(
             started.elapsed() < DEADLINE,
-            "timed out waiting for {what}; status: {:?}",
-            harness.state().status()
+            "timed out waiting for {what}; status: {:?}, step {}",
+            harness.state().status(),
+            harness.state().step()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -95,22 +97,25 @@ fn count_labels_containing(harness: &Harness<'_, OhemApp>, part: &str) -> usize 
     harness.query_all_by_label_contains(part).count()
 }
 
+/// The text a node shows: labels carry it as their value.
+fn text_of(node: &egui_kittest::Node<'_>) -> String {
+    let node = node.accesskit_node();
+    node.label().or_else(|| node.value()).unwrap_or_default()
+}
+
 /// The step number the top bar shows.
 fn shown_step(harness: &Harness<'_, OhemApp>) -> u64 {
     harness
-        .query_all_by(|node| {
-            node.label()
-                .is_some_and(|l| l.starts_with("step ") && l[5..].parse::<u64>().is_ok())
-        })
-        .find_map(|node| node.accesskit_node().label()?[5..].parse().ok())
+        .query_all_by_label_contains("step ")
+        .find_map(|node| text_of(&node).strip_prefix("step ")?.parse().ok())
         .unwrap_or(0)
 }
 
 /// Sets K and M with their sliders, as a person would before pressing Start.
 fn small_batches(harness: &mut Harness<'_, OhemApp>, k: usize, m: usize) {
-    harness.get_by_label("K").set_value_accesskit(k as f64);
+    harness.get_by_role_and_label(Role::Slider, "K").set_value_accesskit(k as f64);
     harness.run_steps(2);
-    harness.get_by_label("M").set_value_accesskit(m as f64);
+    harness.get_by_role_and_label(Role::Slider, "M").set_value_accesskit(m as f64);
     harness.run_steps(2);
 }
 
@@ -165,7 +170,7 @@ fn training_shows_hard_examples_and_a_new_m_applies_to_later_batches() {
     });
     assert!(!has_label(&harness, "device: –"), "the device in use is shown");
 
-    harness.get_by_label("M").set_value_accesskit(5.0);
+    harness.get_by_role_and_label(Role::Slider, "M").set_value_accesskit(5.0);
     wait_for(&mut harness, "a batch trained with M = 5", |h| {
         h.state().shown_hard_examples().map(|b| b.examples.len()) == Some(5)
             && count_labels_containing(h, "hard example ") == 5
@@ -180,7 +185,7 @@ fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     let data = fixture();
     let mut harness = app_harness(Some(data.path().to_path_buf()), None);
     wait_for(&mut harness, "the dataset to load", |h| has_label(h, "ready: press Start"));
-    harness.get_by_label("evaluate every").set_value_accesskit(2.0);
+    harness.get_by_role_and_label(Role::Slider, "evaluate every").set_value_accesskit(2.0);
     harness.run_steps(2);
     open_and_start(&mut harness);
     wait_for(&mut harness, "an evaluation", |h| {
@@ -191,13 +196,12 @@ fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     let step = shown_step(&harness);
 
     let metrics = |h: &Harness<'_, OhemApp>| -> String {
-        let node = h.get_by_label_contains("OHEM @ ");
-        let label = node.accesskit_node().label().unwrap_or_default();
+        let label = text_of(&h.get_by_label_contains("OHEM @ "));
         // Drop the threshold itself: only the numbers should be compared.
         label.split_once(':').map(|(_, rest)| rest.to_string()).unwrap_or_default()
     };
     let threshold = |h: &mut Harness<'_, OhemApp>, value: f64| {
-        h.get_by_label("score threshold").set_value_accesskit(value);
+        h.get_by_role_and_label(Role::Slider, "score threshold").set_value_accesskit(value);
         h.run_steps(3);
     };
 
@@ -218,3 +222,4 @@ fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     harness.get_by_label("Resume").click();
     wait_for(&mut harness, "training to go on", |h| shown_step(h) > step);
 }
+

@@ -585,12 +585,16 @@ impl eframe::App for OhemApp {
             .default_size(side_w)
             .min_size(240.0)
             .show(ui, |ui| {
-                let half = ui.available_height() * 0.5;
-                egui::Panel::top("hard_examples")
-                    .resizable(true)
-                    .default_size(half)
-                    .min_size(120.0)
-                    .show(ui, |ui| {
+                // Half the height each: a fixed split keeps the grid from pushing the
+                // detections viewer off screen as M grows (the grid scrolls instead).
+                let width = ui.available_width();
+                let half = (ui.available_height() * 0.5).max(160.0);
+                ui.allocate_ui_with_layout(
+                    egui::vec2(width, half),
+                    egui::Layout::top_down(egui::Align::Min),
+                    |ui| {
+                        ui.set_min_size(egui::vec2(width, half));
+                        ui.set_max_height(half);
                         ui.heading("Hard examples of this batch");
                         let threshold = self.controls.score_threshold;
                         hard_examples_ui(
@@ -600,18 +604,18 @@ impl eframe::App for OhemApp {
                             &mut self.textures,
                             threshold,
                         );
-                    });
-                egui::CentralPanel::default().show(ui, |ui| {
-                    ui.heading("Detections on validation images");
-                    detections_ui(
-                        ui,
-                        &mut self.detections,
-                        self.dataset.as_deref(),
-                        &self.latest_evaluations,
-                        &mut self.textures,
-                        self.controls.score_threshold,
-                    );
-                });
+                    },
+                );
+                ui.separator();
+                ui.heading("Detections on validation images");
+                detections_ui(
+                    ui,
+                    &mut self.detections,
+                    self.dataset.as_deref(),
+                    &self.latest_evaluations,
+                    &mut self.textures,
+                    self.controls.score_threshold,
+                );
             });
         egui::CentralPanel::default().show(ui, |ui| self.plots_ui(ui));
     }

@@ -80,7 +80,7 @@ pub fn controls_ui(
     let mut commands = Vec::new();
     let mut action = None;
 
-    ui.heading("Hard examples");
+    ui.heading("Training");
     let k_changed = ui
         .add(
             egui::Slider::new(&mut controls.batch_size, BATCH_SIZE_RANGE)

@@ -228,10 +228,10 @@ fn cell_size(available: Vec2, n: usize) -> f32 {
         columns * rows >= n as f32
     };
     let mut cell = 128.0;
-    while cell > 40.0 && !fits(cell) {
+    while cell > 52.0 && !fits(cell) {
         cell -= 4.0;
     }
-    cell.min(available.x.max(40.0))
+    cell.min(available.x.max(52.0))
 }
 
 fn upload_thumbnail(
@@ -299,11 +299,11 @@ fn thumbnail_ui(
             image_rect.left_top() + Vec2::new(2.0, 2.0),
             egui::Align2::LEFT_TOP,
             "object",
-            egui::FontId::proportional(10.0),
+            egui::FontId::proportional(9.0),
             Color32::WHITE,
         );
     }
-    let small = egui::FontId::proportional(10.5);
+    let small = egui::FontId::proportional(9.5);
     let text_color = ui.visuals().text_color();
     painter.text(
         egui::pos2(rect.left() + 2.0, rect.top() + cell),

@@ -169,6 +169,7 @@ pub struct PlotsState {
     map_view_by_time: Option<bool>,
     last_batch: Option<(usize, usize)>,
     last_secs: f64,
+    last_step: u64,
 }
 
 impl Default for PlotsState {
@@ -184,6 +185,7 @@ impl Default for PlotsState {
             map_view_by_time: None,
             last_batch: None,
             last_secs: 0.0,
+            last_step: 0,
         }
     }
 }
@@ -230,6 +232,7 @@ impl PlotsState {
         }
         self.last_batch = Some(batch);
         self.last_secs = report.elapsed_secs;
+        self.last_step = report.step;
     }
 
     pub fn record_evaluation(&mut self, report: &EvalReport) {
@@ -328,6 +331,7 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
         .legend(
             Legend::default()
                 .position(Corner::RightTop)
+                .text_style(egui::TextStyle::Small)
                 .color_conflict_handling(ColorConflictHandling::PickFirst),
         )
         .x_axis_label(x_name)
@@ -416,12 +420,24 @@ fn format_log_tick(log_value: f64) -> String {
 pub fn map_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
     state.refresh_views();
     let x_name = if state.x_by_time { "seconds" } else { "step" };
+    // Spans the loss plot's range even before the first evaluation.
+    let last_x = if state.x_by_time {
+        state.last_secs
+    } else {
+        state.last_step as f64
+    };
     let state: &PlotsState = state;
     Plot::new("map_plot")
         .height(height)
-        .legend(Legend::default().position(Corner::LeftTop))
+        .legend(
+            Legend::default()
+                .position(Corner::LeftTop)
+                .text_style(egui::TextStyle::Small),
+        )
         .x_axis_label(x_name)
         .y_axis_label("val mAP@0.5")
+        .include_x(0.0)
+        .include_x(last_x)
         .include_y(0.0)
         .include_y(1.0)
         .link_axis(Id::unique(LINK_GROUP), [true, false])
@@ -453,7 +469,11 @@ pub fn pr_plot_ui(
 ) {
     Plot::new("pr_plot")
         .height(height)
-        .legend(Legend::default().position(Corner::LeftBottom))
+        .legend(
+            Legend::default()
+                .position(Corner::LeftBottom)
+                .text_style(egui::TextStyle::Small),
+        )
         .x_axis_label("recall")
         .y_axis_label("precision")
         .include_x(0.0)

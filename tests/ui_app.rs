@@ -1,11 +1,14 @@
 //! The real app, driven like a person would: with the real trainer thread on a tiny YOLO
 //! dataset written to a temporary folder. No GPU and no real dialog needed.
 
+// A test should stop at the first broken expectation, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use egui_kittest::kittest::{NodeT, Queryable};
 use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use ohem_studio::ui::{AppOptions, FixedFolderPicker, OhemApp};
 
@@ -72,7 +75,11 @@ fn app_harness(data_dir: Option<PathBuf>, picked: Option<PathBuf>) -> Harness<'s
 }
 
 /// Steps frames until `done` holds, failing the test with `what` after [`DEADLINE`].
-fn wait_for(harness: &mut Harness<'_, OhemApp>, what: &str, done: impl Fn(&Harness<'_, OhemApp>) -> bool) {
+fn wait_for(
+    harness: &mut Harness<'_, OhemApp>,
+    what: &str,
+    done: impl Fn(&Harness<'_, OhemApp>) -> bool,
+) {
     let started = Instant::now();
     loop {
         harness.step();
@@ -113,14 +120,20 @@ fn shown_step(harness: &Harness<'_, OhemApp>) -> u64 {
 
 /// Sets K and M with their sliders, as a person would before pressing Start.
 fn small_batches(harness: &mut Harness<'_, OhemApp>, k: usize, m: usize) {
-    harness.get_by_role_and_label(Role::Slider, "K").set_value_accesskit(k as f64);
+    harness
+        .get_by_role_and_label(Role::Slider, "K")
+        .set_value_accesskit(k as f64);
     harness.run_steps(2);
-    harness.get_by_role_and_label(Role::Slider, "M").set_value_accesskit(m as f64);
+    harness
+        .get_by_role_and_label(Role::Slider, "M")
+        .set_value_accesskit(m as f64);
     harness.run_steps(2);
 }
 
 fn open_and_start(harness: &mut Harness<'_, OhemApp>) {
-    wait_for(harness, "the dataset to load", |h| has_label(h, "ready: press Start"));
+    wait_for(harness, "the dataset to load", |h| {
+        has_label(h, "ready: press Start")
+    });
     small_batches(harness, 32, 16);
     harness.get_by_label("Start").click();
     wait_for(harness, "the first steps", |h| shown_step(h) > 0);
@@ -140,7 +153,9 @@ fn typing_a_path_and_enter_opens_the_dataset() {
         has_label(h, "ready: press Start")
     });
     // The summary and the problem list are on screen.
-    assert!(harness.query_by_label_contains("Dataset problems").is_some());
+    assert!(harness
+        .query_by_label_contains("Dataset problems")
+        .is_some());
     assert!(harness.query_by_label("none loaded").is_none());
 }
 
@@ -168,24 +183,36 @@ fn training_shows_hard_examples_and_a_new_m_applies_to_later_batches() {
     wait_for(&mut harness, "a grid of 16 hard examples", |h| {
         count_labels_containing(h, "hard example ") == 16
     });
-    assert!(!has_label(&harness, "device: –"), "the device in use is shown");
+    assert!(
+        !has_label(&harness, "device: –"),
+        "the device in use is shown"
+    );
 
-    harness.get_by_role_and_label(Role::Slider, "M").set_value_accesskit(5.0);
+    harness
+        .get_by_role_and_label(Role::Slider, "M")
+        .set_value_accesskit(5.0);
     wait_for(&mut harness, "a batch trained with M = 5", |h| {
         h.state().shown_hard_examples().map(|b| b.examples.len()) == Some(5)
             && count_labels_containing(h, "hard example ") == 5
     });
 
     eframe::App::on_exit(harness.state_mut(), None);
-    assert!(harness.state().trainer_finished(), "closing ends the trainer thread");
+    assert!(
+        harness.state().trainer_finished(),
+        "closing ends the trainer thread"
+    );
 }
 
 #[test]
 fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     let data = fixture();
     let mut harness = app_harness(Some(data.path().to_path_buf()), None);
-    wait_for(&mut harness, "the dataset to load", |h| has_label(h, "ready: press Start"));
-    harness.get_by_role_and_label(Role::Slider, "evaluate every").set_value_accesskit(2.0);
+    wait_for(&mut harness, "the dataset to load", |h| {
+        has_label(h, "ready: press Start")
+    });
+    harness
+        .get_by_role_and_label(Role::Slider, "evaluate every")
+        .set_value_accesskit(2.0);
     harness.run_steps(2);
     open_and_start(&mut harness);
     wait_for(&mut harness, "an evaluation", |h| {
@@ -198,10 +225,14 @@ fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     let metrics = |h: &Harness<'_, OhemApp>| -> String {
         let label = text_of(&h.get_by_label_contains("OHEM @ "));
         // Drop the threshold itself: only the numbers should be compared.
-        label.split_once(':').map(|(_, rest)| rest.to_string()).unwrap_or_default()
+        label
+            .split_once(':')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
     };
     let threshold = |h: &mut Harness<'_, OhemApp>, value: f64| {
-        h.get_by_role_and_label(Role::Slider, "score threshold").set_value_accesskit(value);
+        h.get_by_role_and_label(Role::Slider, "score threshold")
+            .set_value_accesskit(value);
         h.run_steps(3);
     };
 
@@ -217,9 +248,12 @@ fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
         "fewer negatives count as false positives at a higher threshold ({red_low} vs {red_high})"
     );
     assert_ne!(metrics_low, metrics_high, "P/R/F1 follow the threshold");
-    assert_eq!(shown_step(&harness), step, "no batch was trained while paused");
+    assert_eq!(
+        shown_step(&harness),
+        step,
+        "no batch was trained while paused"
+    );
 
     harness.get_by_label("Resume").click();
     wait_for(&mut harness, "training to go on", |h| shown_step(h) > step);
 }
-

@@ -2,6 +2,9 @@
 //! a grid of 32 hard examples and an evaluation per strategy. Ignored by `cargo test`; run by
 //! `make bench` (`--ignored --nocapture`).
 
+// A test should stop at the first broken expectation, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,7 +133,9 @@ fn mean_frame(harness: &mut Harness<'_, OhemApp>, live_step: Option<&mut u64>) -
     for _ in 0..FRAMES {
         if let Some(step) = live_step.as_deref_mut() {
             *step += 1;
-            harness.state_mut().apply_event(Event::Step(step_report(*step)));
+            harness
+                .state_mut()
+                .apply_event(Event::Step(step_report(*step)));
         }
         harness.step();
     }

@@ -351,7 +351,9 @@ impl OhemApp {
             PickPurpose::ExportCsv => {
                 let path = folder.join("loss_curves.csv");
                 match self.plots.write_csv(&path) {
-                    Ok(()) => self.push_message(format!("curves written to {}", path.display()), false),
+                    Ok(()) => {
+                        self.push_message(format!("curves written to {}", path.display()), false)
+                    }
                     Err(error) => self.problem(format!("cannot write {}: {error}", path.display())),
                 }
             }
@@ -369,7 +371,10 @@ impl OhemApp {
     fn top_bar_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
             if ui
-                .add_enabled(self.pending_pick.is_none(), egui::Button::new("Open dataset…"))
+                .add_enabled(
+                    self.pending_pick.is_none(),
+                    egui::Button::new("Open dataset…"),
+                )
                 .clicked()
             {
                 self.pick(PickPurpose::OpenDataset, "Open a dataset folder");
@@ -389,15 +394,24 @@ impl OhemApp {
             ui.separator();
             let can_start = self.dataset.is_some()
                 && !matches!(self.status, Status::Loading(_) | Status::Starting);
-            if ui.add_enabled(can_start, egui::Button::new("Start")).clicked() {
+            if ui
+                .add_enabled(can_start, egui::Button::new("Start"))
+                .clicked()
+            {
                 self.start();
             }
             let running = self.status == Status::Running;
             let paused = self.status == Status::Paused;
-            if ui.add_enabled(running, egui::Button::new("Pause")).clicked() {
+            if ui
+                .add_enabled(running, egui::Button::new("Pause"))
+                .clicked()
+            {
                 self.send(Command::Pause);
             }
-            if ui.add_enabled(paused, egui::Button::new("Resume")).clicked() {
+            if ui
+                .add_enabled(paused, egui::Button::new("Resume"))
+                .clicked()
+            {
                 self.send(Command::Resume);
             }
             if ui
@@ -419,7 +433,10 @@ impl OhemApp {
                 if ui.small_button("dismiss").clicked() {
                     self.banner = None;
                 }
-                ui.label(RichText::new(format!("Problem: {banner}")).color(Color32::from_rgb(255, 90, 80)));
+                ui.label(
+                    RichText::new(format!("Problem: {banner}"))
+                        .color(Color32::from_rgb(255, 90, 80)),
+                );
             });
         }
     }

@@ -60,7 +60,8 @@ impl Controls {
     }
 
     fn negatives_cap(&self) -> Option<f32> {
-        self.cap_negatives.then_some(self.max_negatives_per_positive)
+        self.cap_negatives
+            .then_some(self.max_negatives_per_positive)
     }
 }
 
@@ -107,11 +108,8 @@ pub fn controls_ui(
     if m_changed {
         commands.push(Command::SetHardExamples(controls.hard_examples));
     }
-    ui.add(
-        egui::Slider::new(&mut controls.score_threshold, 0.05..=0.99)
-            .text("score threshold"),
-    )
-    .on_hover_text("Applies at once to every view; training is not affected");
+    ui.add(egui::Slider::new(&mut controls.score_threshold, 0.05..=0.99).text("score threshold"))
+        .on_hover_text("Applies at once to every view; training is not affected");
 
     let lr_changed = ui
         .add(
@@ -163,7 +161,9 @@ pub fn controls_ui(
         )
         .changed();
     if cap_toggled || cap_moved {
-        commands.push(Command::SetMaxNegativesPerPositive(controls.negatives_cap()));
+        commands.push(Command::SetMaxNegativesPerPositive(
+            controls.negatives_cap(),
+        ));
     }
     ui.add(
         egui::Slider::new(&mut controls.eval_every, 0..=500)

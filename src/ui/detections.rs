@@ -50,7 +50,12 @@ pub fn detections_ui(
         .get(&wanted)
         .or_else(|| latest.values().next())
         .cloned();
-    let order = image_order(dataset, report.as_deref(), threshold, state.sort_by_false_positives);
+    let order = image_order(
+        dataset,
+        report.as_deref(),
+        threshold,
+        state.sort_by_false_positives,
+    );
     state.position = state.position.min(order.len() - 1);
 
     ui.horizontal_wrapped(|ui| {
@@ -61,7 +66,10 @@ pub fn detections_ui(
             state.position = (state.position + 1) % order.len();
         }
         ui.label(format!("{}/{}", state.position + 1, order.len()));
-        ui.checkbox(&mut state.sort_by_false_positives, "sort by false positives");
+        ui.checkbox(
+            &mut state.sort_by_false_positives,
+            "sort by false positives",
+        );
         ui.checkbox(&mut state.show_full_batch, "full-batch model");
     });
     let image = order[state.position];
@@ -93,7 +101,9 @@ pub fn detections_ui(
 
     let mut boxes = ground_truth_boxes(dataset, image, Some(&report), threshold);
     for (index, detection) in report.detections.iter().enumerate() {
-        if detection.image != image || !(detection.score >= threshold) {
+        // A NaN score is never kept, as in the evaluation.
+        let kept = detection.score >= threshold;
+        if detection.image != image || !kept {
             continue;
         }
         let color = match report.evaluation.outcome(index) {
@@ -172,7 +182,8 @@ fn ground_truth_boxes(
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            let missed = report.is_some_and(|r| r.evaluation.is_false_negative(first + i, threshold));
+            let missed =
+                report.is_some_and(|r| r.evaluation.is_false_negative(first + i, threshold));
             let style = if missed {
                 BoxStyle {
                     color: MISSED_COLOR,
@@ -190,4 +201,3 @@ fn ground_truth_boxes(
         })
         .collect()
 }
-

@@ -119,10 +119,7 @@ pub fn hard_examples_ui(
 ) {
     history_bar_ui(ui, state);
     hardest_images_ui(ui, state, dataset);
-    let Some(index) = state
-        .viewing
-        .or_else(|| state.history.len().checked_sub(1))
-    else {
+    let Some(index) = state.viewing.or_else(|| state.history.len().checked_sub(1)) else {
         ui.weak("No batch yet: open a dataset and press Start.");
         return;
     };
@@ -190,7 +187,11 @@ fn history_bar_ui(ui: &mut egui::Ui, state: &mut HardExamplesState) {
             state.viewing = None;
         }
         if let Some(batch) = state.shown_batch() {
-            let live = if state.viewing.is_none() { " (live)" } else { "" };
+            let live = if state.viewing.is_none() {
+                " (live)"
+            } else {
+                ""
+            };
             ui.label(format!(
                 "step {}: {} of K = {}{live}",
                 batch.step,
@@ -324,7 +325,12 @@ fn thumbnail_ui(
         },
     );
     if response.hovered() {
-        painter.rect_stroke(rect, 2.0, ui.visuals().widgets.hovered.fg_stroke, egui::StrokeKind::Inside);
+        painter.rect_stroke(
+            rect,
+            2.0,
+            ui.visuals().widgets.hovered.fg_stroke,
+            egui::StrokeKind::Inside,
+        );
     }
     response
 }
@@ -339,7 +345,11 @@ fn source_preview_ui(
 ) {
     ui.label(format!(
         "{}: loss {:.3}, score {:.2}",
-        if example.label > 0 { "object" } else { "background" },
+        if example.label > 0 {
+            "object"
+        } else {
+            "background"
+        },
         example.loss,
         example.score
     ));
@@ -396,7 +406,9 @@ fn opened_source_ui(
         .open(&mut open)
         .resizable(false)
         .show(ui.ctx(), |ui| {
-            ui.label(format!("train image {index}, window in yellow, objects dashed green"));
+            ui.label(format!(
+                "train image {index}, window in yellow, objects dashed green"
+            ));
             let texture = textures.get(ui.ctx(), Split::Train, index, record);
             let mut boxes: Vec<(Rect, BoxStyle)> = record
                 .boxes

@@ -41,11 +41,7 @@ impl ImageTextures {
                     [pixels.width() as usize, pixels.height() as usize],
                     pixels.as_raw(),
                 );
-                ctx.load_texture(
-                    format!("{split:?}-{index}"),
-                    image,
-                    TextureOptions::LINEAR,
-                )
+                ctx.load_texture(format!("{split:?}-{index}"), image, TextureOptions::LINEAR)
             })
             .clone()
     }
@@ -69,7 +65,9 @@ pub fn image_with_boxes_ui(
     max_size: Vec2,
 ) -> egui::Response {
     let original = Vec2::new(record.width.max(1) as f32, record.height.max(1) as f32);
-    let fit = (max_size.x / original.x).min(max_size.y / original.y).max(0.01);
+    let fit = (max_size.x / original.x)
+        .min(max_size.y / original.y)
+        .max(0.01);
     let (rect, response) = ui.allocate_exact_size(original * fit, Sense::click());
     let painter = ui.painter_at(rect);
     painter.image(

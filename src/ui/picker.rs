@@ -9,7 +9,8 @@ use crossbeam_channel::{bounded, Receiver};
 /// Asks the person for a folder. The answer (`None` when cancelled) arrives on the returned
 /// channel, later: the caller must not wait for it on the UI thread.
 pub trait FolderPicker {
-    fn pick_folder(&mut self, title: &str, start_dir: Option<PathBuf>) -> Receiver<Option<PathBuf>>;
+    fn pick_folder(&mut self, title: &str, start_dir: Option<PathBuf>)
+        -> Receiver<Option<PathBuf>>;
 }
 
 /// The system's folder dialog, shown from a named thread of its own.
@@ -17,7 +18,11 @@ pub trait FolderPicker {
 pub struct SystemFolderPicker;
 
 impl FolderPicker for SystemFolderPicker {
-    fn pick_folder(&mut self, title: &str, start_dir: Option<PathBuf>) -> Receiver<Option<PathBuf>> {
+    fn pick_folder(
+        &mut self,
+        title: &str,
+        start_dir: Option<PathBuf>,
+    ) -> Receiver<Option<PathBuf>> {
         let (answer, answers) = bounded(1);
         let title = title.to_string();
         let spawned = std::thread::Builder::new()
@@ -40,7 +45,11 @@ impl FolderPicker for SystemFolderPicker {
 pub struct FixedFolderPicker(pub Option<PathBuf>);
 
 impl FolderPicker for FixedFolderPicker {
-    fn pick_folder(&mut self, _title: &str, _start_dir: Option<PathBuf>) -> Receiver<Option<PathBuf>> {
+    fn pick_folder(
+        &mut self,
+        _title: &str,
+        _start_dir: Option<PathBuf>,
+    ) -> Receiver<Option<PathBuf>> {
         let (answer, answers) = bounded(1);
         let _ = answer.send(self.0.clone());
         answers

@@ -245,7 +245,11 @@ impl PlotsState {
     }
 
     pub fn steps_recorded(&self) -> usize {
-        self.curves.values().map(|c| c.trained.len()).max().unwrap_or(0)
+        self.curves
+            .values()
+            .map(|c| c.trained.len())
+            .max()
+            .unwrap_or(0)
     }
 
     fn refresh_views(&mut self) {
@@ -282,7 +286,10 @@ impl PlotsState {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         writeln!(out, "strategy,curve,step,elapsed_secs,value")?;
         for (strategy, curves) in &self.curves {
-            for (name, series) in [("trained_loss", &curves.trained), ("batch_loss", &curves.batch)] {
+            for (name, series) in [
+                ("trained_loss", &curves.trained),
+                ("batch_loss", &curves.batch),
+            ] {
                 for i in 0..series.len() {
                     writeln!(
                         out,
@@ -496,13 +503,10 @@ pub fn pr_plot_ui(
                 plot_ui.line(Line::new(name.clone(), curve).color(color).width(1.5));
                 let at = report.evaluation.point_at(threshold);
                 plot_ui.points(
-                    Points::new(
-                        name,
-                        vec![[f64::from(at.recall), f64::from(at.precision)]],
-                    )
-                    .color(color)
-                    .radius(5.0)
-                    .filled(true),
+                    Points::new(name, vec![[f64::from(at.recall), f64::from(at.precision)]])
+                        .color(color)
+                        .radius(5.0)
+                        .filled(true),
                 );
             }
         });
@@ -523,7 +527,8 @@ mod tests {
 
     #[test]
     fn downsampling_keeps_extremes() {
-        let mut points: Vec<PlotPoint> = (0..10_000).map(|i| PlotPoint::new(i as f64, 1.0)).collect();
+        let mut points: Vec<PlotPoint> =
+            (0..10_000).map(|i| PlotPoint::new(i as f64, 1.0)).collect();
         points[5000].y = 100.0;
         points[7000].y = -5.0;
         let out = downsample_min_max(points, 1000);

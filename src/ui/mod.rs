@@ -1,9 +1,47 @@
-//! The desktop app. Draws plain values sent by the trainer thread; never imports tch.
+//! The desktop app: an eframe window that draws the plain values the trainer thread sends
+//! (numbers, boxes, RGBA thumbnails) and turns user actions into commands.
+//!
+//! Never imports tch, `detector` or `ohem`: tensors stay on the trainer thread.
+
+mod app;
+mod controls;
+mod detections;
+mod hard_examples;
+mod images;
+mod picker;
+mod plots;
 
 use std::path::PathBuf;
 
+pub use app::{AppOptions, Message, OhemApp, Status};
+pub use controls::Controls;
+pub use hard_examples::ExampleKind;
+pub use picker::{FixedFolderPicker, FolderPicker, SystemFolderPicker};
+pub use plots::{debiased_ema, downsample_min_max};
+
 /// Opens the app window on `data_dir`, starting training at once when `start` is set.
 pub fn run_app(data_dir: PathBuf, start: bool) -> anyhow::Result<()> {
-    let _ = (data_dir, start);
-    anyhow::bail!("the app is not built yet")
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([1400.0, 900.0])
+            .with_min_inner_size([900.0, 600.0])
+            .with_title("ohem-studio"),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "ohem-studio",
+        options,
+        Box::new(move |cc| {
+            let app = OhemApp::new(
+                &cc.egui_ctx,
+                AppOptions {
+                    data_dir: Some(data_dir),
+                    start,
+                    picker: Box::new(SystemFolderPicker),
+                },
+            );
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|error| anyhow::anyhow!("cannot open the window: {error}"))
 }

@@ -1,0 +1,645 @@
+//! [`OhemApp`]: owns the trainer thread, turns its events into view state in `logic`, and draws
+//! the window in `ui`. Commands go to the trainer only from user actions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use egui::{Color32, RichText};
+
+use super::controls::{controls_ui, ControlAction, Controls};
+use super::detections::{detections_ui, DetectionsState};
+use super::hard_examples::{hard_examples_ui, HardExamplesState};
+use super::images::ImageTextures;
+use super::picker::FolderPicker;
+use super::plots::{
+    loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui, strategy_color, PlotsState,
+};
+use crate::data::{Dataset, Diagnostic};
+use crate::train::config::Strategy;
+use crate::train::messages::{Command, EvalReport, Event, HardExampleBatch, RunInfo};
+use crate::train::thread::TrainerHandle;
+
+/// Messages kept for the message list.
+const MESSAGES_KEPT: usize = 50;
+
+/// How the app starts.
+pub struct AppOptions {
+    /// Dataset folder opened at launch (`None`: wait for the person to pick one).
+    pub data_dir: Option<PathBuf>,
+    /// Start training as soon as that dataset is loaded.
+    pub start: bool,
+    /// Asks for folders (the system dialog in the app, a fake in tests).
+    pub picker: Box<dyn FolderPicker>,
+}
+
+/// What the trainer is doing, as far as the app knows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    NoDataset,
+    Loading(PathBuf),
+    Ready,
+    Starting,
+    Running,
+    Paused,
+    RunEnded(String),
+    /// The trainer thread ended; the next action starts a new one.
+    TrainerEnded(String),
+}
+
+impl Status {
+    fn text(&self) -> String {
+        match self {
+            Status::NoDataset => "no dataset: open a folder".into(),
+            Status::Loading(path) => format!("loading {}…", path.display()),
+            Status::Ready => "ready: press Start".into(),
+            Status::Starting => "starting…".into(),
+            Status::Running => "running".into(),
+            Status::Paused => "paused".into(),
+            Status::RunEnded(reason) => format!("run ended ({reason})"),
+            Status::TrainerEnded(why) => format!("trainer ended ({why})"),
+        }
+    }
+}
+
+/// A line in the message list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub text: String,
+    pub is_problem: bool,
+}
+
+/// What a pending folder pick is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PickPurpose {
+    OpenDataset,
+    SaveWeights,
+    ExportCsv,
+}
+
+/// The ohem-studio window.
+pub struct OhemApp {
+    ctx: egui::Context,
+    trainer: Option<TrainerHandle>,
+    picker: Box<dyn FolderPicker>,
+    pending_pick: Option<(PickPurpose, Receiver<Option<PathBuf>>)>,
+    /// The path field's text.
+    path_text: String,
+    /// The folder last asked for, reopened if the trainer has to be restarted.
+    dataset_path: Option<PathBuf>,
+    dataset: Option<Arc<Dataset>>,
+    summary: Option<String>,
+    diagnostics: Vec<Diagnostic>,
+    status: Status,
+    messages: Vec<Message>,
+    /// The last problem, shown under the top bar until dismissed.
+    banner: Option<String>,
+    start_when_loaded: bool,
+    run: Option<RunInfo>,
+    /// A run has trained at least once, so there are weights to evaluate or save.
+    has_weights: bool,
+    step: u64,
+    examples_per_sec: f32,
+    controls: Controls,
+    plots: PlotsState,
+    hard_examples: HardExamplesState,
+    detections: DetectionsState,
+    latest_evaluations: BTreeMap<Strategy, Arc<EvalReport>>,
+    textures: ImageTextures,
+}
+
+impl OhemApp {
+    /// Builds the app and starts its trainer thread; opens `options.data_dir` if given.
+    pub fn new(ctx: &egui::Context, options: AppOptions) -> Self {
+        let mut app = Self {
+            ctx: ctx.clone(),
+            trainer: None,
+            picker: options.picker,
+            pending_pick: None,
+            path_text: String::new(),
+            dataset_path: None,
+            dataset: None,
+            summary: None,
+            diagnostics: Vec::new(),
+            status: Status::NoDataset,
+            messages: Vec::new(),
+            banner: None,
+            start_when_loaded: false,
+            run: None,
+            has_weights: false,
+            step: 0,
+            examples_per_sec: 0.0,
+            controls: Controls::default(),
+            plots: PlotsState::default(),
+            hard_examples: HardExamplesState::default(),
+            detections: DetectionsState::default(),
+            latest_evaluations: BTreeMap::new(),
+            textures: ImageTextures::default(),
+        };
+        app.trainer = app.spawn_trainer();
+        if let Some(dir) = options.data_dir {
+            app.open_dataset(dir);
+            app.start_when_loaded = options.start;
+        }
+        app
+    }
+
+    fn spawn_trainer(&mut self) -> Option<TrainerHandle> {
+        let ctx = self.ctx.clone();
+        let waker = Arc::new(move || ctx.request_repaint_after(Duration::from_millis(10)));
+        match TrainerHandle::spawn(waker) {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                self.problem(format!("cannot start the trainer thread: {error}"));
+                None
+            }
+        }
+    }
+
+    /// Sends a command, first starting a new trainer (and reopening the dataset) if the last
+    /// one ended.
+    fn send(&mut self, command: Command) -> bool {
+        let alive = self.trainer.as_ref().is_some_and(|t| !t.is_finished());
+        if !alive {
+            self.trainer = self.spawn_trainer();
+            let reopen = self
+                .dataset
+                .as_ref()
+                .map(|d| d.root.clone())
+                .filter(|_| !matches!(command, Command::OpenDataset(_)));
+            if let (Some(root), Some(trainer)) = (reopen, &self.trainer) {
+                trainer.send(Command::OpenDataset(root));
+            }
+        }
+        let sent = self.trainer.as_ref().is_some_and(|t| t.send(command));
+        if !sent {
+            self.problem("the trainer is not answering; try again".into());
+        }
+        sent
+    }
+
+    fn problem(&mut self, text: String) {
+        self.banner = Some(text.clone());
+        self.push_message(text, true);
+    }
+
+    fn push_message(&mut self, text: String, is_problem: bool) {
+        if self.messages.len() == MESSAGES_KEPT {
+            self.messages.remove(0);
+        }
+        self.messages.push(Message { text, is_problem });
+    }
+
+    /// Asks the trainer to load the dataset in `dir`.
+    pub fn open_dataset(&mut self, dir: PathBuf) {
+        self.path_text = dir.display().to_string();
+        self.dataset_path = Some(dir.clone());
+        self.start_when_loaded = false;
+        if self.send(Command::OpenDataset(dir.clone())) {
+            self.status = Status::Loading(dir);
+        }
+    }
+
+    /// Starts a run with the current controls.
+    pub fn start(&mut self) {
+        if self.controls.strategies.is_empty() {
+            self.problem("choose at least one strategy before starting".into());
+            return;
+        }
+        if self.dataset.is_none() {
+            self.problem("open a dataset before starting".into());
+            return;
+        }
+        if self.send(Command::Start(self.controls.train_config())) {
+            self.status = Status::Starting;
+        }
+    }
+
+    /// Applies one trainer event to the app's state: what `logic` does with each event it
+    /// drains, public so that tests and benchmarks can feed the app directly.
+    pub fn apply_event(&mut self, event: Event) {
+        match event {
+            Event::DatasetLoaded {
+                dataset,
+                summary,
+                diagnostics,
+            } => {
+                self.path_text = dataset.root.display().to_string();
+                self.summary = Some(summary.to_string());
+                self.diagnostics = diagnostics;
+                self.dataset = Some(dataset);
+                self.forget_run();
+                self.textures.clear();
+                self.detections = DetectionsState::default();
+                self.has_weights = false;
+                self.status = Status::Ready;
+                if std::mem::take(&mut self.start_when_loaded) {
+                    self.start();
+                }
+            }
+            Event::DatasetFailed { path, message } => {
+                self.start_when_loaded = false;
+                self.problem(format!("cannot open {}: {message}", path.display()));
+                self.status = if self.dataset.is_some() {
+                    Status::Ready
+                } else {
+                    Status::NoDataset
+                };
+            }
+            Event::RunStarted(info) => {
+                self.forget_run();
+                self.run = Some(info);
+                self.has_weights = true;
+                self.status = Status::Running;
+            }
+            Event::Step(report) => {
+                self.step = report.step;
+                self.examples_per_sec = report.examples_per_sec;
+                self.plots.record_step(&report);
+                if matches!(self.status, Status::Starting) {
+                    self.status = Status::Running;
+                }
+            }
+            Event::HardExamples(batch) => self.hard_examples.record(batch),
+            Event::Evaluated(report) => {
+                self.plots.record_evaluation(&report);
+                self.latest_evaluations.insert(report.strategy, report);
+            }
+            Event::Paused => self.status = Status::Paused,
+            Event::Resumed => self.status = Status::Running,
+            Event::RunEnded { steps, reason } => {
+                self.push_message(format!("run ended after {steps} steps: {reason}"), false);
+                self.status = Status::RunEnded(reason);
+            }
+            Event::CheckpointSaved(paths) => {
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                self.push_message(format!("weights saved: {}", names.join(", ")), false);
+            }
+            Event::Problem(message) => self.problem(message),
+            Event::Stopped => self.status = Status::TrainerEnded("stopped".into()),
+            Event::Failed { message } => {
+                self.problem(message.clone());
+                self.status = Status::TrainerEnded(message);
+            }
+        }
+    }
+
+    fn forget_run(&mut self) {
+        self.run = None;
+        self.step = 0;
+        self.examples_per_sec = 0.0;
+        self.plots.clear();
+        self.hard_examples.clear();
+        self.latest_evaluations.clear();
+    }
+
+    /// The step of the last batch trained.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The hard-example batch on screen.
+    pub fn shown_hard_examples(&self) -> Option<&HardExampleBatch> {
+        self.hard_examples.shown_batch()
+    }
+
+    /// Whether the trainer thread has ended (or was never started).
+    pub fn trainer_finished(&self) -> bool {
+        self.trainer.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Ends the trainer thread, waiting up to `timeout`; `true` when it ended.
+    pub fn shutdown(&mut self, timeout: Duration) -> bool {
+        self.trainer.as_mut().is_none_or(|t| t.shutdown(timeout))
+    }
+
+    fn poll_picker(&mut self) {
+        let Some((purpose, answers)) = &self.pending_pick else {
+            return;
+        };
+        let purpose = *purpose;
+        let answer = match answers.try_recv() {
+            Ok(answer) => answer,
+            Err(TryRecvError::Empty) => {
+                // The dialog's thread cannot wake the UI: look again shortly.
+                self.ctx.request_repaint_after(Duration::from_millis(100));
+                return;
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+        self.pending_pick = None;
+        let Some(folder) = answer else {
+            return;
+        };
+        match purpose {
+            PickPurpose::OpenDataset => self.open_dataset(folder),
+            PickPurpose::SaveWeights => {
+                let secs = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                self.send(Command::SaveCheckpoint(
+                    folder.join("runs").join(secs.to_string()),
+                ));
+            }
+            PickPurpose::ExportCsv => {
+                let path = folder.join("loss_curves.csv");
+                match self.plots.write_csv(&path) {
+                    Ok(()) => {
+                        self.push_message(format!("curves written to {}", path.display()), false)
+                    }
+                    Err(error) => self.problem(format!("cannot write {}: {error}", path.display())),
+                }
+            }
+        }
+    }
+
+    fn pick(&mut self, purpose: PickPurpose, title: &str) {
+        if self.pending_pick.is_some() {
+            return;
+        }
+        let start_dir = self.dataset_path.clone();
+        self.pending_pick = Some((purpose, self.picker.pick_folder(title, start_dir)));
+    }
+
+    fn top_bar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            if ui
+                .add_enabled(
+                    self.pending_pick.is_none(),
+                    egui::Button::new("Open dataset…"),
+                )
+                .clicked()
+            {
+                self.pick(PickPurpose::OpenDataset, "Open a dataset folder");
+            }
+            let label = ui.label("Folder:");
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.path_text)
+                        .hint_text("dataset folder, Enter opens it")
+                        .desired_width(260.0),
+                )
+                .labelled_by(label.id);
+            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                let path = PathBuf::from(self.path_text.trim());
+                self.open_dataset(path);
+            }
+            ui.separator();
+            let can_start = self.dataset.is_some()
+                && !matches!(self.status, Status::Loading(_) | Status::Starting);
+            if ui
+                .add_enabled(can_start, egui::Button::new("Start"))
+                .clicked()
+            {
+                self.start();
+            }
+            let running = self.status == Status::Running;
+            let paused = self.status == Status::Paused;
+            if ui
+                .add_enabled(running, egui::Button::new("Pause"))
+                .clicked()
+            {
+                self.send(Command::Pause);
+            }
+            if ui
+                .add_enabled(paused, egui::Button::new("Resume"))
+                .clicked()
+            {
+                self.send(Command::Resume);
+            }
+            if ui
+                .add_enabled(running || paused, egui::Button::new("Stop"))
+                .clicked()
+            {
+                self.send(Command::StopRun);
+            }
+            ui.separator();
+            let device = self.run.as_ref().map_or("–", |r| r.device.as_str());
+            ui.label(format!("device: {device}"));
+            ui.label(format!("step {}", self.step));
+            ui.label(format!("{:.0} examples/s", self.examples_per_sec));
+            ui.separator();
+            ui.label(RichText::new(self.status.text()).strong());
+        });
+        if let Some(banner) = self.banner.clone() {
+            ui.horizontal(|ui| {
+                if ui.small_button("dismiss").clicked() {
+                    self.banner = None;
+                }
+                ui.label(
+                    RichText::new(format!("Problem: {banner}"))
+                        .color(Color32::from_rgb(255, 90, 80)),
+                );
+            });
+        }
+    }
+
+    fn controls_panel_ui(&mut self, ui: &mut egui::Ui) {
+        egui::ScrollArea::vertical()
+            .id_salt("controls_scroll")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                let (commands, action) = controls_ui(ui, &mut self.controls, self.has_weights);
+                for command in commands {
+                    // Settings for the next run are kept by the trainer too, so send them even
+                    // when no run is active.
+                    self.send(command);
+                }
+                match action {
+                    Some(ControlAction::EvaluateNow) => {
+                        self.send(Command::EvaluateNow);
+                    }
+                    Some(ControlAction::SaveWeights) => {
+                        self.pick(PickPurpose::SaveWeights, "Folder for the weights");
+                    }
+                    None => {}
+                }
+                ui.separator();
+                self.dataset_ui(ui);
+                ui.separator();
+                self.messages_ui(ui);
+            });
+    }
+
+    fn dataset_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Dataset");
+        match &self.summary {
+            Some(summary) => {
+                ui.label(summary);
+            }
+            None => {
+                ui.weak("none loaded");
+            }
+        }
+        let title = format!("Dataset problems ({})", self.diagnostics.len());
+        egui::CollapsingHeader::new(title)
+            .id_salt("dataset_problems")
+            .default_open(!self.diagnostics.is_empty())
+            .show(ui, |ui| {
+                if self.diagnostics.is_empty() {
+                    ui.weak("none");
+                }
+                egui::ScrollArea::vertical()
+                    .id_salt("diagnostics_scroll")
+                    .max_height(220.0)
+                    .show(ui, |ui| {
+                        for d in &self.diagnostics {
+                            let file = d
+                                .path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_else(|| d.path.display().to_string());
+                            let place = match d.line {
+                                Some(line) => format!("{file}:{line}"),
+                                None => file,
+                            };
+                            ui.label(RichText::new(place).monospace().small())
+                                .on_hover_text(d.to_string());
+                            ui.label(RichText::new(&d.message).small());
+                            ui.add_space(2.0);
+                        }
+                    });
+            });
+    }
+
+    fn messages_ui(&mut self, ui: &mut egui::Ui) {
+        egui::CollapsingHeader::new(format!("Messages ({})", self.messages.len()))
+            .id_salt("messages")
+            .show(ui, |ui| {
+                for m in self.messages.iter().rev() {
+                    let text = RichText::new(&m.text).small();
+                    ui.label(if m.is_problem {
+                        text.color(Color32::from_rgb(255, 90, 80))
+                    } else {
+                        text
+                    });
+                }
+            });
+    }
+
+    fn plots_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            plot_settings_ui(ui, &mut self.plots);
+            if ui
+                .add_enabled(
+                    self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
+                    egui::Button::new("Export CSV…"),
+                )
+                .clicked()
+            {
+                self.pick(PickPurpose::ExportCsv, "Folder for loss_curves.csv");
+            }
+        });
+        let spacing = ui.spacing().item_spacing.y;
+        let metrics_h = 18.0 * self.latest_evaluations.len().max(1) as f32;
+        let plots_h = (ui.available_height() - metrics_h - 4.0 * spacing).max(240.0);
+        loss_plot_ui(ui, &mut self.plots, plots_h * 0.45);
+        map_plot_ui(ui, &mut self.plots, plots_h * 0.22);
+        let threshold = self.controls.score_threshold;
+        pr_plot_ui(ui, &self.latest_evaluations, threshold, plots_h * 0.33);
+        self.threshold_metrics_ui(ui);
+    }
+
+    /// Precision, recall and F1 of each strategy's latest evaluation at the score threshold.
+    fn threshold_metrics_ui(&self, ui: &mut egui::Ui) {
+        let threshold = self.controls.score_threshold;
+        if self.latest_evaluations.is_empty() {
+            ui.weak("Precision / recall / F1 appear after the first evaluation.");
+        }
+        for (strategy, report) in &self.latest_evaluations {
+            let c = report.evaluation.counts_at(threshold);
+            ui.label(
+                RichText::new(format!(
+                    "{} @ {threshold:.2}: P {:.3}  R {:.3}  F1 {:.3}  (TP {} FP {} FN {})  mAP {:.3}",
+                    strategy.label(),
+                    c.precision,
+                    c.recall,
+                    c.f1,
+                    c.tp,
+                    c.fp,
+                    c.fn_,
+                    report.evaluation.map()
+                ))
+                .color(strategy_color(*strategy)),
+            );
+        }
+    }
+}
+
+impl eframe::App for OhemApp {
+    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let events: Vec<Event> = match &self.trainer {
+            Some(trainer) => trainer.try_events().collect(),
+            None => Vec::new(),
+        };
+        for event in events {
+            self.apply_event(event);
+        }
+        self.poll_picker();
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::top("top_bar").show(ui, |ui| {
+            ui.add_space(2.0);
+            self.top_bar_ui(ui);
+            ui.add_space(2.0);
+        });
+        egui::Panel::left("controls")
+            .resizable(true)
+            .default_size(270.0)
+            .min_size(200.0)
+            .show(ui, |ui| self.controls_panel_ui(ui));
+        let side_w = (ui.available_width() * 0.45).max(260.0);
+        egui::Panel::right("examples_and_detections")
+            .resizable(true)
+            .default_size(side_w)
+            .min_size(240.0)
+            .show(ui, |ui| {
+                // Half the height each: a fixed split keeps the grid from pushing the
+                // detections viewer off screen as M grows (the grid scrolls instead).
+                let width = ui.available_width();
+                let half = (ui.available_height() * 0.5).max(160.0);
+                ui.allocate_ui_with_layout(
+                    egui::vec2(width, half),
+                    egui::Layout::top_down(egui::Align::Min),
+                    |ui| {
+                        ui.set_min_size(egui::vec2(width, half));
+                        ui.set_max_height(half);
+                        ui.heading("Hard examples of this batch");
+                        let threshold = self.controls.score_threshold;
+                        hard_examples_ui(
+                            ui,
+                            &mut self.hard_examples,
+                            self.dataset.as_deref(),
+                            &mut self.textures,
+                            threshold,
+                        );
+                    },
+                );
+                ui.separator();
+                ui.heading("Detections on validation images");
+                detections_ui(
+                    ui,
+                    &mut self.detections,
+                    self.dataset.as_deref(),
+                    &self.latest_evaluations,
+                    &mut self.textures,
+                    self.controls.score_threshold,
+                );
+            });
+        egui::CentralPanel::default().show(ui, |ui| self.plots_ui(ui));
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        if !self.shutdown(Duration::from_secs(1)) {
+            eprintln!("warning: the trainer did not stop within a second");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Dataset images as textures (uploaded once, then cached) and drawing an image with boxes on it.
+
+use std::collections::HashMap;
+
+use egui::{Color32, Pos2, Sense, Stroke, TextureHandle, TextureOptions, Vec2};
+
+use crate::data::ImageRecord;
+use crate::geometry::Rect;
+
+/// Which list of the dataset an image index refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// Textures of dataset images, uploaded the first time each is shown.
+#[derive(Default)]
+pub struct ImageTextures {
+    cache: HashMap<(Split, usize), TextureHandle>,
+}
+
+impl ImageTextures {
+    /// Drops every texture (another dataset was opened).
+    pub fn clear(&mut self) {
+        self.cache.clear();
+    }
+
+    pub fn get(
+        &mut self,
+        ctx: &egui::Context,
+        split: Split,
+        index: usize,
+        record: &ImageRecord,
+    ) -> TextureHandle {
+        self.cache
+            .entry((split, index))
+            .or_insert_with(|| {
+                let pixels = &record.pixels;
+                let image = egui::ColorImage::from_rgb(
+                    [pixels.width() as usize, pixels.height() as usize],
+                    pixels.as_raw(),
+                );
+                ctx.load_texture(format!("{split:?}-{index}"), image, TextureOptions::LINEAR)
+            })
+            .clone()
+    }
+}
+
+/// How one box is drawn.
+#[derive(Clone, Copy, Debug)]
+pub struct BoxStyle {
+    pub color: Color32,
+    pub width: f32,
+    pub dashed: bool,
+}
+
+/// Draws `texture` (the downscaled pixels of `record`) fitted into `max_size`, with `boxes`
+/// given in the original image's pixels on top. Returns the image's response.
+pub fn image_with_boxes_ui(
+    ui: &mut egui::Ui,
+    texture: &TextureHandle,
+    record: &ImageRecord,
+    boxes: &[(Rect, BoxStyle)],
+    max_size: Vec2,
+) -> egui::Response {
+    let original = Vec2::new(record.width.max(1) as f32, record.height.max(1) as f32);
+    let fit = (max_size.x / original.x)
+        .min(max_size.y / original.y)
+        .max(0.01);
+    let (rect, response) = ui.allocate_exact_size(original * fit, Sense::click());
+    let painter = ui.painter_at(rect);
+    painter.image(
+        texture.id(),
+        rect,
+        egui::Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+        Color32::WHITE,
+    );
+    for (b, style) in boxes {
+        let screen = egui::Rect::from_min_max(
+            rect.min + Vec2::new(b.x0, b.y0) * fit,
+            rect.min + Vec2::new(b.x1, b.y1) * fit,
+        );
+        let stroke = Stroke::new(style.width, style.color);
+        if style.dashed {
+            let c = [
+                screen.left_top(),
+                screen.right_top(),
+                screen.right_bottom(),
+                screen.left_bottom(),
+                screen.left_top(),
+            ];
+            painter.extend(egui::Shape::dashed_line(&c, stroke, 6.0, 4.0));
+        } else {
+            painter.rect_stroke(screen, 0.0, stroke, egui::StrokeKind::Middle);
+        }
+    }
+    response
+}

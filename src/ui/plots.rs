@@ -1,0 +1,540 @@
+//! Loss, mAP and precision–recall plots, and the curve history behind them.
+//!
+//! History is kept once, as plain numbers per series; what a plot draws (x by step or time,
+//! smoothed, log-y, downsampled) is derived into a cache that is rebuilt only when the data or
+//! one of those settings changes, and drawn borrowed every frame.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use egui::{Color32, Id};
+use egui_plot::{
+    ColorConflictHandling, Corner, Legend, Line, LineStyle, Plot, PlotPoint, PlotPoints, Points,
+    Text, VLine,
+};
+
+use crate::train::config::Strategy;
+use crate::train::messages::{EvalReport, StepReport};
+
+/// Past this many points a series is drawn as min/max pairs per bucket.
+const DOWNSAMPLE_ABOVE: usize = 4000;
+/// Buckets of a downsampled series: about one per pixel of a wide plot.
+const DOWNSAMPLE_BUCKETS: usize = 2000;
+
+/// The colour of a strategy in every plot.
+pub fn strategy_color(strategy: Strategy) -> Color32 {
+    match strategy {
+        Strategy::Ohem => Color32::from_rgb(240, 130, 40),
+        Strategy::FullBatch => Color32::from_rgb(80, 140, 240),
+        Strategy::RandomM => Color32::from_rgb(170, 110, 220),
+    }
+}
+
+/// How a series is turned into plot points.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ViewKey {
+    len: usize,
+    x_by_time: bool,
+    smoothing: f32,
+    log_y: bool,
+}
+
+/// One curve's history, and the points last derived from it.
+#[derive(Default)]
+pub struct Series {
+    steps: Vec<f64>,
+    secs: Vec<f64>,
+    values: Vec<f64>,
+    view_key: Option<ViewKey>,
+    raw_view: Vec<PlotPoint>,
+    smooth_view: Vec<PlotPoint>,
+}
+
+impl Series {
+    pub fn push(&mut self, step: f64, secs: f64, value: f64) {
+        self.steps.push(step);
+        self.secs.push(secs);
+        self.values.push(value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Rebuilds the drawn points if the data or the view settings changed since last time.
+    fn refresh(&mut self, key: ViewKey) {
+        if self.view_key == Some(key) {
+            return;
+        }
+        let xs = if key.x_by_time {
+            &self.secs
+        } else {
+            &self.steps
+        };
+        let y_of = |v: f64| if key.log_y { v.max(1e-12).log10() } else { v };
+        let raw: Vec<PlotPoint> = xs
+            .iter()
+            .zip(&self.values)
+            .map(|(&x, &v)| PlotPoint::new(x, y_of(v)))
+            .collect();
+        let smoothed: Vec<PlotPoint> = xs
+            .iter()
+            .zip(debiased_ema(&self.values, key.smoothing))
+            .map(|(&x, v)| PlotPoint::new(x, y_of(v)))
+            .collect();
+        self.raw_view = downsample_min_max(raw, DOWNSAMPLE_BUCKETS);
+        self.smooth_view = downsample_min_max(smoothed, DOWNSAMPLE_BUCKETS);
+        self.view_key = Some(key);
+    }
+}
+
+/// TensorBoard's smoothing: an exponential moving average divided by `1 - weight^n`, so the
+/// first points are not pulled towards zero.
+pub fn debiased_ema(values: &[f64], weight: f32) -> Vec<f64> {
+    let weight = f64::from(weight.clamp(0.0, 0.999));
+    let mut last = 0.0;
+    let mut debias = 1.0;
+    values
+        .iter()
+        .map(|&v| {
+            if !v.is_finite() {
+                return v;
+            }
+            last = last * weight + (1.0 - weight) * v;
+            debias *= weight;
+            if debias < 1.0 {
+                last / (1.0 - debias)
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// Keeps the lowest and highest point of each of `buckets` equal runs, in x order, so that
+/// spikes survive; series at or below [`DOWNSAMPLE_ABOVE`] points are returned unchanged.
+pub fn downsample_min_max(points: Vec<PlotPoint>, buckets: usize) -> Vec<PlotPoint> {
+    if points.len() <= DOWNSAMPLE_ABOVE || buckets == 0 {
+        return points;
+    }
+    let per_bucket = points.len().div_ceil(buckets);
+    let mut out = Vec::with_capacity(buckets * 2);
+    for chunk in points.chunks(per_bucket) {
+        let (mut lo, mut hi) = (0, 0);
+        for (i, p) in chunk.iter().enumerate() {
+            if p.y < chunk[lo].y {
+                lo = i;
+            }
+            if p.y > chunk[hi].y {
+                hi = i;
+            }
+        }
+        out.push(chunk[lo.min(hi)]);
+        if lo != hi {
+            out.push(chunk[lo.max(hi)]);
+        }
+    }
+    out
+}
+
+/// Both loss curves of one strategy.
+#[derive(Default)]
+pub struct StrategyCurves {
+    /// Mean loss over the examples the strategy backpropagated (OHEM: the hard ones).
+    pub trained: Series,
+    /// Mean loss over the whole batch: the fair comparison between strategies.
+    pub batch: Series,
+}
+
+/// A K or M change, drawn as a vertical line where it took effect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SettingChange {
+    pub step: u64,
+    pub elapsed_secs: f64,
+    pub text: String,
+}
+
+/// Everything the plots show, and how.
+pub struct PlotsState {
+    pub x_by_time: bool,
+    /// EMA weight, 0 (raw) to 0.99.
+    pub smoothing: f32,
+    pub log_y: bool,
+    pub curves: BTreeMap<Strategy, StrategyCurves>,
+    pub changes: Vec<SettingChange>,
+    /// mAP per strategy: `[step, secs, map]`.
+    pub map_history: BTreeMap<Strategy, Vec<[f64; 3]>>,
+    map_view: BTreeMap<Strategy, Vec<PlotPoint>>,
+    map_view_by_time: Option<bool>,
+    last_batch: Option<(usize, usize)>,
+    last_secs: f64,
+    last_step: u64,
+}
+
+impl Default for PlotsState {
+    fn default() -> Self {
+        Self {
+            x_by_time: false,
+            smoothing: 0.6,
+            log_y: false,
+            curves: BTreeMap::new(),
+            changes: Vec::new(),
+            map_history: BTreeMap::new(),
+            map_view: BTreeMap::new(),
+            map_view_by_time: None,
+            last_batch: None,
+            last_secs: 0.0,
+            last_step: 0,
+        }
+    }
+}
+
+impl PlotsState {
+    /// Forgets the last run's curves.
+    pub fn clear(&mut self) {
+        let (x_by_time, smoothing, log_y) = (self.x_by_time, self.smoothing, self.log_y);
+        *self = Self {
+            x_by_time,
+            smoothing,
+            log_y,
+            ..Self::default()
+        };
+    }
+
+    pub fn record_step(&mut self, report: &StepReport) {
+        let step = report.step as f64;
+        for s in &report.strategies {
+            let curves = self.curves.entry(s.strategy).or_default();
+            curves
+                .trained
+                .push(step, report.elapsed_secs, f64::from(s.trained_loss));
+            curves
+                .batch
+                .push(step, report.elapsed_secs, f64::from(s.batch_loss));
+        }
+        let batch = (report.batch_size, report.hard_examples);
+        if let Some((k, m)) = self.last_batch {
+            let mut parts = Vec::new();
+            if k != batch.0 {
+                parts.push(format!("K {k} -> {}", batch.0));
+            }
+            if m != batch.1 {
+                parts.push(format!("M {m} -> {}", batch.1));
+            }
+            if !parts.is_empty() {
+                self.changes.push(SettingChange {
+                    step: report.step,
+                    elapsed_secs: report.elapsed_secs,
+                    text: parts.join(", "),
+                });
+            }
+        }
+        self.last_batch = Some(batch);
+        self.last_secs = report.elapsed_secs;
+        self.last_step = report.step;
+    }
+
+    pub fn record_evaluation(&mut self, report: &EvalReport) {
+        self.map_history.entry(report.strategy).or_default().push([
+            report.step as f64,
+            self.last_secs,
+            f64::from(report.evaluation.map()),
+        ]);
+        self.map_view_by_time = None;
+    }
+
+    pub fn steps_recorded(&self) -> usize {
+        self.curves
+            .values()
+            .map(|c| c.trained.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn refresh_views(&mut self) {
+        for curves in self.curves.values_mut() {
+            for series in [&mut curves.trained, &mut curves.batch] {
+                let key = ViewKey {
+                    len: series.len(),
+                    x_by_time: self.x_by_time,
+                    smoothing: self.smoothing,
+                    log_y: self.log_y,
+                };
+                series.refresh(key);
+            }
+        }
+        if self.map_view_by_time != Some(self.x_by_time) {
+            let column = usize::from(self.x_by_time);
+            self.map_view = self
+                .map_history
+                .iter()
+                .map(|(s, rows)| {
+                    let points = rows
+                        .iter()
+                        .map(|r| PlotPoint::new(r[column], r[2]))
+                        .collect();
+                    (*s, points)
+                })
+                .collect();
+            self.map_view_by_time = Some(self.x_by_time);
+        }
+    }
+
+    /// Writes every loss and mAP point as `strategy,curve,step,elapsed_secs,value`.
+    pub fn write_csv(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(out, "strategy,curve,step,elapsed_secs,value")?;
+        for (strategy, curves) in &self.curves {
+            for (name, series) in [
+                ("trained_loss", &curves.trained),
+                ("batch_loss", &curves.batch),
+            ] {
+                for i in 0..series.len() {
+                    writeln!(
+                        out,
+                        "{},{name},{},{},{}",
+                        strategy.key(),
+                        series.steps[i],
+                        series.secs[i],
+                        series.values[i]
+                    )?;
+                }
+            }
+        }
+        for (strategy, rows) in &self.map_history {
+            for r in rows {
+                writeln!(out, "{},map,{},{},{}", strategy.key(), r[0], r[1], r[2])?;
+            }
+        }
+        out.flush()
+    }
+}
+
+/// Settings row above the plots.
+pub fn plot_settings_ui(ui: &mut egui::Ui, state: &mut PlotsState) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label("x:");
+        ui.selectable_value(&mut state.x_by_time, false, "step");
+        ui.selectable_value(&mut state.x_by_time, true, "time");
+        ui.separator();
+        ui.add(egui::Slider::new(&mut state.smoothing, 0.0..=0.99).text("smoothing"));
+        ui.checkbox(&mut state.log_y, "log y");
+    });
+}
+
+const LINK_GROUP: &str = "loss-and-map-x";
+
+/// Loss curves of every strategy: trained-examples loss solid (smoothed over a faint raw
+/// curve), whole-batch loss dashed, K/M changes as vertical lines.
+pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
+    state.refresh_views();
+    let log_y = state.log_y;
+    let x_by_time = state.x_by_time;
+    let smoothing = state.smoothing;
+    let x_name = if x_by_time { "seconds" } else { "step" };
+    let mut plot = Plot::new("loss_plot")
+        .height(height)
+        .legend(
+            Legend::default()
+                .position(Corner::RightTop)
+                .text_style(egui::TextStyle::Small)
+                .color_conflict_handling(ColorConflictHandling::PickFirst),
+        )
+        .x_axis_label(x_name)
+        .y_axis_label(if log_y { "loss (log)" } else { "loss" })
+        .link_axis(Id::unique(LINK_GROUP), [true, false])
+        .link_cursor(Id::unique(LINK_GROUP), [true, false])
+        .label_formatter(move |position| {
+            let (name, p) = match position {
+                egui_plot::HoverPosition::NearDataPoint {
+                    plot_name,
+                    position,
+                    ..
+                } => (*plot_name, *position),
+                egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
+            };
+            let y = if log_y { 10f64.powf(p.y) } else { p.y };
+            Some(format!("{name}\n{x_name} {:.1}\nloss {y:.4}", p.x))
+        });
+    if log_y {
+        plot = plot
+            .y_grid_spacer(egui_plot::log_grid_spacer(10))
+            .y_axis_formatter(|mark, _| format_log_tick(mark.value));
+    }
+    let state: &PlotsState = state;
+    plot.show(ui, |plot_ui| {
+        for (strategy, curves) in &state.curves {
+            let color = strategy_color(*strategy);
+            let name = format!("{} · trained examples", strategy.label());
+            if smoothing > 0.0 {
+                plot_ui.line(
+                    Line::new(name.clone(), PlotPoints::Borrowed(&curves.trained.raw_view))
+                        .color(color.gamma_multiply(0.25))
+                        .width(1.0)
+                        .allow_hover(false),
+                );
+            }
+            plot_ui.line(
+                Line::new(name, PlotPoints::Borrowed(&curves.trained.smooth_view))
+                    .color(color)
+                    .width(1.8),
+            );
+            plot_ui.line(
+                Line::new(
+                    format!("{} · whole batch", strategy.label()),
+                    PlotPoints::Borrowed(&curves.batch.smooth_view),
+                )
+                .color(color.gamma_multiply(0.8))
+                .width(1.2)
+                .style(LineStyle::dashed_dense()),
+            );
+        }
+        let top = plot_ui.plot_bounds().max()[1];
+        for change in &state.changes {
+            let x = if x_by_time {
+                change.elapsed_secs
+            } else {
+                change.step as f64
+            };
+            plot_ui.vline(
+                VLine::new("K/M changes", x)
+                    .color(Color32::GRAY)
+                    .style(LineStyle::dashed_loose()),
+            );
+            plot_ui.text(
+                Text::new("K/M changes", PlotPoint::new(x, top), change.text.clone())
+                    .anchor(egui::Align2::LEFT_TOP)
+                    .color(Color32::GRAY),
+            );
+        }
+    });
+}
+
+fn format_log_tick(log_value: f64) -> String {
+    let value = 10f64.powf(log_value);
+    if (0.01..1000.0).contains(&value) {
+        format!("{value:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        format!("{value:.0e}")
+    }
+}
+
+/// Validation mAP of each strategy over the run; x linked with the loss plot.
+pub fn map_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
+    state.refresh_views();
+    let x_name = if state.x_by_time { "seconds" } else { "step" };
+    // Spans the loss plot's range even before the first evaluation.
+    let last_x = if state.x_by_time {
+        state.last_secs
+    } else {
+        state.last_step as f64
+    };
+    let state: &PlotsState = state;
+    Plot::new("map_plot")
+        .height(height)
+        .legend(
+            Legend::default()
+                .position(Corner::LeftTop)
+                .text_style(egui::TextStyle::Small),
+        )
+        .x_axis_label(x_name)
+        .y_axis_label("val mAP@0.5")
+        .include_x(0.0)
+        .include_x(last_x)
+        .include_y(0.0)
+        .include_y(1.0)
+        .link_axis(Id::unique(LINK_GROUP), [true, false])
+        .link_cursor(Id::unique(LINK_GROUP), [true, false])
+        .show(ui, |plot_ui| {
+            for (strategy, points) in &state.map_view {
+                let color = strategy_color(*strategy);
+                plot_ui.line(
+                    Line::new(strategy.label(), PlotPoints::Borrowed(points))
+                        .color(color)
+                        .width(1.8),
+                );
+                plot_ui.points(
+                    Points::new(strategy.label(), PlotPoints::Borrowed(points))
+                        .color(color)
+                        .radius(2.5),
+                );
+            }
+        });
+}
+
+/// The precision–recall curve of each strategy's latest evaluation, with the point at the
+/// score threshold marked; P/R/F1 at the threshold are written below by the caller.
+pub fn pr_plot_ui(
+    ui: &mut egui::Ui,
+    latest: &BTreeMap<Strategy, std::sync::Arc<EvalReport>>,
+    threshold: f32,
+    height: f32,
+) {
+    Plot::new("pr_plot")
+        .height(height)
+        .legend(
+            Legend::default()
+                .position(Corner::LeftBottom)
+                .text_style(egui::TextStyle::Small),
+        )
+        .x_axis_label("recall")
+        .y_axis_label("precision")
+        .include_x(0.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .include_y(1.05)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .show(ui, |plot_ui| {
+            for (strategy, report) in latest {
+                let color = strategy_color(*strategy);
+                let curve: PlotPoints<'_> = report
+                    .evaluation
+                    .pr_curve()
+                    .iter()
+                    .map(|p| [f64::from(p.recall), f64::from(p.precision)])
+                    .collect();
+                let name = format!("{} (step {})", strategy.label(), report.step);
+                plot_ui.line(Line::new(name.clone(), curve).color(color).width(1.5));
+                let at = report.evaluation.point_at(threshold);
+                plot_ui.points(
+                    Points::new(name, vec![[f64::from(at.recall), f64::from(at.precision)]])
+                        .color(color)
+                        .radius(5.0)
+                        .filled(true),
+                );
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debiased_ema_starts_at_the_first_value() {
+        let smoothed = debiased_ema(&[2.0, 2.0, 2.0], 0.9);
+        for v in smoothed {
+            assert!((v - 2.0).abs() < 1e-9);
+        }
+        assert_eq!(debiased_ema(&[1.0, 3.0], 0.0), vec![1.0, 3.0]);
+    }
+
+    #[test]
+    fn downsampling_keeps_extremes() {
+        let mut points: Vec<PlotPoint> =
+            (0..10_000).map(|i| PlotPoint::new(i as f64, 1.0)).collect();
+        points[5000].y = 100.0;
+        points[7000].y = -5.0;
+        let out = downsample_min_max(points, 1000);
+        assert!(out.len() <= 2000);
+        assert!(out.iter().any(|p| p.y == 100.0));
+        assert!(out.iter().any(|p| p.y == -5.0));
+        assert!(out.windows(2).all(|w| w[0].x <= w[1].x));
+    }
+}

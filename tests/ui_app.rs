@@ -1,0 +1,259 @@
+//! The real app, driven like a person would: with the real trainer thread on a tiny YOLO
+//! dataset written to a temporary folder. No GPU and no real dialog needed.
+
+// A test should stop at the first broken expectation, with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use ohem_studio::ui::{AppOptions, FixedFolderPicker, OhemApp};
+
+/// Long enough for a slow shared machine; each wait normally ends in well under a second.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A few 96×96 images with one bright "car" each, in the YOLO layout.
+fn write_fixture(root: &Path) {
+    std::fs::write(
+        root.join("data.yaml"),
+        "path: .\ntrain: images/train\nval: images/val\nnames: [car]\n",
+    )
+    .unwrap();
+    for (split, count) in [("train", 8), ("val", 3)] {
+        let images = root.join("images").join(split);
+        let labels = root.join("labels").join(split);
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::create_dir_all(&labels).unwrap();
+        for i in 0..count {
+            let (x0, y0) = (8 + 6 * i, 12 + 5 * i);
+            let (w, h) = (40u32, 24u32);
+            let image = image::RgbImage::from_fn(96, 96, |x, y| {
+                let inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + h;
+                if inside {
+                    image::Rgb([220, 40 + (x % 7) as u8 * 10, 40])
+                } else {
+                    let v = ((x * 31 + y * 17 + i * 13) % 90) as u8;
+                    image::Rgb([v, v + 20, v + 40])
+                }
+            });
+            image.save(images.join(format!("{i}.png"))).unwrap();
+            let (cx, cy) = (
+                (x0 as f32 + w as f32 / 2.0) / 96.0,
+                (y0 as f32 + h as f32 / 2.0) / 96.0,
+            );
+            std::fs::write(
+                labels.join(format!("{i}.txt")),
+                format!("0 {cx} {cy} {} {}\n", w as f32 / 96.0, h as f32 / 96.0),
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    dir
+}
+
+fn app_harness(data_dir: Option<PathBuf>, picked: Option<PathBuf>) -> Harness<'static, OhemApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_eframe(move |cc| {
+            OhemApp::new(
+                &cc.egui_ctx,
+                AppOptions {
+                    data_dir,
+                    start: false,
+                    picker: Box::new(FixedFolderPicker(picked)),
+                },
+            )
+        })
+}
+
+/// Steps frames until `done` holds, failing the test with `what` after [`DEADLINE`].
+fn wait_for(
+    harness: &mut Harness<'_, OhemApp>,
+    what: &str,
+    done: impl Fn(&Harness<'_, OhemApp>) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        harness.step();
+        if done(harness) {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting for {what}; status: {:?}, step {}",
+            harness.state().status(),
+            harness.state().step()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn has_label(harness: &Harness<'_, OhemApp>, label: &str) -> bool {
+    harness.query_by_label(label).is_some()
+}
+
+fn count_labels_containing(harness: &Harness<'_, OhemApp>, part: &str) -> usize {
+    harness.query_all_by_label_contains(part).count()
+}
+
+/// The text a node shows: labels carry it as their value.
+fn text_of(node: &egui_kittest::Node<'_>) -> String {
+    let node = node.accesskit_node();
+    node.label().or_else(|| node.value()).unwrap_or_default()
+}
+
+/// The step number the top bar shows.
+fn shown_step(harness: &Harness<'_, OhemApp>) -> u64 {
+    harness
+        .query_all_by_label_contains("step ")
+        .find_map(|node| text_of(&node).strip_prefix("step ")?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sets K and M with their sliders, as a person would before pressing Start.
+fn small_batches(harness: &mut Harness<'_, OhemApp>, k: usize, m: usize) {
+    harness
+        .get_by_role_and_label(Role::Slider, "K")
+        .set_value_accesskit(k as f64);
+    harness.run_steps(2);
+    harness
+        .get_by_role_and_label(Role::Slider, "M")
+        .set_value_accesskit(m as f64);
+    harness.run_steps(2);
+}
+
+fn open_and_start(harness: &mut Harness<'_, OhemApp>) {
+    wait_for(harness, "the dataset to load", |h| {
+        has_label(h, "ready: press Start")
+    });
+    small_batches(harness, 32, 16);
+    harness.get_by_label("Start").click();
+    wait_for(harness, "the first steps", |h| shown_step(h) > 0);
+}
+
+#[test]
+fn typing_a_path_and_enter_opens_the_dataset() {
+    let data = fixture();
+    let mut harness = app_harness(None, None);
+    assert!(has_label(&harness, "no dataset: open a folder"));
+    let field = harness.get_by_label("Folder:");
+    field.focus();
+    field.type_text(&data.path().display().to_string());
+    harness.run_steps(2);
+    harness.key_press(egui::Key::Enter);
+    wait_for(&mut harness, "the dataset to load", |h| {
+        has_label(h, "ready: press Start")
+    });
+    // The summary and the problem list are on screen.
+    assert!(harness
+        .query_by_label_contains("Dataset problems")
+        .is_some());
+    assert!(harness.query_by_label("none loaded").is_none());
+}
+
+#[test]
+fn a_bad_folder_shows_a_problem_and_the_app_stays_usable() {
+    let data = fixture();
+    let missing = data.path().join("no-such-folder");
+    // The fake picker answers with the good folder after the bad one failed.
+    let mut harness = app_harness(Some(missing), Some(data.path().to_path_buf()));
+    wait_for(&mut harness, "the failure to show", |h| {
+        count_labels_containing(h, "cannot open") > 0
+    });
+    assert!(has_label(&harness, "no dataset: open a folder"));
+    harness.get_by_label("Open dataset…").click();
+    wait_for(&mut harness, "the picked dataset to load", |h| {
+        has_label(h, "ready: press Start")
+    });
+}
+
+#[test]
+fn training_shows_hard_examples_and_a_new_m_applies_to_later_batches() {
+    let data = fixture();
+    let mut harness = app_harness(Some(data.path().to_path_buf()), None);
+    open_and_start(&mut harness);
+    wait_for(&mut harness, "a grid of 16 hard examples", |h| {
+        count_labels_containing(h, "hard example ") == 16
+    });
+    assert!(
+        !has_label(&harness, "device: –"),
+        "the device in use is shown"
+    );
+
+    harness
+        .get_by_role_and_label(Role::Slider, "M")
+        .set_value_accesskit(5.0);
+    wait_for(&mut harness, "a batch trained with M = 5", |h| {
+        h.state().shown_hard_examples().map(|b| b.examples.len()) == Some(5)
+            && count_labels_containing(h, "hard example ") == 5
+    });
+
+    eframe::App::on_exit(harness.state_mut(), None);
+    assert!(
+        harness.state().trainer_finished(),
+        "closing ends the trainer thread"
+    );
+}
+
+#[test]
+fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
+    let data = fixture();
+    let mut harness = app_harness(Some(data.path().to_path_buf()), None);
+    wait_for(&mut harness, "the dataset to load", |h| {
+        has_label(h, "ready: press Start")
+    });
+    harness
+        .get_by_role_and_label(Role::Slider, "evaluate every")
+        .set_value_accesskit(2.0);
+    harness.run_steps(2);
+    open_and_start(&mut harness);
+    wait_for(&mut harness, "an evaluation", |h| {
+        count_labels_containing(h, "OHEM @ ") > 0 && count_labels_containing(h, "hard example ") > 0
+    });
+    harness.get_by_label("Pause").click();
+    wait_for(&mut harness, "the pause", |h| has_label(h, "paused"));
+    let step = shown_step(&harness);
+
+    let metrics = |h: &Harness<'_, OhemApp>| -> String {
+        let label = text_of(&h.get_by_label_contains("OHEM @ "));
+        // Drop the threshold itself: only the numbers should be compared.
+        label
+            .split_once(':')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
+    };
+    let threshold = |h: &mut Harness<'_, OhemApp>, value: f64| {
+        h.get_by_role_and_label(Role::Slider, "score threshold")
+            .set_value_accesskit(value);
+        h.run_steps(3);
+    };
+
+    threshold(&mut harness, 0.05);
+    let red_low = count_labels_containing(&harness, "false positive");
+    let metrics_low = metrics(&harness);
+    threshold(&mut harness, 0.99);
+    let red_high = count_labels_containing(&harness, "false positive");
+    let metrics_high = metrics(&harness);
+
+    assert!(
+        red_low > red_high,
+        "fewer negatives count as false positives at a higher threshold ({red_low} vs {red_high})"
+    );
+    assert_ne!(metrics_low, metrics_high, "P/R/F1 follow the threshold");
+    assert_eq!(
+        shown_step(&harness),
+        step,
+        "no batch was trained while paused"
+    );
+
+    harness.get_by_label("Resume").click();
+    wait_for(&mut harness, "training to go on", |h| shown_step(h) > step);
+}

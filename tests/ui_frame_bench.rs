@@ -1,0 +1,191 @@
+//! How long the app takes to build a frame when full: 10,000-step curves for three strategies,
+//! a grid of 32 hard examples and an evaluation per strategy. Ignored by `cargo test`; run by
+//! `make bench` (`--ignored --nocapture`).
+
+// A test should stop at the first broken expectation, with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use ohem_studio::data::{self, Dataset, GtBox, ImageRecord, Layout};
+use ohem_studio::eval::{self, Detection, GroundTruth};
+use ohem_studio::geometry::Rect;
+use ohem_studio::train::config::{Strategy, TrainConfig};
+use ohem_studio::train::messages::{
+    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
+};
+use ohem_studio::ui::{AppOptions, FixedFolderPicker, OhemApp};
+
+const STEPS: u64 = 10_000;
+const HARD_EXAMPLES: usize = 32;
+const FRAMES: u32 = 60;
+
+fn image_record(i: usize) -> ImageRecord {
+    let pixels = image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, (i * 40 % 256) as u8])
+    });
+    ImageRecord {
+        path: format!("image_{i}.png").into(),
+        width: 640,
+        height: 480,
+        boxes: vec![GtBox {
+            class_id: 0,
+            rect: Rect::new(100.0, 100.0, 260.0, 180.0),
+            difficult: false,
+        }],
+        pixels: Arc::new(pixels),
+        scale: 0.5,
+    }
+}
+
+fn dataset() -> Arc<Dataset> {
+    Arc::new(Dataset {
+        root: "bench".into(),
+        layout: Layout::Yolo,
+        class_names: vec!["car".into()],
+        train: (0..20).map(image_record).collect(),
+        val: (0..10).map(image_record).collect(),
+        positive_crops: Vec::new(),
+    })
+}
+
+fn step_report(step: u64) -> StepReport {
+    let t = step as f32;
+    StepReport {
+        step,
+        elapsed_secs: step as f64 * 0.05,
+        batch_size: 128,
+        hard_examples: HARD_EXAMPLES,
+        positives: 32,
+        examples_per_sec: 2500.0,
+        strategies: Strategy::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &strategy)| StrategyStep {
+                strategy,
+                trained_loss: 1.0 / (1.0 + t / 500.0) + 0.1 * (t * 0.37 + i as f32).sin().abs(),
+                batch_loss: 0.8 / (1.0 + t / 400.0) + 0.05 * (t * 0.11).cos().abs(),
+                forward_ms: 1.0,
+                select_ms: 0.1,
+                train_ms: 2.0,
+            })
+            .collect(),
+    }
+}
+
+fn hard_examples(step: u64) -> HardExampleBatch {
+    HardExampleBatch {
+        step,
+        batch_size: 128,
+        examples: (0..HARD_EXAMPLES)
+            .map(|i| HardExample {
+                thumbnail: Thumbnail {
+                    width: 48,
+                    height: 32,
+                    rgba: vec![(i * 7) as u8; 48 * 32 * 4],
+                },
+                source_image: Some(i % 20),
+                window: Rect::new(10.0, 10.0, 106.0, 74.0),
+                label: usize::from(i % 4 == 0),
+                loss: 2.0 - i as f32 * 0.05,
+                score: (i as f32 * 0.031) % 1.0,
+            })
+            .collect(),
+    }
+}
+
+fn evaluation(strategy: Strategy, dataset: &Dataset) -> Arc<EvalReport> {
+    let detections: Vec<Detection> = (0..dataset.val.len() * 20)
+        .map(|i| Detection {
+            image: i % dataset.val.len(),
+            class_id: 0,
+            rect: Rect::from_xywh((i % 13) as f32 * 30.0, 100.0, 160.0, 80.0),
+            score: (i as f32 * 0.173) % 1.0,
+        })
+        .collect();
+    let ground_truth: Vec<GroundTruth> = dataset
+        .val
+        .iter()
+        .enumerate()
+        .flat_map(|(image, r)| {
+            r.boxes.iter().map(move |b| GroundTruth {
+                image,
+                class_id: b.class_id,
+                rect: b.rect,
+                difficult: b.difficult,
+            })
+        })
+        .collect();
+    Arc::new(EvalReport {
+        step: STEPS,
+        strategy,
+        evaluation: eval::evaluate(&detections, &ground_truth, 1, 0.5),
+        detections,
+        val_loss: 0.3,
+    })
+}
+
+fn mean_frame(harness: &mut Harness<'_, OhemApp>, live_step: Option<&mut u64>) -> Duration {
+    let mut live_step = live_step;
+    let started = Instant::now();
+    for _ in 0..FRAMES {
+        if let Some(step) = live_step.as_deref_mut() {
+            *step += 1;
+            harness
+                .state_mut()
+                .apply_event(Event::Step(step_report(*step)));
+        }
+        harness.step();
+    }
+    started.elapsed() / FRAMES
+}
+
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn frame_time_with_full_curves_and_grid() {
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_eframe(|cc| {
+            OhemApp::new(
+                &cc.egui_ctx,
+                AppOptions {
+                    data_dir: None,
+                    start: false,
+                    picker: Box::new(FixedFolderPicker(None)),
+                },
+            )
+        });
+    let dataset = dataset();
+    let app = harness.state_mut();
+    app.apply_event(Event::DatasetLoaded {
+        summary: data::summary(&dataset),
+        dataset: dataset.clone(),
+        diagnostics: Vec::new(),
+    });
+    app.apply_event(Event::RunStarted(RunInfo {
+        device: "bench".into(),
+        window_px: (48, 32),
+        config: TrainConfig::default(),
+    }));
+    for step in 1..=STEPS {
+        app.apply_event(Event::Step(step_report(step)));
+    }
+    app.apply_event(Event::HardExamples(hard_examples(STEPS)));
+    for strategy in Strategy::ALL {
+        app.apply_event(Event::Evaluated(evaluation(strategy, &dataset)));
+    }
+    // The first frames upload textures and fill the plot caches.
+    harness.run_steps(5);
+
+    let steady = mean_frame(&mut harness, None);
+    let mut step = STEPS;
+    let live = mean_frame(&mut harness, Some(&mut step));
+    println!(
+        "frame build, {STEPS} steps x 3 strategies, {HARD_EXAMPLES} thumbnails, 1400x900: \
+         {:.2} ms steady, {:.2} ms with a new step every frame (mean of {FRAMES})",
+        steady.as_secs_f64() * 1e3,
+        live.as_secs_f64() * 1e3
+    );
+}

@@ -16,7 +16,11 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn path(p: &Path) -> &str {
@@ -29,21 +33,40 @@ fn inspect_prints_layout_counts_and_every_problem() {
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);
     assert!(report.contains("YOLO"), "{report}");
-    assert!(report.contains("160 images") && report.contains("40 images"), "{report}");
+    assert!(
+        report.contains("160 images") && report.contains("40 images"),
+        "{report}"
+    );
 
     let broken = tempfile::tempdir().expect("temp dir");
     let root = broken.path();
     std::fs::create_dir_all(root.join("images/train")).expect("folders");
     std::fs::create_dir_all(root.join("labels/train")).expect("folders");
-    std::fs::write(root.join("data.yaml"), "path: .\ntrain: images/train\nval: images/train\nnames: [car]\n").expect("yaml");
-    image::RgbImage::new(64, 48).save(root.join("images/train/good.png")).expect("png");
-    std::fs::write(root.join("labels/train/good.txt"), "0 0.5 0.5 0.2 0.2\n0 0.5 oops 0.2 0.2\n").expect("label");
+    std::fs::write(
+        root.join("data.yaml"),
+        "path: .\ntrain: images/train\nval: images/train\nnames: [car]\n",
+    )
+    .expect("yaml");
+    image::RgbImage::new(64, 48)
+        .save(root.join("images/train/good.png"))
+        .expect("png");
+    std::fs::write(
+        root.join("labels/train/good.txt"),
+        "0 0.5 0.5 0.2 0.2\n0 0.5 oops 0.2 0.2\n",
+    )
+    .expect("label");
     std::fs::write(root.join("images/train/broken.jpg"), b"not a jpeg at all").expect("bad image");
     let out = run(&["inspect", "--data", path(root)]);
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);
-    assert!(report.contains("good.txt:2"), "the malformed line is named: {report}");
-    assert!(report.contains("broken.jpg"), "the corrupt image is named: {report}");
+    assert!(
+        report.contains("good.txt:2"),
+        "the malformed line is named: {report}"
+    );
+    assert!(
+        report.contains("broken.jpg"),
+        "the corrupt image is named: {report}"
+    );
 }
 
 #[test]
@@ -52,13 +75,36 @@ fn bad_arguments_and_missing_folders_fail_with_one_clear_message() {
     assert!(!out.status.success());
     let message = text(&out);
     assert!(message.contains("/nonexistent/folder"), "{message}");
-    assert!(!message.contains("panicked") && !message.contains("backtrace"), "{message}");
+    assert!(
+        !message.contains("panicked") && !message.contains("backtrace"),
+        "{message}"
+    );
 
-    let out = run(&["train", "--data", path(&sample_data()), "--strategies", "ohem,bogus", "--out", "/tmp/unused"]);
+    let out = run(&[
+        "train",
+        "--data",
+        path(&sample_data()),
+        "--strategies",
+        "ohem,bogus",
+        "--out",
+        "/tmp/unused",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("unknown strategy 'bogus'"), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown strategy 'bogus'"),
+        "{}",
+        text(&out)
+    );
 
-    let out = run(&["detect", "--checkpoint", "/nonexistent/ohem.safetensors", "--images", ".", "--out", "x.json"]);
+    let out = run(&[
+        "detect",
+        "--checkpoint",
+        "/nonexistent/ohem.safetensors",
+        "--images",
+        ".",
+        "--out",
+        "x.json",
+    ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no such checkpoint"), "{}", text(&out));
 }
@@ -68,24 +114,61 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
     let dir = tempfile::tempdir().expect("temp dir");
     let train = |out: &Path| {
         run(&[
-            "train", "--data", path(&sample_data()), "--steps", "12", "--batch", "32", "--hard", "8",
-            "--eval-every", "12", "--device", "cpu", "--seed", "3", "--out", path(out),
+            "train",
+            "--data",
+            path(&sample_data()),
+            "--steps",
+            "12",
+            "--batch",
+            "32",
+            "--hard",
+            "8",
+            "--eval-every",
+            "12",
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+            "--out",
+            path(out),
         ])
     };
     let first = dir.path().join("first");
     let out = train(&first);
     assert!(out.status.success(), "{}", text(&out));
-    for file in ["metrics.csv", "eval.csv", "hard_examples.csv", "config.json", "model.json", "ohem.safetensors", "full.safetensors", "random.safetensors"] {
+    for file in [
+        "metrics.csv",
+        "eval.csv",
+        "hard_examples.csv",
+        "config.json",
+        "model.json",
+        "ohem.safetensors",
+        "full.safetensors",
+        "random.safetensors",
+    ] {
         assert!(first.join(file).is_file(), "{file} missing");
     }
     let metrics = std::fs::read_to_string(first.join("metrics.csv")).expect("metrics");
-    assert_eq!(metrics.lines().count(), 1 + 12 * 3, "one row per step and strategy");
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 12 * 3,
+        "one row per step and strategy"
+    );
     let evals = std::fs::read_to_string(first.join("eval.csv")).expect("evals");
     assert!(evals.lines().next().expect("header").contains("ap50_car"));
-    assert_eq!(evals.lines().count(), 1 + 3, "one evaluation per strategy at the end");
+    assert_eq!(
+        evals.lines().count(),
+        1 + 3,
+        "one evaluation per strategy at the end"
+    );
     let hard = std::fs::read_to_string(first.join("hard_examples.csv")).expect("hard examples");
-    assert!(hard.lines().count() > 12, "OHEM's picks are recorded per step");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(first.join("config.json")).expect("config")).expect("json");
+    assert!(
+        hard.lines().count() > 12,
+        "OHEM's picks are recorded per step"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("config.json")).expect("config"))
+            .expect("json");
     assert_eq!(config["seed"], 3);
     assert_eq!(config["hard_examples"], 8);
 
@@ -102,7 +185,15 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
     assert_eq!(losses(&first), losses(&second));
 
     let checkpoint = first.join("ohem.safetensors");
-    let out = run(&["eval", "--data", path(&sample_data()), "--checkpoint", path(&checkpoint), "--device", "cpu"]);
+    let out = run(&[
+        "eval",
+        "--data",
+        path(&sample_data()),
+        "--checkpoint",
+        path(&checkpoint),
+        "--device",
+        "cpu",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("mAP@0.5"), "{}", text(&out));
     assert!(text(&out).contains("precision"), "{}", text(&out));
@@ -111,12 +202,29 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
     let images = dir.path().join("plain");
     std::fs::create_dir_all(&images).expect("folder");
     for name in ["val_0000.jpg", "val_0001.jpg"] {
-        std::fs::copy(sample_data().join("images/val").join(name), images.join(name)).expect("copy");
+        std::fs::copy(
+            sample_data().join("images/val").join(name),
+            images.join(name),
+        )
+        .expect("copy");
     }
     let json = dir.path().join("detections.json");
-    let out = run(&["detect", "--checkpoint", path(&checkpoint), "--images", path(&images), "--threshold", "0", "--device", "cpu", "--out", path(&json)]);
+    let out = run(&[
+        "detect",
+        "--checkpoint",
+        path(&checkpoint),
+        "--images",
+        path(&images),
+        "--threshold",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        path(&json),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    let detections: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+    let detections: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
     let rows = detections.as_array().expect("a list");
     assert!(!rows.is_empty());
     for key in ["image_id", "file_name", "category_id", "bbox", "score"] {

@@ -251,7 +251,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let mut stop_sent = false;
     loop {
         if interrupted.load(Ordering::SeqCst) && !stop_sent {
-            bar.println("stopping: the weights trained so far will be saved");
+            say(&bar, "stopping: the weights trained so far will be saved");
             trainer.send(Command::StopRun);
             stop_sent = true;
         }
@@ -263,18 +263,21 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         };
         match event {
             Event::RunStarted(info) => {
-                bar.println(format!(
-                    "training {} on {} — window {}×{} px",
-                    config
-                        .strategies
-                        .iter()
-                        .map(|s| s.key())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    info.device,
-                    info.window_px.0,
-                    info.window_px.1
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "training {} on {} — window {}×{} px",
+                        config
+                            .strategies
+                            .iter()
+                            .map(|s| s.key())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        info.device,
+                        info.window_px.0,
+                        info.window_px.1
+                    ),
+                );
                 outputs.write_config(&args.data, &info)?;
             }
             Event::Step(report) => {
@@ -289,16 +292,19 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             }
             Event::HardExamples(batch) => outputs.hard_examples(&batch, &dataset)?,
             Event::Evaluated(report) => {
-                bar.println(format!(
-                    "step {:>5}  {:<10} mAP@0.5 {:.3}  val loss {:.4}",
-                    report.step,
-                    report.strategy.label(),
-                    report.evaluation.map(),
-                    report.val_loss
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "step {:>5}  {:<10} mAP@0.5 {:.3}  val loss {:.4}",
+                        report.step,
+                        report.strategy.label(),
+                        report.evaluation.map(),
+                        report.val_loss
+                    ),
+                );
                 outputs.evaluation(&report, &dataset)?;
             }
-            Event::Problem(message) => bar.println(format!("warning: {message}")),
+            Event::Problem(message) => say(&bar, format!("warning: {message}")),
             Event::RunEnded { .. } => {
                 bar.finish_and_clear();
                 outputs.flush()?;
@@ -316,6 +322,15 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             Event::Stopped => bail!("the trainer stopped before saving"),
             _ => {}
         }
+    }
+}
+
+/// A line above the progress bar, or plainly on stderr when there is no terminal to draw it on.
+fn say(bar: &ProgressBar, line: impl AsRef<str>) {
+    if bar.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        bar.println(line);
     }
 }
 
@@ -438,7 +453,7 @@ fn detect(
         let (pixels, width, _) = match data::decode_image(path, &options) {
             Ok(decoded) => decoded,
             Err(diagnostic) => {
-                bar.println(format!("warning: {diagnostic}"));
+                say(&bar, format!("warning: {diagnostic}"));
                 failures += 1;
                 continue;
             }

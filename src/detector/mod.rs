@@ -17,6 +17,8 @@ pub use window::{WindowShape, STRIDE_PX};
 
 /// IoU above which a lower-scored detection of the same class is suppressed.
 pub const DETECTION_NMS_IOU: f32 = 0.4;
+/// A detection lying this much inside a higher-scored one of the same class is dropped.
+pub const CONTAINED_SHARE: f32 = 0.7;
 /// Detections kept per image after NMS.
 pub const MAX_DETECTIONS_PER_IMAGE: usize = 100;
 /// Candidates considered per image before NMS.
@@ -132,10 +134,19 @@ pub fn detect(
         .iter()
         .map(|d| (d.rect, d.score, d.class_id))
         .collect();
-    let mut kept: Vec<RawDetection> = nms(&boxes, DETECTION_NMS_IOU)
-        .into_iter()
-        .map(|i| candidates[i])
-        .collect();
+    let mut kept: Vec<RawDetection> = Vec::new();
+    for i in nms(&boxes, DETECTION_NMS_IOU) {
+        let d = candidates[i];
+        // A window on part of an object (the front half of a car) looks like the object too, and
+        // its box hardly overlaps the whole one by IoU; drop it when a better box covers it.
+        let covered = kept.iter().any(|k| {
+            k.class_id == d.class_id
+                && d.rect.intersection_area(&k.rect) > CONTAINED_SHARE * d.rect.area()
+        });
+        if !covered {
+            kept.push(d);
+        }
+    }
     kept.truncate(MAX_DETECTIONS_PER_IMAGE);
     kept
 }

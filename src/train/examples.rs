@@ -17,6 +17,10 @@ use crate::geometry::Rect;
 
 /// A window counts as background when its IoU with every object is below this.
 pub const NEGATIVE_MAX_IOU: f32 = 0.3;
+/// A jittered positive window keeps at least this IoU with its object.
+pub const POSITIVE_MIN_IOU: f32 = 0.5;
+/// Share of negatives drawn right beside an object rather than anywhere in the image.
+const NEAR_MISS_SHARE: f32 = 0.3;
 /// Examples the loader prepares per message.
 const CHUNK: usize = 32;
 /// Chunks the loader may run ahead of the trainer.
@@ -151,22 +155,7 @@ impl ExampleSampler {
                 (record, whole, None, 1)
             }
         };
-        // The window of the detector's aspect that just contains the object, jittered a little
-        // in scale and position so the box regression has something to learn.
-        let aspect = self.window.width_px as f32 / self.window.height_px as f32;
-        let (ow, oh) = (object.width().max(1.0), object.height().max(1.0));
-        let (mut ww, mut wh) = if ow / oh > aspect {
-            (ow, ow / aspect)
-        } else {
-            (oh * aspect, oh)
-        };
-        let zoom = rng.random_range(-0.15f32..0.15).exp();
-        ww *= zoom;
-        wh *= zoom;
-        let (cx, cy) = object.center();
-        let cx = cx + rng.random_range(-0.1f32..0.1) * ww;
-        let cy = cy + rng.random_range(-0.1f32..0.1) * wh;
-        let window = Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0);
+        let window = jittered_window(&object, self.window, rng);
         let mut target = box_deltas(&window, &object);
         let mut pixels = sample_region(
             &record.pixels,
@@ -194,9 +183,23 @@ impl ExampleSampler {
             self.scales.last().copied().unwrap_or(1.0) * 1.2,
         );
         let mut fallback = None;
-        for _ in 0..64 {
+        for attempt in 0..64 {
             let image = rng.random_range(0..images.len());
             let record = &images[image];
+            if attempt == 0 && !record.boxes.is_empty() && rng.random::<f32>() < NEAR_MISS_SHARE {
+                let object = record.boxes[rng.random_range(0..record.boxes.len())]
+                    .rect
+                    .scaled(record.scale);
+                let window = near_miss_window(&object, self.window, rng);
+                let overlap = record
+                    .boxes
+                    .iter()
+                    .map(|b| b.rect.scaled(record.scale).iou(&window))
+                    .fold(0.0f32, f32::max);
+                if overlap < NEGATIVE_MAX_IOU {
+                    return self.background(record, image, window);
+                }
+            }
             let (iw, ih) = (record.pixels.width() as f32, record.pixels.height() as f32);
             let fit = (iw / self.window.width_px as f32).min(ih / self.window.height_px as f32);
             let scale = rng
@@ -240,6 +243,52 @@ impl ExampleSampler {
             window: window.scaled(1.0 / record.scale),
         }
     }
+}
+
+/// The window of the detector's aspect around `object`, shifted and scaled at random by about as
+/// much as the sliding window's grid and the pyramid's √2 steps miss objects by at test time, so
+/// the box regression learns the corrections inference needs. Stays at IoU ≥ 0.5 with the object.
+fn jittered_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> Rect {
+    let snug = window_around(object, shape);
+    for _ in 0..8 {
+        let zoom = rng.random_range(-0.25f32..0.25).exp();
+        let (ww, wh) = (snug.width() * zoom, snug.height() * zoom);
+        let (cx, cy) = snug.center();
+        let cx = cx + rng.random_range(-0.2f32..0.2) * ww;
+        let cy = cy + rng.random_range(-0.2f32..0.2) * wh;
+        let window = Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0);
+        if window.iou(object) >= POSITIVE_MIN_IOU {
+            return window;
+        }
+    }
+    snug
+}
+
+/// A window near `object` but mostly beside it: the partial views that would otherwise fire as
+/// badly placed detections.
+fn near_miss_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> Rect {
+    let snug = window_around(object, shape);
+    let zoom = rng.random_range(-0.5f32..0.5).exp();
+    let (ww, wh) = (snug.width() * zoom, snug.height() * zoom);
+    let angle = rng.random_range(0.0..std::f32::consts::TAU);
+    let reach = rng.random_range(0.35f32..0.9);
+    let (cx, cy) = snug.center();
+    let cx = cx + angle.cos() * reach * ww;
+    let cy = cy + angle.sin() * reach * wh;
+    Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0)
+}
+
+/// The smallest window of the detector's aspect that contains `object`, centred on it.
+fn window_around(object: &Rect, shape: WindowShape) -> Rect {
+    let aspect = shape.width_px as f32 / shape.height_px as f32;
+    let (ow, oh) = (object.width().max(1.0), object.height().max(1.0));
+    let (ww, wh) = if ow / oh > aspect {
+        (ow, ow / aspect)
+    } else {
+        (oh * aspect, oh)
+    };
+    let (cx, cy) = object.center();
+    Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0)
 }
 
 fn flip_horizontally(pixels: &mut [u8], width: usize) {

@@ -6,9 +6,10 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::window::WindowShape;
 
-/// Channels of the three conv stages and of the window head. Small on purpose: a batch of
-/// 128 windows trains in tens of milliseconds on a laptop CPU.
-const CHANNELS: [i64; 3] = [16, 32, 48];
+/// Channels of the conv stages and of the window head. Small on purpose: a batch
+/// of 128 windows trains in tens of milliseconds on a laptop CPU.
+/// `(channels, stride)` of each stage; the strides multiply to [`super::STRIDE_PX`].
+const STAGES: [(i64, i64); 4] = [(16, 2), (32, 1), (48, 2), (64, 2)];
 const HEAD_CHANNELS: i64 = 96;
 /// Weight of the box term next to classification, as in Fast R-CNN.
 const BOX_LOSS_WEIGHT: f64 = 1.0;
@@ -35,17 +36,21 @@ pub struct WindowLosses {
 
 impl DetectorNet {
     pub fn new(vs: &nn::Path, num_classes: usize, window: WindowShape) -> Self {
-        let conv = |name: &str, c_in, c_out, k| {
+        let conv = |name: &str, c_in, c_out, k, stride| {
             let config = nn::ConvConfig {
                 padding: k / 2,
+                stride,
                 ..Default::default()
             };
             nn::conv2d(vs / name, c_in, c_out, k, config)
         };
         let mut c_in = 3;
         let mut stages = Vec::new();
-        for (i, &c_out) in CHANNELS.iter().enumerate() {
-            stages.push(conv(&format!("conv{}", i + 1), c_in, c_out, 3));
+        for (i, &(c_out, stride)) in STAGES.iter().enumerate() {
+            // Strided convolutions rather than conv + max-pool: on the CPU, max-pooling took
+            // more than half of the forward pass, which made OHEM's read-only pass nearly as
+            // costly as a full training step.
+            stages.push(conv(&format!("conv{}", i + 1), c_in, c_out, 3, stride));
             c_in = c_out;
         }
         let (cells_w, cells_h) = window.cells();
@@ -56,7 +61,7 @@ impl DetectorNet {
             [cells_h as i64, cells_w as i64],
             nn::ConvConfigND::<[i64; 2]>::default(),
         );
-        let out = conv("out", HEAD_CHANNELS, num_classes as i64 + 1 + 4, 1);
+        let out = conv("out", HEAD_CHANNELS, num_classes as i64 + 1 + 4, 1, 1);
         Self {
             stages,
             head,
@@ -71,7 +76,7 @@ impl DetectorNet {
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let mut h = xs.shallow_clone();
         for stage in &self.stages {
-            h = stage.forward(&h).relu().max_pool2d_default(2);
+            h = stage.forward(&h).relu();
         }
         self.out.forward(&self.head.forward(&h).relu())
     }

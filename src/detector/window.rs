@@ -78,45 +78,69 @@ fn median(values: &mut [f32]) -> Option<f32> {
 /// supersample when shrinking a lot). Outside the image reads as mid grey. Training crops and
 /// the inference pyramid both go through here, so the network sees the same resampling in both.
 pub fn sample_region(image: &RgbImage, region: Rect, out_w: usize, out_h: usize) -> Vec<u8> {
-    let mut out = vec![0u8; out_w * out_h * 3];
     let step_x = region.width() / out_w as f32;
     let step_y = region.height() / out_h as f32;
-    let taps: &[(f32, f32)] = if step_x.max(step_y) > 1.5 {
-        &[(-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25), (0.25, 0.25)]
+    let offsets: &[f32] = if step_x.max(step_y) > 1.5 {
+        &[-0.25, 0.25]
     } else {
-        &[(0.0, 0.0)]
+        &[0.0]
     };
-    let (iw, ih) = (image.width() as i64, image.height() as i64);
+    // Separable: every output column (and row) reads the same source texels with the same
+    // weights, so they are worked out once per column and once per row.
+    let columns = taps(region.x0, step_x, out_w, offsets, image.width() as i64);
+    let rows = taps(region.y0, step_y, out_h, offsets, image.height() as i64);
     let raw = image.as_raw();
-    let texel = |x: i64, y: i64, c: usize| -> f32 {
-        if x < 0 || y < 0 || x >= iw || y >= ih {
-            128.0
-        } else {
-            raw[((y * iw + x) * 3) as usize + c] as f32
-        }
-    };
-    for oy in 0..out_h {
-        for ox in 0..out_w {
+    let stride = image.width() as usize * 3;
+    let norm = 1.0 / (offsets.len() * offsets.len()) as f32;
+    let mut out = vec![0u8; out_w * out_h * 3];
+    for (oy, row_taps) in rows.chunks(offsets.len() * 2).enumerate() {
+        for (ox, col_taps) in columns.chunks(offsets.len() * 2).enumerate() {
             let mut acc = [0.0f32; 3];
-            for (dx, dy) in taps {
-                // Pixel centres sit at +0.5.
-                let sx = region.x0 + (ox as f32 + 0.5 + dx) * step_x - 0.5;
-                let sy = region.y0 + (oy as f32 + 0.5 + dy) * step_y - 0.5;
-                let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
-                let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-                for (c, a) in acc.iter_mut().enumerate() {
-                    let top = texel(x0, y0, c) * (1.0 - fx) + texel(x0 + 1, y0, c) * fx;
-                    let bottom = texel(x0, y0 + 1, c) * (1.0 - fx) + texel(x0 + 1, y0 + 1, c) * fx;
-                    *a += top * (1.0 - fy) + bottom * fy;
+            for &(y, wy) in row_taps {
+                for &(x, wx) in col_taps {
+                    let w = wy * wx;
+                    match (y, x) {
+                        (Some(y), Some(x)) => {
+                            let i = y * stride + x * 3;
+                            acc[0] += w * raw[i] as f32;
+                            acc[1] += w * raw[i + 1] as f32;
+                            acc[2] += w * raw[i + 2] as f32;
+                        }
+                        _ => acc.iter_mut().for_each(|a| *a += w * 128.0),
+                    }
                 }
             }
             let o = (oy * out_w + ox) * 3;
             for c in 0..3 {
-                out[o + c] = (acc[c] / taps.len() as f32).round().clamp(0.0, 255.0) as u8;
+                out[o + c] = (acc[c] * norm).round().clamp(0.0, 255.0) as u8;
             }
         }
     }
     out
+}
+
+/// For each output position along one axis: two `(source index, weight)` pairs per sub-sample
+/// (linear interpolation), `None` for a source outside the image.
+fn taps(
+    start: f32,
+    step: f32,
+    count: usize,
+    offsets: &[f32],
+    size: i64,
+) -> Vec<(Option<usize>, f32)> {
+    let inside = |i: i64| (0..size).contains(&i).then_some(i as usize);
+    let mut taps = Vec::with_capacity(count * offsets.len() * 2);
+    for o in 0..count {
+        for dx in offsets {
+            // Pixel centres sit at +0.5.
+            let s = start + (o as f32 + 0.5 + dx) * step - 0.5;
+            let i = s.floor();
+            let f = s - i;
+            taps.push((inside(i as i64), 1.0 - f));
+            taps.push((inside(i as i64 + 1), f));
+        }
+    }
+    taps
 }
 
 /// Regression target of `object` relative to `window` (R-CNN parameterisation).

@@ -186,10 +186,15 @@ impl Engine {
             .collect();
         let selection = self.selection();
         let device = self.device;
-        let mut strategies = Vec::new();
+        let mut strategies: Vec<Option<StrategyStep>> = vec![None; self.models.len()];
         let mut hard_examples = None;
         let mut non_finite = Vec::new();
-        for model in &mut self.models {
+        // The strategy that runs first after a new batch shares the CPU with the loader
+        // refilling its queue; taking turns keeps that cost out of the comparison.
+        let count = self.models.len();
+        for turn in 0..count {
+            let index = (turn + self.step as usize) % count;
+            let model = &mut self.models[index];
             let outcome = step_one(model, &batch, &candidates, &selection, device)?;
             if !outcome.step.trained_loss.is_finite() || !outcome.step.batch_loss.is_finite() {
                 non_finite.push(model.strategy);
@@ -212,8 +217,9 @@ impl Engine {
                         .collect(),
                 });
             }
-            strategies.push(outcome.step);
+            strategies[index] = Some(outcome.step);
         }
+        let strategies: Vec<StrategyStep> = strategies.into_iter().flatten().collect();
         self.step += 1;
         let secs = started.elapsed().as_secs_f32().max(1e-6);
         Ok(StepOutcome {

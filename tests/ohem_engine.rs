@@ -4,8 +4,8 @@ mod common;
 
 use std::sync::Arc;
 
-use ohem_studio::ohem::{select_hard, Candidate};
-use ohem_studio::train::engine::Engine;
+use ohem_studio::ohem::select_hard;
+use ohem_studio::train::engine::{candidates, Engine};
 use ohem_studio::train::examples::{fixed_examples, Example, ExampleSampler, Split};
 use ohem_studio::train::{DeviceChoice, Strategy, TrainConfig};
 use tch::Tensor;
@@ -54,14 +54,7 @@ fn selection(engine: &Engine, examples: &[Example]) -> Vec<usize> {
             .loss
     });
     let losses = Vec::<f32>::try_from(losses).expect("f32 losses");
-    let candidates: Vec<Candidate> = examples
-        .iter()
-        .map(|e| Candidate {
-            image: e.source_image,
-            window: e.window,
-            positive: e.label > 0,
-        })
-        .collect();
+    let candidates = candidates(examples);
     select_hard(&losses, &candidates, &engine.selection()).expect("selection")
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use ohem_studio::data::{self, Dataset, GtBox, ImageRecord, Layout};
-use ohem_studio::eval::{self, Detection, GroundTruth};
+use ohem_studio::eval::{self, Detection};
 use ohem_studio::geometry::Rect;
 use ohem_studio::train::config::{Strategy, TrainConfig};
 use ohem_studio::train::messages::{
@@ -105,19 +105,7 @@ fn evaluation(strategy: Strategy, dataset: &Dataset) -> Arc<EvalReport> {
             score: (i as f32 * 0.173) % 1.0,
         })
         .collect();
-    let ground_truth: Vec<GroundTruth> = dataset
-        .val
-        .iter()
-        .enumerate()
-        .flat_map(|(image, r)| {
-            r.boxes.iter().map(move |b| GroundTruth {
-                image,
-                class_id: b.class_id,
-                rect: b.rect,
-                difficult: b.difficult,
-            })
-        })
-        .collect();
+    let ground_truth = ohem_studio::train::engine::validation_ground_truth(dataset);
     Arc::new(EvalReport {
         step: STEPS,
         strategy,

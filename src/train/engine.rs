@@ -176,14 +176,7 @@ impl Engine {
     ) -> anyhow::Result<StepOutcome> {
         let started = Instant::now();
         let batch = self.tensors(examples);
-        let candidates: Vec<Candidate> = examples
-            .iter()
-            .map(|e| Candidate {
-                image: e.source_image,
-                window: e.window,
-                positive: e.label > 0,
-            })
-            .collect();
+        let candidates = candidates(examples);
         let selection = self.selection();
         let device = self.device;
         let mut strategies: Vec<Option<StrategyStep>> = vec![None; self.models.len()];
@@ -411,6 +404,18 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
 
 fn mean(values: &[f32]) -> f32 {
     values.iter().sum::<f32>() / values.len().max(1) as f32
+}
+
+/// What OHEM's selection needs to know about each example of a batch.
+pub fn candidates(examples: &[Example]) -> Vec<Candidate> {
+    examples
+        .iter()
+        .map(|e| Candidate {
+            image: e.source_image,
+            window: e.window,
+            positive: e.label > 0,
+        })
+        .collect()
 }
 
 pub fn to_tensors(examples: &[Example], window: WindowShape, device: Device) -> BatchTensors {

@@ -191,12 +191,7 @@ impl ExampleSampler {
                     .rect
                     .scaled(record.scale);
                 let window = near_miss_window(&object, self.window, rng);
-                let overlap = record
-                    .boxes
-                    .iter()
-                    .map(|b| b.rect.scaled(record.scale).iou(&window))
-                    .fold(0.0f32, f32::max);
-                if overlap < NEGATIVE_MAX_IOU {
+                if max_overlap(record, &window) < NEGATIVE_MAX_IOU {
                     return self.background(record, image, window);
                 }
             }
@@ -213,12 +208,7 @@ impl ExampleSampler {
             let x0 = rng.random_range(0.0..=(iw - ww).max(0.0));
             let y0 = rng.random_range(0.0..=(ih - wh).max(0.0));
             let window = Rect::new(x0, y0, x0 + ww, y0 + wh);
-            let overlap = record
-                .boxes
-                .iter()
-                .map(|b| b.rect.scaled(record.scale).iou(&window))
-                .fold(0.0f32, f32::max);
-            if overlap < NEGATIVE_MAX_IOU {
+            if max_overlap(record, &window) < NEGATIVE_MAX_IOU {
                 return self.background(record, image, window);
             }
             fallback.get_or_insert((image, window));
@@ -243,6 +233,15 @@ impl ExampleSampler {
             window: window.scaled(1.0 / record.scale),
         }
     }
+}
+
+/// The highest IoU of `window` (in decoded pixels) with an object of the image.
+fn max_overlap(record: &ImageRecord, window: &Rect) -> f32 {
+    record
+        .boxes
+        .iter()
+        .map(|b| b.rect.scaled(record.scale).iou(window))
+        .fold(0.0f32, f32::max)
 }
 
 /// The window of the detector's aspect around `object`, shifted and scaled at random by about as

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use egui::{Color32, Sense, Stroke, TextureHandle, TextureOptions, Vec2};
 
 use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Split};
-use crate::data::Dataset;
+use crate::data::{Dataset, ImageRecord};
 use crate::geometry::Rect;
 use crate::train::messages::{HardExample, HardExampleBatch};
 
@@ -361,26 +361,31 @@ fn source_preview_ui(
         return;
     };
     ui.weak(record.path.display().to_string());
+    window_in_source_ui(ui, textures, index, record, example.window, 1.0, max_size);
+}
+
+/// A training image with its objects dashed green and one window in yellow.
+fn window_in_source_ui(
+    ui: &mut egui::Ui,
+    textures: &mut ImageTextures,
+    index: usize,
+    record: &ImageRecord,
+    window: Rect,
+    line_width: f32,
+    max_size: Vec2,
+) {
     let texture = textures.get(ui.ctx(), Split::Train, index, record);
-    let mut boxes: Vec<(Rect, BoxStyle)> = record
-        .boxes
-        .iter()
-        .map(|b| {
-            (
-                b.rect,
-                BoxStyle {
-                    color: Color32::from_rgb(60, 200, 90),
-                    width: 1.0,
-                    dashed: true,
-                },
-            )
-        })
-        .collect();
+    let object = BoxStyle {
+        color: Color32::from_rgb(60, 200, 90),
+        width: line_width,
+        dashed: true,
+    };
+    let mut boxes: Vec<(Rect, BoxStyle)> = record.boxes.iter().map(|b| (b.rect, object)).collect();
     boxes.push((
-        example.window,
+        window,
         BoxStyle {
             color: Color32::YELLOW,
-            width: 2.5,
+            width: line_width * 2.5,
             dashed: false,
         },
     ));
@@ -409,30 +414,7 @@ fn opened_source_ui(
             ui.label(format!(
                 "train image {index}, window in yellow, objects dashed green"
             ));
-            let texture = textures.get(ui.ctx(), Split::Train, index, record);
-            let mut boxes: Vec<(Rect, BoxStyle)> = record
-                .boxes
-                .iter()
-                .map(|b| {
-                    (
-                        b.rect,
-                        BoxStyle {
-                            color: Color32::from_rgb(60, 200, 90),
-                            width: 1.5,
-                            dashed: true,
-                        },
-                    )
-                })
-                .collect();
-            boxes.push((
-                window,
-                BoxStyle {
-                    color: Color32::YELLOW,
-                    width: 3.0,
-                    dashed: false,
-                },
-            ));
-            image_with_boxes_ui(ui, &texture, record, &boxes, max);
+            window_in_source_ui(ui, textures, index, record, window, 1.2, max);
         });
     if !open {
         state.opened = None;

@@ -32,7 +32,7 @@ test: $(LIBTORCH_DEP)
 
 bench: $(LIBTORCH_DEP)
 	$(CARGO) run --release --bin ohem-studio -- bench --data $(DATA)
-	$(CARGO) test --release --test ui_frame_bench -- --ignored --nocapture
+	$(CARGO) test --release --test ui_frame_bench -- --ignored --nocapture --test-threads 1
 
 sample-data:
 	$(CARGO) run --release --example make_sample_data -- --seed 7 --out sample_data

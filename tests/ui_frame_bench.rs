@@ -177,3 +177,38 @@ fn frame_time_with_full_curves_and_grid() {
         live.as_secs_f64() * 1e3
     );
 }
+
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn launch_to_first_hard_example_grid_on_the_sample_data() {
+    let started = Instant::now();
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_eframe(|cc| {
+            OhemApp::new(
+                &cc.egui_ctx,
+                AppOptions {
+                    data_dir: Some(
+                        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data"),
+                    ),
+                    start: true,
+                    picker: Box::new(FixedFolderPicker(None)),
+                },
+            )
+        });
+    let deadline = started + Duration::from_secs(120);
+    while harness.state().shown_hard_examples().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no hard examples within two minutes"
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    harness.step();
+    println!(
+        "launch to the first hard-example grid on sample_data: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    harness.state_mut().shutdown(Duration::from_secs(2));
+}

@@ -45,7 +45,7 @@ $(TORCH_STAMP):
 	@echo "Fetching libtorch $(TORCH_VERSION) (the torch wheel, once) into $(TORCH_DIR)"
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is needed to fetch libtorch" >&2; exit 1; }
 	rm -rf "$(TORCH_DIR).partial"
-	$(PYTHON) -m pip install --no-input --disable-pip-version-check --quiet \
+	$(PYTHON) -m pip install --no-input --disable-pip-version-check \
 		--target "$(TORCH_DIR).partial" torch==$(TORCH_VERSION)
 	rm -rf "$(TORCH_DIR)"
 	mv "$(TORCH_DIR).partial" "$(TORCH_DIR)"

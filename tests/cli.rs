@@ -96,6 +96,33 @@ fn bad_arguments_and_missing_folders_fail_with_one_clear_message() {
         text(&out)
     );
 
+    // Refused by the trainer itself: the command ends with its reason instead of waiting.
+    let out = run(&[
+        "train",
+        "--data",
+        path(&sample_data()),
+        "--lr",
+        "nan",
+        "--steps",
+        "3",
+        "--out",
+        path(&std::env::temp_dir().join("ohem-nan-lr")),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("learning rate"), "{}", text(&out));
+
+    let out = run(&[
+        "train",
+        "--data",
+        path(&sample_data()),
+        "--hard",
+        "0",
+        "--out",
+        "/tmp/unused",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("at least 1"), "{}", text(&out));
+
     let out = run(&[
         "detect",
         "--checkpoint",

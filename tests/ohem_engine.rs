@@ -233,3 +233,54 @@ fn a_few_hundred_ohem_steps_find_the_sample_cars() {
         "mAP went from {before:.3} to {after:.3}"
     );
 }
+
+#[test]
+fn a_cap_that_leaves_nothing_skips_the_update_without_calling_it_divergence() {
+    let dataset = Arc::new(common::cars::cars_dataset(12, 2, 6));
+    let mut cfg = config(vec![Strategy::Ohem], 8);
+    cfg.max_negatives_per_positive = Some(0.0);
+    let mut engine = Engine::new(dataset, cfg).expect("engine");
+    let negatives: Vec<Example> = batch(&engine, 96)
+        .into_iter()
+        .filter(|e| e.label == 0)
+        .take(32)
+        .collect();
+    let before = parameters(&engine, Strategy::Ohem);
+    let outcome = engine.train_step(&negatives, 0.0).expect("step");
+    assert!(outcome.non_finite.is_empty());
+    assert!(outcome
+        .hard_examples
+        .expect("OHEM reports")
+        .examples
+        .is_empty());
+    assert_eq!(
+        max_difference(&before, &parameters(&engine, Strategy::Ohem)),
+        0.0
+    );
+}
+
+#[test]
+fn settings_that_cannot_train_are_refused_up_front() {
+    let dataset = Arc::new(common::cars::cars_dataset(4, 1, 7));
+    for broken in [
+        TrainConfig {
+            lr: f64::NAN,
+            ..config(vec![Strategy::Ohem], 8)
+        },
+        TrainConfig {
+            hard_examples: 0,
+            ..config(vec![Strategy::Ohem], 8)
+        },
+        TrainConfig {
+            steps: Some(0),
+            ..config(vec![Strategy::Ohem], 8)
+        },
+        TrainConfig {
+            max_negatives_per_positive: Some(-1.0),
+            ..config(vec![Strategy::Ohem], 8)
+        },
+        config(Vec::new(), 8),
+    ] {
+        assert!(Engine::new(dataset.clone(), broken).is_err());
+    }
+}

@@ -42,7 +42,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let mut engine = Engine::new(Arc::new(dataset), config)?;
     let mut stream = ExampleStream::spawn(engine.train_sampler(), engine.config.seed)?;
-    let (k, m) = (args.batch_size, args.hard_examples);
+    if args.steps == 0 || args.batch_size == 0 || args.hard_examples == 0 {
+        anyhow::bail!("--steps, --batch and --hard must be at least 1");
+    }
+    let (k, m) = (args.batch_size, args.hard_examples.min(args.batch_size));
     println!(
         "device {}, K = {k}, M = {m}, {} timed steps",
         engine.device_name, args.steps

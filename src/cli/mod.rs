@@ -142,6 +142,9 @@ impl TrainArgs {
         if !(0.0..=1.0).contains(&self.negative_fraction) {
             bail!("--negative-fraction must lie between 0 and 1");
         }
+        if self.steps == 0 || self.batch_size == 0 || self.hard_examples == 0 {
+            bail!("--steps, --batch and --hard must be at least 1");
+        }
         Ok(TrainConfig {
             steps: Some(self.steps),
             batch_size: self.batch_size,
@@ -248,9 +251,17 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Where the run is: a problem before it starts, or while saving, ends the command.
+    #[derive(PartialEq)]
+    enum Phase {
+        Starting,
+        Training,
+        Saving,
+    }
+    let mut phase = Phase::Starting;
     let mut stop_sent = false;
     loop {
-        if interrupted.load(Ordering::SeqCst) && !stop_sent {
+        if interrupted.load(Ordering::SeqCst) && !stop_sent && phase == Phase::Training {
             say(&bar, "stopping: the weights trained so far will be saved");
             trainer.send(Command::StopRun);
             stop_sent = true;
@@ -279,6 +290,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
                     ),
                 );
                 outputs.write_config(&args.data, &info)?;
+                phase = Phase::Training;
             }
             Event::Step(report) => {
                 bar.set_position(report.step);
@@ -304,11 +316,16 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 );
                 outputs.evaluation(&report, &dataset)?;
             }
+            Event::Problem(message) if phase != Phase::Training => {
+                bar.finish_and_clear();
+                bail!("{message}");
+            }
             Event::Problem(message) => say(&bar, format!("warning: {message}")),
             Event::RunEnded { .. } => {
                 bar.finish_and_clear();
                 outputs.flush()?;
                 trainer.send(Command::SaveCheckpoint(args.out.clone()));
+                phase = Phase::Saving;
             }
             Event::CheckpointSaved(paths) => {
                 for p in paths {

@@ -104,13 +104,18 @@ pub fn detect(
         let probs = Vec::<f32>::try_from(probs.flatten(0, -1)).unwrap_or_default();
         let deltas = Vec::<f32>::try_from(deltas.flatten(0, -1)).unwrap_or_default();
         let cells = map_h * map_w;
+        // The image was resampled to whole pixels: the true factors differ a little per axis.
+        let (sx, sy) = (
+            image.width() as f32 / out_w as f32,
+            image.height() as f32 / out_h as f32,
+        );
         for cell in 0..cells {
             let (y, x) = (cell / map_w, cell % map_w);
             let window_rect = Rect::new(
-                (x * STRIDE_PX) as f32 * scale,
-                (y * STRIDE_PX) as f32 * scale,
-                (x * STRIDE_PX + window.width_px) as f32 * scale,
-                (y * STRIDE_PX + window.height_px) as f32 * scale,
+                (x * STRIDE_PX) as f32 * sx,
+                (y * STRIDE_PX) as f32 * sy,
+                (x * STRIDE_PX + window.width_px) as f32 * sx,
+                (y * STRIDE_PX + window.height_px) as f32 * sy,
             );
             for class in 1..=classes {
                 let score = probs.get(class * cells + cell).copied().unwrap_or(0.0);

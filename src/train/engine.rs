@@ -77,6 +77,26 @@ impl Engine {
         if config.hard_examples == 0 {
             bail!("M (hard examples per batch) must be at least 1");
         }
+        if !(config.lr.is_finite() && config.lr > 0.0) {
+            bail!(
+                "the learning rate must be a positive number, not {}",
+                config.lr
+            );
+        }
+        if config.steps == Some(0) {
+            bail!("the step budget must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&config.nms_iou)
+            || !(0.0..=1.0).contains(&config.negative_fraction)
+        {
+            bail!("the NMS IoU and the negative fraction must lie between 0 and 1");
+        }
+        if config
+            .max_negatives_per_positive
+            .is_some_and(|r| !(r.is_finite() && r >= 0.0))
+        {
+            bail!("negatives per positive must be a number ≥ 0");
+        }
         if config.cpu_threads > 0 {
             tch::set_num_threads(config.cpu_threads as i32);
         }
@@ -189,7 +209,8 @@ impl Engine {
             let index = (turn + self.step as usize) % count;
             let model = &mut self.models[index];
             let outcome = step_one(model, &batch, &candidates, &selection, device)?;
-            if !outcome.step.trained_loss.is_finite() || !outcome.step.batch_loss.is_finite() {
+            // Only a non-finite loss on the trained examples skips an update.
+            if !outcome.selected.is_empty() && !outcome.step.trained_loss.is_finite() {
                 non_finite.push(model.strategy);
             }
             if model.strategy == Strategy::Ohem {
@@ -366,6 +387,22 @@ fn step_one(
         _ => ohem::select_random(k, selection.hard_examples, &mut model.rng),
     };
     let select_ms = ms_since(t);
+    if selected.is_empty() {
+        // The negatives cap can leave nothing when a batch holds no positive: no update.
+        return Ok(OneStep {
+            step: StrategyStep {
+                strategy: model.strategy,
+                trained_loss: f32::NAN,
+                batch_loss,
+                forward_ms,
+                select_ms,
+                train_ms: 0.0,
+            },
+            losses,
+            scores,
+            selected,
+        });
+    }
 
     // 3. Forward and backward the selected examples only.
     let t = Instant::now();

@@ -182,7 +182,7 @@ impl ExampleSampler {
             self.scales.first().copied().unwrap_or(1.0) / 1.2,
             self.scales.last().copied().unwrap_or(1.0) * 1.2,
         );
-        let mut fallback = None;
+        let mut fallback: Option<(usize, Rect, f32)> = None;
         for attempt in 0..64 {
             let image = rng.random_range(0..images.len());
             let record = &images[image];
@@ -208,14 +208,21 @@ impl ExampleSampler {
             let x0 = rng.random_range(0.0..=(iw - ww).max(0.0));
             let y0 = rng.random_range(0.0..=(ih - wh).max(0.0));
             let window = Rect::new(x0, y0, x0 + ww, y0 + wh);
-            if max_overlap(record, &window) < NEGATIVE_MAX_IOU {
+            let overlap = max_overlap(record, &window);
+            if overlap < NEGATIVE_MAX_IOU {
                 return self.background(record, image, window);
             }
-            fallback.get_or_insert((image, window));
+            if fallback.is_none_or(|(_, _, best)| overlap < best) {
+                fallback = Some((image, window, overlap));
+            }
         }
-        // Every try overlapped an object: use a corner of the first image tried, scaled down to
-        // the smallest window, which is as close to background as this dataset gets.
-        let (image, window) = fallback.unwrap_or((0, Rect::new(0.0, 0.0, 1.0, 1.0)));
+        // Objects fill these images: no window found is background, and calling one background
+        // would teach the detector that objects are background. Train on an object instead.
+        if !self.positives.is_empty() {
+            let pick = self.positives[rng.random_range(0..self.positives.len())];
+            return self.positive(pick, rng);
+        }
+        let (image, window, _) = fallback.unwrap_or((0, Rect::new(0.0, 0.0, 1.0, 1.0), 0.0));
         self.background(&images[image], image, window)
     }
 

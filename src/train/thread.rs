@@ -251,6 +251,11 @@ impl Trainer {
                 self.with_engine(|e| e.config.nms_by_loss = on);
             }
             Command::SetMaxNegativesPerPositive(cap) => {
+                if cap.is_some_and(|r| !(r.is_finite() && r >= 0.0)) {
+                    return self.outbox.send(Event::Problem(
+                        "negatives per positive must be a number ≥ 0".into(),
+                    ));
+                }
                 self.settings.max_negatives_per_positive = cap;
                 self.with_engine(|e| e.config.max_negatives_per_positive = cap);
             }
@@ -346,15 +351,14 @@ impl Trainer {
         };
         let k = run.engine.config.batch_size;
         let Some(examples) = run.stream.next_batch(k) else {
-            self.run = None;
-            return self
-                .outbox
-                .send(Event::Problem("the batch loader stopped".into()));
+            self.outbox
+                .send(Event::Problem("the batch loader stopped".into()))?;
+            return self.end_run("the batch loader stopped");
         };
         let started = Instant::now();
-        let outcome = run.engine.train_step(&examples, run.trained_secs);
+        let outcome = run.engine.train_step(&examples, 0.0);
         run.trained_secs += started.elapsed().as_secs_f64();
-        let outcome = match outcome {
+        let mut outcome = match outcome {
             Ok(o) => o,
             Err(error) => {
                 let message = format!(
@@ -362,10 +366,12 @@ impl Trainer {
                     run.engine.step + 1
                 );
                 eprintln!("error: {message}");
-                self.run = None;
-                return self.outbox.send(Event::Problem(message));
+                self.outbox.send(Event::Problem(message))?;
+                // The weights trained so far stay available to save and evaluate.
+                return self.end_run("training failed");
             }
         };
+        outcome.report.elapsed_secs = run.trained_secs;
         let step = outcome.report.step;
         for strategy in &outcome.non_finite {
             let message = format!(

@@ -253,7 +253,8 @@ fn max_overlap(record: &ImageRecord, window: &Rect) -> f32 {
 
 /// The window of the detector's aspect around `object`, shifted and scaled at random by about as
 /// much as the sliding window's grid and the pyramid's √2 steps miss objects by at test time, so
-/// the box regression learns the corrections inference needs. Stays at IoU ≥ 0.5 with the object.
+/// the box regression learns the corrections inference needs. Stays at IoU ≥ 0.5 with the object;
+/// an object whose aspect is far from the window's gets the snug window, which contains it whole.
 fn jittered_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> Rect {
     let snug = window_around(object, shape);
     for _ in 0..8 {

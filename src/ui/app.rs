@@ -472,7 +472,8 @@ impl OhemApp {
         ui.heading("Dataset");
         match &self.summary {
             Some(summary) => {
-                ui.label(summary);
+                // Small, so the report's lines fit the side panel without wrapping mid-count.
+                ui.label(RichText::new(summary).size(12.0));
             }
             None => {
                 ui.weak("none loaded");

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use egui::{Color32, Id};
 use egui_plot::{
@@ -31,6 +32,11 @@ pub fn strategy_color(strategy: Strategy) -> Color32 {
     }
 }
 
+/// Past this many points, new data alone rebuilds a curve at most every [`REFRESH_INTERVAL`]:
+/// rebuilding grows with the history, and a long run must not slow every frame down.
+const LIVE_POINTS: usize = 2_000;
+const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+
 /// How a series is turned into plot points.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct ViewKey {
@@ -47,6 +53,7 @@ pub struct Series {
     secs: Vec<f64>,
     values: Vec<f64>,
     view_key: Option<ViewKey>,
+    refreshed_at: Option<Instant>,
     raw_view: Vec<PlotPoint>,
     smooth_view: Vec<PlotPoint>,
 }
@@ -63,9 +70,22 @@ impl Series {
     }
 
     /// Rebuilds the drawn points if the data or the view settings changed since last time.
-    fn refresh(&mut self, key: ViewKey) {
+    /// Returns `true` when new data is waiting for the next rebuild.
+    fn refresh(&mut self, key: ViewKey, now: Instant) -> bool {
         if self.view_key == Some(key) {
-            return;
+            return false;
+        }
+        let only_new_data = self.view_key.is_some_and(|old| {
+            ViewKey {
+                len: key.len,
+                ..old
+            } == key
+        });
+        let recently = self
+            .refreshed_at
+            .is_some_and(|t| now.duration_since(t) < REFRESH_INTERVAL);
+        if only_new_data && key.len > LIVE_POINTS && recently {
+            return true;
         }
         let xs = if key.x_by_time {
             &self.secs
@@ -86,6 +106,8 @@ impl Series {
         self.raw_view = downsample_min_max(raw, DOWNSAMPLE_BUCKETS);
         self.smooth_view = downsample_min_max(smoothed, DOWNSAMPLE_BUCKETS);
         self.view_key = Some(key);
+        self.refreshed_at = Some(now);
+        false
     }
 }
 
@@ -252,7 +274,10 @@ impl PlotsState {
             .unwrap_or(0)
     }
 
-    fn refresh_views(&mut self) {
+    /// Brings the drawn points up to date; `true` when some wait for a later frame.
+    fn refresh_views(&mut self) -> bool {
+        let now = Instant::now();
+        let mut waiting = false;
         for curves in self.curves.values_mut() {
             for series in [&mut curves.trained, &mut curves.batch] {
                 let key = ViewKey {
@@ -261,7 +286,7 @@ impl PlotsState {
                     smoothing: self.smoothing,
                     log_y: self.log_y,
                 };
-                series.refresh(key);
+                waiting |= series.refresh(key, now);
             }
         }
         if self.map_view_by_time != Some(self.x_by_time) {
@@ -279,6 +304,7 @@ impl PlotsState {
                 .collect();
             self.map_view_by_time = Some(self.x_by_time);
         }
+        waiting
     }
 
     /// Writes every loss and mAP point as `strategy,curve,step,elapsed_secs,value`.
@@ -328,7 +354,9 @@ const LINK_GROUP: &str = "loss-and-map-x";
 /// Loss curves of every strategy: trained-examples loss solid (smoothed over a faint raw
 /// curve), whole-batch loss dashed, K/M changes as vertical lines.
 pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
-    state.refresh_views();
+    if state.refresh_views() {
+        ui.ctx().request_repaint_after(REFRESH_INTERVAL);
+    }
     let log_y = state.log_y;
     let x_by_time = state.x_by_time;
     let smoothing = state.smoothing;
@@ -425,7 +453,9 @@ fn format_log_tick(log_value: f64) -> String {
 
 /// Validation mAP of each strategy over the run; x linked with the loss plot.
 pub fn map_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
-    state.refresh_views();
+    if state.refresh_views() {
+        ui.ctx().request_repaint_after(REFRESH_INTERVAL);
+    }
     let x_name = if state.x_by_time { "seconds" } else { "step" };
     // Spans the loss plot's range even before the first evaluation.
     let last_x = if state.x_by_time {
@@ -515,6 +545,35 @@ pub fn pr_plot_ui(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_curves_take_new_points_at_most_four_times_a_second() {
+        let key = |len| ViewKey {
+            len,
+            x_by_time: false,
+            smoothing: 0.6,
+            log_y: false,
+        };
+        let mut series = Series::default();
+        for i in 0..3_000 {
+            series.push(i as f64, i as f64, 1.0);
+        }
+        let start = Instant::now();
+        assert!(!series.refresh(key(3_000), start));
+        series.push(3_000.0, 3_000.0, 50.0);
+        let peak = |s: &Series| s.raw_view.iter().map(|p| p.y).fold(f64::MIN, f64::max);
+        // Right after a rebuild the new point waits...
+        assert!(series.refresh(key(3_001), start + Duration::from_millis(10)));
+        assert_eq!(peak(&series), 1.0);
+        // ...a changed setting never does...
+        let mut log = key(3_001);
+        log.log_y = true;
+        assert!(!series.refresh(log, start + Duration::from_millis(20)));
+        // ...and the interval later it is drawn.
+        series.push(3_001.0, 3_001.0, 70.0);
+        assert!(!series.refresh(key(3_002), start + Duration::from_millis(300)));
+        assert_eq!(peak(&series), 70.0);
+    }
 
     #[test]
     fn debiased_ema_starts_at_the_first_value() {

@@ -367,3 +367,28 @@ fn pos_neg_without_names_file_calls_the_class_object() {
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     assert_eq!(dataset.class_names, ["object"]);
 }
+
+#[test]
+fn boxes_map_onto_downscaled_pixels_per_axis() {
+    use ohem_studio::geometry::Rect;
+    // 2000×57 shrinks to 800×23 (not 800×22.8): the two axes scale by different factors.
+    let dir = tempfile::tempdir().unwrap();
+    common::write_image(dir.path(), "images/train/wide.png", 2000, 57);
+    common::write_text(dir.path(), "labels/train/wide.txt", "0 0.5 0.5 0.5 0.5\n");
+    common::write_text(
+        dir.path(),
+        "data.yaml",
+        "path: .\ntrain: images/train\nval: images/train\nnames: [bar]\n",
+    );
+    let options = ohem_studio::data::LoadOptions::default();
+    let (dataset, _) = ohem_studio::data::load_dataset(dir.path(), &options).unwrap();
+    let record = &dataset.train[0];
+    let (w, h) = (record.pixels.width() as f32, record.pixels.height() as f32);
+    let whole = record.to_decoded(&Rect::new(0.0, 0.0, 2000.0, 57.0));
+    assert!(
+        (whole.x1 - w).abs() < 1e-3 && (whole.y1 - h).abs() < 1e-3,
+        "{whole:?} in {w}×{h}"
+    );
+    let back = record.to_original(&whole);
+    assert!((back.x1 - 2000.0).abs() < 1e-2 && (back.y1 - 57.0).abs() < 1e-3);
+}

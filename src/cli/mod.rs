@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::{self, LoadOptions};
 use crate::detector::{DetectorNet, ModelInfo};
 use crate::eval;
+use crate::geometry::Rect;
 use crate::train::engine::{detect_split, validation_ground_truth, MATCH_IOU};
 use crate::train::thread::parse_strategies;
 use crate::train::{Command, DeviceChoice, Event, TrainConfig, TrainerHandle};
@@ -467,7 +468,7 @@ fn detect(
     let mut failures = 0;
     for (image_id, path) in paths.iter().enumerate() {
         bar.inc(1);
-        let (pixels, width, _) = match data::decode_image(path, &options) {
+        let (pixels, width, height) = match data::decode_image(path, &options) {
             Ok(decoded) => decoded,
             Err(diagnostic) => {
                 say(&bar, format!("warning: {diagnostic}"));
@@ -475,7 +476,10 @@ fn detect(
                 continue;
             }
         };
-        let scale = pixels.width() as f32 / width.max(1) as f32;
+        let (sx, sy) = (
+            pixels.width() as f32 / width.max(1) as f32,
+            pixels.height() as f32 / height.max(1) as f32,
+        );
         let floor = threshold.max(1e-6);
         for d in
             crate::detector::detect(&model.net, &pixels, &model.info.scales, floor, model.device)
@@ -493,7 +497,13 @@ fn detect(
                     .get(d.class_id)
                     .cloned()
                     .unwrap_or_default(),
-                bbox: d.rect.scaled(1.0 / scale).to_xywh(),
+                bbox: Rect::new(
+                    d.rect.x0 / sx,
+                    d.rect.y0 / sy,
+                    d.rect.x1 / sx,
+                    d.rect.y1 / sy,
+                )
+                .to_xywh(),
                 score: d.score,
             });
         }

@@ -66,11 +66,34 @@ pub struct ImageRecord {
     pub height: u32,
     pub boxes: Vec<GtBox>,
     /// The decoded pixels, downscaled so that the longer side is at most
-    /// [`LoadOptions::max_side_px`]. Multiply original coordinates by [`ImageRecord::scale`]
-    /// to address these pixels.
+    /// [`LoadOptions::max_side_px`]. [`ImageRecord::to_decoded`] maps original coordinates
+    /// onto these pixels.
     pub pixels: Arc<image::RgbImage>,
     /// `pixels.width() / width` (1.0 when no downscaling was needed).
     pub scale: f32,
+}
+
+impl ImageRecord {
+    /// Decoded-over-original size on each axis: rounding to whole pixels makes them differ a
+    /// little, and a lot for very elongated images.
+    fn factors(&self) -> (f32, f32) {
+        (
+            self.pixels.width() as f32 / self.width.max(1) as f32,
+            self.pixels.height() as f32 / self.height.max(1) as f32,
+        )
+    }
+
+    /// A box in original pixels → the same box in [`ImageRecord::pixels`].
+    pub fn to_decoded(&self, rect: &Rect) -> Rect {
+        let (sx, sy) = self.factors();
+        Rect::new(rect.x0 * sx, rect.y0 * sy, rect.x1 * sx, rect.y1 * sy)
+    }
+
+    /// A box in [`ImageRecord::pixels`] → the same box in original pixels.
+    pub fn to_original(&self, rect: &Rect) -> Rect {
+        let (sx, sy) = self.factors();
+        Rect::new(rect.x0 / sx, rect.y0 / sy, rect.x1 / sx, rect.y1 / sy)
+    }
 }
 
 /// How to load a dataset.

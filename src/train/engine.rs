@@ -495,9 +495,10 @@ pub fn model_info(dataset: &Dataset) -> ModelInfo {
         .train
         .iter()
         .flat_map(|r| {
-            r.boxes
-                .iter()
-                .map(move |b| (b.rect.width() * r.scale, b.rect.height() * r.scale))
+            r.boxes.iter().map(move |b| {
+                let decoded = r.to_decoded(&b.rect);
+                (decoded.width(), decoded.height())
+            })
         })
         .collect();
     sizes.extend(
@@ -551,7 +552,7 @@ pub fn detect_split(
                 .map(move |d| Detection {
                     image,
                     class_id: d.class_id,
-                    rect: d.rect.scaled(1.0 / record.scale),
+                    rect: record.to_original(&d.rect),
                     score: d.score,
                 })
         })

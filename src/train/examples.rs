@@ -139,7 +139,7 @@ impl ExampleSampler {
                 let gt = &record.boxes[object];
                 (
                     record,
-                    gt.rect.scaled(record.scale),
+                    record.to_decoded(&gt.rect),
                     Some(image),
                     gt.class_id + 1,
                 )
@@ -172,7 +172,7 @@ impl ExampleSampler {
             label,
             target,
             source_image,
-            window: window.scaled(1.0 / record.scale),
+            window: record.to_original(&window),
         }
     }
 
@@ -187,9 +187,8 @@ impl ExampleSampler {
             let image = rng.random_range(0..images.len());
             let record = &images[image];
             if attempt == 0 && !record.boxes.is_empty() && rng.random::<f32>() < NEAR_MISS_SHARE {
-                let object = record.boxes[rng.random_range(0..record.boxes.len())]
-                    .rect
-                    .scaled(record.scale);
+                let object =
+                    record.to_decoded(&record.boxes[rng.random_range(0..record.boxes.len())].rect);
                 let window = near_miss_window(&object, self.window, rng);
                 if max_overlap(record, &window) < NEGATIVE_MAX_IOU {
                     return self.background(record, image, window);
@@ -237,7 +236,7 @@ impl ExampleSampler {
             label: 0,
             target: [0.0; 4],
             source_image: Some(image),
-            window: window.scaled(1.0 / record.scale),
+            window: record.to_original(&window),
         }
     }
 }
@@ -247,7 +246,7 @@ fn max_overlap(record: &ImageRecord, window: &Rect) -> f32 {
     record
         .boxes
         .iter()
-        .map(|b| b.rect.scaled(record.scale).iou(window))
+        .map(|b| record.to_decoded(&b.rect).iou(window))
         .fold(0.0f32, f32::max)
 }
 

@@ -130,21 +130,26 @@ fn mean_frame(harness: &mut Harness<'_, OhemApp>, live_step: Option<&mut u64>) -
     started.elapsed() / FRAMES
 }
 
-#[test]
-#[ignore = "a benchmark: run with --ignored --nocapture"]
-fn frame_time_with_full_curves_and_grid() {
-    let mut harness = Harness::builder()
+/// The real app at 1400×900, optionally opening (and starting on) a dataset.
+fn app_harness(data_dir: Option<std::path::PathBuf>, start: bool) -> Harness<'static, OhemApp> {
+    Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(|cc| {
+        .build_eframe(move |cc| {
             OhemApp::new(
                 &cc.egui_ctx,
                 AppOptions {
-                    data_dir: None,
-                    start: false,
+                    data_dir,
+                    start,
                     picker: Box::new(FixedFolderPicker(None)),
                 },
             )
-        });
+        })
+}
+
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn frame_time_with_full_curves_and_grid() {
+    let mut harness = app_harness(None, false);
     let dataset = dataset();
     let app = harness.state_mut();
     app.apply_event(Event::DatasetLoaded {
@@ -182,20 +187,8 @@ fn frame_time_with_full_curves_and_grid() {
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 fn launch_to_first_hard_example_grid_on_the_sample_data() {
     let started = Instant::now();
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(|cc| {
-            OhemApp::new(
-                &cc.egui_ctx,
-                AppOptions {
-                    data_dir: Some(
-                        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data"),
-                    ),
-                    start: true,
-                    picker: Box::new(FixedFolderPicker(None)),
-                },
-            )
-        });
+    let sample = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data");
+    let mut harness = app_harness(Some(sample), true);
     let deadline = started + Duration::from_secs(120);
     while harness.state().shown_hard_examples().is_none() {
         assert!(

@@ -243,6 +243,35 @@ fn check_box(
     })
 }
 
+/// Drops every box whose class id has no name, with a diagnostic naming `declared_by` (the file
+/// or folder the class names come from).
+pub(crate) fn drop_unknown_classes(
+    items: &mut [PendingItem],
+    class_count: usize,
+    declared_by: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for item in items {
+        item.boxes.retain(|b| {
+            if b.class_id < class_count {
+                return true;
+            }
+            diagnostics.push(Diagnostic {
+                path: b.source.clone(),
+                line: b.line,
+                kind: DiagnosticKind::UnknownClass,
+                message: format!(
+                    "{} has class {} but {declared_by} declares {class_count} classes (0–{})",
+                    b.label,
+                    b.class_id,
+                    class_count.saturating_sub(1)
+                ),
+            });
+            false
+        });
+    }
+}
+
 pub(crate) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())

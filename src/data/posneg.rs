@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::assemble::{BoxGeometry, PendingBox, PendingItem, Split};
+use super::assemble::{drop_unknown_classes, BoxGeometry, PendingBox, PendingItem, Split};
 use super::decode::list_images;
 use super::diagnostics::{Diagnostic, DiagnosticKind};
 
@@ -120,22 +120,6 @@ pub(crate) fn load(
         diagnostics,
     ));
     let class_count = class_names.len();
-    for item in &mut items {
-        item.boxes.retain(|b| {
-            if b.class_id < class_count {
-                return true;
-            }
-            diagnostics.push(Diagnostic {
-                path: b.source.clone(),
-                line: b.line,
-                kind: DiagnosticKind::UnknownClass,
-                message: format!(
-                    "{} has class {}, but there are only {class_count} classes",
-                    b.label, b.class_id
-                ),
-            });
-            false
-        });
-    }
+    drop_unknown_classes(&mut items, class_count, "the dataset", diagnostics);
     (class_names, items)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use super::assemble::{BoxGeometry, PendingBox, PendingItem, Split};
+use super::assemble::{drop_unknown_classes, BoxGeometry, PendingBox, PendingItem, Split};
 use super::decode::list_images_recursive;
 use super::diagnostics::{Diagnostic, DiagnosticKind};
 
@@ -209,25 +209,7 @@ pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> YoloS
             .collect();
     } else {
         let class_count = spec.class_names.len();
-        for item in &mut spec.items {
-            item.boxes.retain(|b| {
-                if b.class_id < class_count {
-                    return true;
-                }
-                diagnostics.push(Diagnostic {
-                    path: b.source.clone(),
-                    line: b.line,
-                    kind: DiagnosticKind::UnknownClass,
-                    message: format!(
-                        "{} has class {} but data.yaml declares {class_count} classes (0–{})",
-                        b.label,
-                        b.class_id,
-                        class_count.saturating_sub(1)
-                    ),
-                });
-                false
-            });
-        }
+        drop_unknown_classes(&mut spec.items, class_count, "data.yaml", diagnostics);
     }
     spec
 }

@@ -148,6 +148,16 @@ pub struct PixelBox {
 }
 
 impl PixelBox {
+    /// A `width × height` box whose left edge is at `x` and bottom edge at `bottom`.
+    fn standing(x: i32, bottom: i32, width: i32, height: i32) -> Self {
+        Self {
+            x0: x,
+            y0: bottom - height,
+            x1: x + width,
+            y1: bottom,
+        }
+    }
+
     fn area(&self) -> i64 {
         i64::from((self.x1 - self.x0).max(0)) * i64::from((self.y1 - self.y0).max(0))
     }
@@ -551,12 +561,7 @@ fn draw_scene(rng: &mut ChaCha8Rng) -> (RgbImage, Vec<PixelBox>) {
         let (width, height) = car_size(rng);
         let x = rng.random_range(0..=IMAGE_WIDTH as i32 - width);
         let bottom = rng.random_range(horizon + 20..=IMAGE_HEIGHT as i32);
-        let spot = PixelBox {
-            x0: x,
-            y0: bottom - height,
-            x1: x + width,
-            y1: bottom,
-        };
+        let spot = PixelBox::standing(x, bottom, width, height);
         if planned.iter().all(|(p, _)| !p.overlaps(&spot, 4)) {
             planned.push((spot, false));
         }
@@ -577,12 +582,7 @@ fn draw_scene(rng: &mut ChaCha8Rng) -> (RgbImage, Vec<PixelBox>) {
             IMAGE_WIDTH as i32 - visible
         };
         let bottom = rng.random_range(horizon + 20..=IMAGE_HEIGHT as i32);
-        let spot = PixelBox {
-            x0: x,
-            y0: bottom - height,
-            x1: x + width,
-            y1: bottom,
-        };
+        let spot = PixelBox::standing(x, bottom, width, height);
         if planned.iter().all(|(p, _)| !p.overlaps(&spot, 4)) {
             planned.push((spot, true));
         }

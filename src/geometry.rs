@@ -44,12 +44,13 @@ impl Rect {
     }
 
     pub fn scaled(&self, factor: f32) -> Self {
-        Self::new(
-            self.x0 * factor,
-            self.y0 * factor,
-            self.x1 * factor,
-            self.y1 * factor,
-        )
+        self.scaled_xy(factor, factor)
+    }
+
+    /// The box with x multiplied by `fx` and y by `fy` (images resized to whole pixels scale
+    /// their two axes a little differently).
+    pub fn scaled_xy(&self, fx: f32, fy: f32) -> Self {
+        Self::new(self.x0 * fx, self.y0 * fy, self.x1 * fx, self.y1 * fy)
     }
 
     pub fn intersection_area(&self, other: &Rect) -> f32 {

@@ -16,7 +16,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::{self, LoadOptions};
 use crate::detector::{DetectorNet, ModelInfo};
 use crate::eval;
-use crate::geometry::Rect;
 use crate::train::engine::{detect_split, validation_ground_truth, MATCH_IOU};
 use crate::train::thread::parse_strategies;
 use crate::train::{Command, DeviceChoice, Event, TrainConfig, TrainerHandle};
@@ -497,13 +496,7 @@ fn detect(
                     .get(d.class_id)
                     .cloned()
                     .unwrap_or_default(),
-                bbox: Rect::new(
-                    d.rect.x0 / sx,
-                    d.rect.y0 / sy,
-                    d.rect.x1 / sx,
-                    d.rect.y1 / sy,
-                )
-                .to_xywh(),
+                bbox: d.rect.scaled_xy(1.0 / sx, 1.0 / sy).to_xywh(),
                 score: d.score,
             });
         }

@@ -23,40 +23,31 @@ pub fn is_image_path(path: &Path) -> bool {
 /// The image files directly inside `dir` (not in subfolders), sorted; empty when `dir` cannot
 /// be read.
 pub fn list_images(dir: &Path) -> Vec<PathBuf> {
-    let mut images: Vec<PathBuf> = list_files(dir)
-        .into_iter()
-        .filter(|p| is_image_path(p))
-        .collect();
-    images.sort();
-    images
+    list_entries(dir, |p| p.is_file() && is_image_path(p))
 }
 
 /// Regular files directly inside `dir`, sorted; hidden files (`.DS_Store`, `._x.jpg`) skipped.
 pub(crate) fn list_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && !is_hidden(p))
-        .collect();
-    files.sort();
-    files
+    list_entries(dir, Path::is_file)
 }
 
 /// Folders directly inside `dir`, sorted; hidden ones skipped.
 pub(crate) fn list_dirs(dir: &Path) -> Vec<PathBuf> {
+    list_entries(dir, Path::is_dir)
+}
+
+/// Entries directly inside `dir` that `keep` accepts, sorted; hidden ones skipped.
+fn list_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut dirs: Vec<PathBuf> = entries
+    let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && !is_hidden(p))
+        .filter(|p| !is_hidden(p) && keep(p))
         .collect();
-    dirs.sort();
-    dirs
+    paths.sort();
+    paths
 }
 
 /// Image files anywhere below `dir`, sorted.

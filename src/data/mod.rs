@@ -86,13 +86,13 @@ impl ImageRecord {
     /// A box in original pixels → the same box in [`ImageRecord::pixels`].
     pub fn to_decoded(&self, rect: &Rect) -> Rect {
         let (sx, sy) = self.factors();
-        Rect::new(rect.x0 * sx, rect.y0 * sy, rect.x1 * sx, rect.y1 * sy)
+        rect.scaled_xy(sx, sy)
     }
 
     /// A box in [`ImageRecord::pixels`] → the same box in original pixels.
     pub fn to_original(&self, rect: &Rect) -> Rect {
         let (sx, sy) = self.factors();
-        Rect::new(rect.x0 / sx, rect.y0 / sy, rect.x1 / sx, rect.y1 / sy)
+        rect.scaled_xy(1.0 / sx, 1.0 / sy)
     }
 }
 

@@ -112,11 +112,12 @@ pub fn detect(
         for cell in 0..cells {
             let (y, x) = (cell / map_w, cell % map_w);
             let window_rect = Rect::new(
-                (x * STRIDE_PX) as f32 * sx,
-                (y * STRIDE_PX) as f32 * sy,
-                (x * STRIDE_PX + window.width_px) as f32 * sx,
-                (y * STRIDE_PX + window.height_px) as f32 * sy,
-            );
+                (x * STRIDE_PX) as f32,
+                (y * STRIDE_PX) as f32,
+                (x * STRIDE_PX + window.width_px) as f32,
+                (y * STRIDE_PX + window.height_px) as f32,
+            )
+            .scaled_xy(sx, sy);
             for class in 1..=classes {
                 let score = probs.get(class * cells + cell).copied().unwrap_or(0.0);
                 if score.is_finite() && score >= score_floor {

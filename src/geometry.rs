@@ -17,6 +17,16 @@ impl Rect {
         Self { x0, y0, x1, y1 }
     }
 
+    /// The box of `width` × `height` centred on `(cx, cy)`.
+    pub fn from_center_size(cx: f32, cy: f32, width: f32, height: f32) -> Self {
+        Self::new(
+            cx - width / 2.0,
+            cy - height / 2.0,
+            cx + width / 2.0,
+            cy + height / 2.0,
+        )
+    }
+
     /// From COCO's `[x, y, width, height]`.
     pub fn from_xywh(x: f32, y: f32, width: f32, height: f32) -> Self {
         Self::new(x, y, x + width, y + height)
@@ -81,6 +91,32 @@ impl Rect {
     }
 }
 
+/// Indices of `keys` from the highest to the lowest, ties by index (so the order is
+/// deterministic); `total_cmp` order, so NaN sorts above every number.
+pub fn descending_order(keys: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(a.cmp(&b)));
+    order
+}
+
+/// Greedy non-maximum suppression within groups: `items` are `(box, score, group)`; a box is
+/// suppressed by a higher-scored kept box of the same group overlapping it by more than
+/// `iou_threshold`. Returns the kept indices, highest score first (ties by index).
+pub fn nms(items: &[(Rect, f32, usize)], iou_threshold: f32) -> Vec<usize> {
+    let scores: Vec<f32> = items.iter().map(|item| item.1).collect();
+    let mut kept: Vec<usize> = Vec::new();
+    for i in descending_order(&scores) {
+        let (rect, _, group) = items[i];
+        let suppressed = kept
+            .iter()
+            .any(|&k| items[k].2 == group && items[k].0.iou(&rect) > iou_threshold);
+        if !suppressed {
+            kept.push(i);
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +129,20 @@ mod tests {
         assert!((a.iou(&b) - 1.0 / 3.0).abs() < 1e-6);
         assert_eq!(a.iou(&Rect::new(20.0, 20.0, 30.0, 30.0)), 0.0);
         assert_eq!(a.iou(&a), 1.0);
+    }
+
+    #[test]
+    fn nms_keeps_best_of_overlapping_boxes_per_group() {
+        let a = Rect::new(0.0, 0.0, 10.0, 10.0);
+        let b = Rect::new(1.0, 0.0, 11.0, 10.0); // IoU with a = 90/110
+        let c = Rect::new(50.0, 50.0, 60.0, 60.0);
+        let items = [(a, 0.9, 0), (b, 0.8, 0), (c, 0.7, 0), (b, 0.95, 1)];
+        assert_eq!(nms(&items, 0.7), vec![3, 0, 2]);
+        assert_eq!(nms(&items, 0.95), vec![3, 0, 1, 2]);
+    }
+
+    #[test]
+    fn descending_order_breaks_ties_by_index() {
+        assert_eq!(descending_order(&[0.1, 0.9, 0.5, 0.9]), vec![1, 3, 2, 0]);
     }
 }

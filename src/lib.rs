@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod detector;
 pub mod eval;
+pub mod files;
 pub mod geometry;
 pub mod ohem;
 pub mod train;

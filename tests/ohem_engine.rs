@@ -5,8 +5,9 @@ mod common;
 use std::sync::Arc;
 
 use ohem_studio::ohem::select_hard;
-use ohem_studio::train::engine::{candidates, Engine};
+use ohem_studio::train::batch::candidates;
 use ohem_studio::train::examples::{fixed_examples, Example, ExampleSampler, Split};
+use ohem_studio::train::Engine;
 use ohem_studio::train::{DeviceChoice, Strategy, TrainConfig};
 use tch::Tensor;
 
@@ -28,13 +29,13 @@ fn batch(engine: &Engine, n: usize) -> Vec<Example> {
 }
 
 fn parameters(engine: &Engine, strategy: Strategy) -> Vec<(String, Tensor)> {
-    let model = engine
-        .models
+    let learner = engine
+        .learners()
         .iter()
-        .find(|m| m.strategy == strategy)
+        .find(|m| m.strategy() == strategy)
         .expect("strategy trained");
-    let mut vars: Vec<(String, Tensor)> = model
-        .vs
+    let mut vars: Vec<(String, Tensor)> = learner
+        .var_store()
         .variables()
         .into_iter()
         .map(|(n, t)| (n, t.copy()))
@@ -45,11 +46,11 @@ fn parameters(engine: &Engine, strategy: Strategy) -> Vec<(String, Tensor)> {
 
 /// OHEM's own selection on the engine's current weights, recomputed outside the engine.
 fn selection(engine: &Engine, examples: &[Example]) -> Vec<usize> {
-    let model = &engine.models[0];
+    let model = &engine.learners()[0];
     let t = engine.tensors(examples);
     let losses = tch::no_grad(|| {
         model
-            .net
+            .net()
             .window_losses(&t.pixels, &t.labels, &t.targets)
             .loss
     });
@@ -76,7 +77,7 @@ fn one_ohem_step_equals_a_plain_step_on_the_selected_examples() {
     let selected = selection(&ohem, &examples);
     assert_eq!(selected.len(), 12);
     let before = parameters(&ohem, Strategy::Ohem);
-    ohem.train_step(&examples, 0.0).expect("step");
+    ohem.train_step(&examples).expect("step");
 
     // Same seed → same initial weights; full batch over exactly the selected examples.
     let mut oracle = Engine::new(dataset, config(vec![Strategy::FullBatch], 12)).expect("engine");
@@ -85,7 +86,7 @@ fn one_ohem_step_equals_a_plain_step_on_the_selected_examples() {
         0.0
     );
     let chosen: Vec<Example> = selected.iter().map(|&i| examples[i].clone()).collect();
-    oracle.train_step(&chosen, 0.0).expect("step");
+    oracle.train_step(&chosen).expect("step");
 
     let after = parameters(&ohem, Strategy::Ohem);
     assert!(
@@ -107,11 +108,11 @@ fn changing_a_non_selected_example_does_not_change_the_update() {
     let selected = selection(&first, &examples);
     // Two non-selected examples of the same class: giving the higher-loss one the pixels of the
     // lower-loss one keeps it out of the selection but changes what the batch holds.
-    let model = &first.models[0];
+    let model = &first.learners()[0];
     let t = first.tensors(&examples);
     let losses = Vec::<f32>::try_from(tch::no_grad(|| {
         model
-            .net
+            .net()
             .window_losses(&t.pixels, &t.labels, &t.targets)
             .loss
     }))
@@ -125,10 +126,10 @@ fn changing_a_non_selected_example_does_not_change_the_update() {
     changed[high].pixels = examples[low].pixels.clone();
     assert_ne!(changed[high].pixels, examples[high].pixels);
 
-    first.train_step(&examples, 0.0).expect("step");
+    first.train_step(&examples).expect("step");
     let mut second = Engine::new(dataset, config(vec![Strategy::Ohem], 8)).expect("engine");
     assert_eq!(selection(&second, &changed), selected);
-    second.train_step(&changed, 0.0).expect("step");
+    second.train_step(&changed).expect("step");
     let gap = max_difference(
         &parameters(&first, Strategy::Ohem),
         &parameters(&second, Strategy::Ohem),
@@ -153,7 +154,7 @@ fn strategies_start_from_the_same_weights_and_report_whole_batch_loss() {
         0.0
     );
     let examples = batch(&engine, 48);
-    let outcome = engine.train_step(&examples, 0.0).expect("step");
+    let outcome = engine.train_step(&examples).expect("step");
     let report = outcome.report;
     assert_eq!(report.strategies.len(), 3);
     // Before any update all three see the same weights: the whole-batch losses agree.
@@ -188,8 +189,8 @@ fn sampler_is_deterministic_and_keeps_negatives_off_objects() {
     let sampler = ExampleSampler::new(
         dataset.clone(),
         Split::Train,
-        engine.info.window,
-        engine.info.scales.clone(),
+        engine.info().window,
+        engine.info().scales.clone(),
         0.75,
     );
     let a = fixed_examples(&sampler, 9, 64);
@@ -224,7 +225,7 @@ fn a_few_hundred_ohem_steps_find_the_sample_cars() {
     let mut stream = ExampleStream::spawn(engine.train_sampler(), 1).expect("loader");
     for _ in 0..250 {
         let examples = stream.next_batch(64).expect("batch");
-        engine.train_step(&examples, 0.0).expect("step");
+        engine.train_step(&examples).expect("step");
     }
     let after = engine.evaluate()[0].evaluation.map();
     eprintln!("OHEM validation mAP@0.5 {before:.3} → {after:.3}");
@@ -246,7 +247,7 @@ fn a_cap_that_leaves_nothing_skips_the_update_without_calling_it_divergence() {
         .take(32)
         .collect();
     let before = parameters(&engine, Strategy::Ohem);
-    let outcome = engine.train_step(&negatives, 0.0).expect("step");
+    let outcome = engine.train_step(&negatives).expect("step");
     assert!(outcome.non_finite.is_empty());
     assert!(outcome
         .hard_examples

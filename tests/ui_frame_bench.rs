@@ -58,7 +58,6 @@ fn step_report(step: u64) -> StepReport {
         elapsed_secs: step as f64 * 0.05,
         batch_size: 128,
         hard_examples: HARD_EXAMPLES,
-        positives: 32,
         examples_per_sec: 2500.0,
         strategies: Strategy::ALL
             .iter()
@@ -105,7 +104,7 @@ fn evaluation(strategy: Strategy, dataset: &Dataset) -> Arc<EvalReport> {
             score: (i as f32 * 0.173) % 1.0,
         })
         .collect();
-    let ground_truth = ohem_studio::train::engine::validation_ground_truth(dataset);
+    let ground_truth = eval::ground_truth(&dataset.val);
     Arc::new(EvalReport {
         step: STEPS,
         strategy,

@@ -41,20 +41,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ..TrainConfig::default()
     };
     let mut engine = Engine::new(Arc::new(dataset), config)?;
-    let mut stream = ExampleStream::spawn(engine.train_sampler(), engine.config.seed)?;
-    if args.steps == 0 || args.batch_size == 0 || args.hard_examples == 0 {
-        anyhow::bail!("--steps, --batch and --hard must be at least 1");
+    let mut stream = ExampleStream::spawn(engine.train_sampler(), engine.config().seed)?;
+    if args.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
     }
     let (k, m) = (args.batch_size, args.hard_examples.min(args.batch_size));
     println!(
         "device {}, K = {k}, M = {m}, {} timed steps",
-        engine.device_name, args.steps
+        engine.device_name(),
+        args.steps
     );
     let warmup = 5;
-    let mut totals = vec![[0.0f64; 3]; engine.models.len()];
+    let mut totals = vec![[0.0f64; 3]; engine.learners().len()];
     for step in 0..warmup + args.steps {
         let batch = stream.next_batch(k).context("the batch loader stopped")?;
-        let outcome = engine.train_step(&batch, 0.0)?;
+        let outcome = engine.train_step(&batch)?;
         if step >= warmup {
             for (total, s) in totals.iter_mut().zip(&outcome.report.strategies) {
                 total[0] += s.forward_ms as f64;
@@ -65,10 +66,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let n = args.steps.max(1) as f64;
     let per_step: Vec<(Strategy, f64)> = engine
-        .models
+        .learners()
         .iter()
         .zip(&totals)
-        .map(|(model, t)| (model.strategy, t.iter().sum::<f64>() / n))
+        .map(|(learner, t)| (learner.strategy(), t.iter().sum::<f64>() / n))
         .collect();
     println!(
         "{:<12} {:>10} {:>10} {:>10} {:>10} {:>12}",

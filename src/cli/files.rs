@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::data::Dataset;
+use crate::eval::ErrorKind;
 use crate::train::messages::{EvalReport, HardExampleBatch, RunInfo, StepReport};
 
 /// One row of COCO's results format, with the file name added for people.
@@ -58,6 +59,11 @@ impl RunFiles {
             "map50".into(),
         ];
         header.extend(dataset.class_names.iter().map(|c| format!("ap50_{c}")));
+        // The error breakdown at the score threshold where F1 is highest.
+        header.push("best_f1_threshold".into());
+        header.push("best_f1".into());
+        header.extend(ErrorKind::ALL.map(|k| format!("fp_{}", k.label())));
+        header.extend(["missed_small", "missed_medium", "missed_large"].map(String::from));
         evals.write_record(&header)?;
         let mut hard = writer(&dir.join("hard_examples.csv"))?;
         hard.write_record([
@@ -86,7 +92,7 @@ impl RunFiles {
             window_px: info.window_px,
             train: &info.config,
         };
-        crate::train::files::write_atomically(
+        crate::files::write_atomically(
             &self.dir.join("config.json"),
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )
@@ -151,6 +157,19 @@ impl RunFiles {
                 .ap_per_class()
                 .iter()
                 .map(|ap| ap.map(|v| format!("{v:.6}")).unwrap_or_default()),
+        );
+        let best = report.evaluation.best_f1_point();
+        let errors = report.evaluation.error_breakdown(best.score);
+        row.push(format!("{:.6}", best.score));
+        row.push(format!("{:.6}", best.f1()));
+        row.extend(ErrorKind::ALL.map(|k| errors.count(k).to_string()));
+        row.extend(
+            [
+                errors.missed_small,
+                errors.missed_medium,
+                errors.missed_large,
+            ]
+            .map(|n| n.to_string()),
         );
         self.evals.write_record(&row)?;
         self.evals.flush()?;

@@ -199,12 +199,7 @@ fn check_box(
             cy,
             w: bw,
             h: bh,
-        } => Rect::new(
-            (cx - bw / 2.0) * w,
-            (cy - bh / 2.0) * h,
-            (cx + bw / 2.0) * w,
-            (cy + bh / 2.0) * h,
-        ),
+        } => Rect::from_center_size(cx, cy, bw, bh).scaled_xy(w, h),
         BoxGeometry::Pixels(rect) => rect,
         BoxGeometry::WholeImage => Rect::new(0.0, 0.0, w, h),
     };

@@ -2,16 +2,17 @@
 //! an image pyramid, its candidates reduced by non-maximum suppression. Owns tch; knows nothing
 //! of batches, strategies or the UI.
 
+pub mod model;
 pub mod net;
 pub mod window;
 
-use std::path::Path;
-
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::geometry::Rect;
+use crate::data::ImageRecord;
+use crate::eval::Detection;
+use crate::geometry::{nms, Rect};
+pub use model::{resolve_device, DeviceChoice, LoadedModel, ModelInfo};
 pub use net::{DetectorNet, WindowLosses};
 pub use window::{WindowShape, STRIDE_PX};
 
@@ -21,29 +22,10 @@ pub const DETECTION_NMS_IOU: f32 = 0.4;
 pub const CONTAINED_SHARE: f32 = 0.7;
 /// Detections kept per image after NMS.
 pub const MAX_DETECTIONS_PER_IMAGE: usize = 100;
+/// Detections below this score are not kept for evaluation (the threshold slider starts here).
+pub const SCORE_FLOOR: f32 = 0.05;
 /// Candidates considered per image before NMS.
 const MAX_CANDIDATES_PER_IMAGE: usize = 2000;
-
-/// What it takes to rebuild a trained detector: written as `model.json` beside the weights.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub class_names: Vec<String>,
-    pub window: WindowShape,
-    /// Pyramid scales (window pixels → image pixels) the detector slides over.
-    pub scales: Vec<f32>,
-}
-
-impl ModelInfo {
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        crate::train::files::write_atomically(path, serde_json::to_string_pretty(self)?.as_bytes())
-    }
-
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    }
-}
 
 /// One detection in the pixels of the image it was found in.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -157,63 +139,26 @@ pub fn detect(
     kept
 }
 
-/// Greedy non-maximum suppression within groups: `items` are `(box, score, group)`; a box is
-/// suppressed by a higher-scored kept box of the same group overlapping it by more than
-/// `iou_threshold`. Returns the kept indices, highest score first (ties by index).
-pub fn nms(items: &[(Rect, f32, usize)], iou_threshold: f32) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| items[b].1.total_cmp(&items[a].1).then(a.cmp(&b)));
-    let mut kept: Vec<usize> = Vec::new();
-    for i in order {
-        let (rect, _, group) = items[i];
-        let suppressed = kept
-            .iter()
-            .any(|&k| items[k].2 == group && items[k].0.iou(&rect) > iou_threshold);
-        if !suppressed {
-            kept.push(i);
-        }
-    }
-    kept
-}
-
-/// The device a choice resolves to, and its name for people.
-pub fn resolve_device(choice: crate::train::DeviceChoice) -> anyhow::Result<(Device, String)> {
-    use crate::train::DeviceChoice;
-    let cuda = tch::Cuda::is_available();
-    match choice {
-        DeviceChoice::Cpu => Ok((Device::Cpu, "CPU".to_string())),
-        DeviceChoice::Cuda if !cuda => anyhow::bail!(
-            "--device cuda was asked for, but libtorch finds no CUDA device (is the NVIDIA driver loaded?)"
-        ),
-        DeviceChoice::Cuda | DeviceChoice::Auto if cuda => Ok((Device::Cuda(0), cuda_name())),
-        DeviceChoice::Auto | DeviceChoice::Cuda => Ok((Device::Cpu, "CPU".to_string())),
-    }
-}
-
-/// The GPU's name as the driver reports it (libtorch's C API does not expose it).
-fn cuda_name() -> String {
-    std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader", "-i", "0"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("CUDA: {s}"))
-        .unwrap_or_else(|| "CUDA".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nms_keeps_best_of_overlapping_boxes_per_group() {
-        let a = Rect::new(0.0, 0.0, 10.0, 10.0);
-        let b = Rect::new(1.0, 0.0, 11.0, 10.0); // IoU with a = 90/110
-        let c = Rect::new(50.0, 50.0, 60.0, 60.0);
-        let items = [(a, 0.9, 0), (b, 0.8, 0), (c, 0.7, 0), (b, 0.95, 1)];
-        assert_eq!(nms(&items, 0.7), vec![3, 0, 2]);
-        assert_eq!(nms(&items, 0.95), vec![3, 0, 1, 2]);
-    }
+/// Detections above [`SCORE_FLOOR`] on every image of a split, in original pixels, for
+/// evaluation (`image` indexes `images`).
+pub fn detect_images(
+    net: &DetectorNet,
+    images: &[ImageRecord],
+    scales: &[f32],
+    device: Device,
+) -> Vec<Detection> {
+    images
+        .iter()
+        .enumerate()
+        .flat_map(|(image, record)| {
+            detect(net, &record.pixels, scales, SCORE_FLOOR, device)
+                .into_iter()
+                .map(move |d| Detection {
+                    image,
+                    class_id: d.class_id,
+                    rect: record.to_original(&d.rect),
+                    score: d.score,
+                })
+        })
+        .collect()
 }

@@ -30,6 +30,8 @@ pub struct DetectorNet {
 pub struct WindowLosses {
     /// `[N]` classification plus box loss per example.
     pub loss: Tensor,
+    /// `[N]` the classification term of `loss` alone.
+    pub classification: Tensor,
     /// `[N]` highest object-class probability per example.
     pub object_score: Tensor,
 }
@@ -103,7 +105,8 @@ impl DetectorNet {
             .narrow(1, 1, self.num_classes as i64)
             .amax(1, false);
         WindowLosses {
-            loss: classification + box_term * BOX_LOSS_WEIGHT,
+            loss: &classification + box_term * BOX_LOSS_WEIGHT,
+            classification,
             object_score,
         }
     }

@@ -162,7 +162,7 @@ pub fn apply_deltas(window: &Rect, deltas: [f32; 4]) -> Rect {
     let cy = wy + deltas[1] * window.height();
     let w = window.width() * deltas[2].clamp(-2.0, 2.0).exp();
     let h = window.height() * deltas[3].clamp(-2.0, 2.0).exp();
-    Rect::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)
+    Rect::from_center_size(cx, cy, w, h)
 }
 
 #[cfg(test)]

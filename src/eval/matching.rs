@@ -1,9 +1,9 @@
 //! Greedy VOC matching of detections to ground-truth boxes, done once for every score threshold.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::{Detection, GroundTruth, Outcome};
+use crate::geometry::descending_order;
 
 /// The matching of every detection and every ground-truth box.
 pub(super) struct Matching {
@@ -22,14 +22,6 @@ pub(super) fn effective_score(score: f32) -> f32 {
     } else {
         score
     }
-}
-
-/// Indices of `scores` (already free of NaN) in descending order; a stable sort keeps ties in
-/// input order, so the matching does not depend on the sort algorithm.
-fn descending_order(scores: &[f32]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(Ordering::Equal));
-    order
 }
 
 /// VOC devkit matching (`VOCevaldet`): each detection, best score first, looks at the boxes of

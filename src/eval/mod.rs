@@ -19,15 +19,37 @@
 //!   when there is no non-difficult box (nothing to miss); F1 is 0 when both are 0.
 
 mod ap;
+mod errors;
 mod matching;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::ImageRecord;
 use crate::geometry::Rect;
 
 pub use ap::all_point_ap;
+pub use errors::{BoxSize, ErrorBreakdown, ErrorKind};
+
+/// IoU at which a detection matches a ground-truth box (VOC's AP50).
+pub const MATCH_IOU: f32 = 0.5;
+
+/// The annotated boxes of `images`, each tagged with its image's index.
+pub fn ground_truth(images: &[ImageRecord]) -> Vec<GroundTruth> {
+    images
+        .iter()
+        .enumerate()
+        .flat_map(|(image, record)| {
+            record.boxes.iter().map(move |b| GroundTruth {
+                image,
+                class_id: b.class_id,
+                rect: b.rect,
+                difficult: b.difficult,
+            })
+        })
+        .collect()
+}
 
 /// One box predicted by the detector.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,6 +140,12 @@ pub struct PrPoint {
     pub recall: f32,
 }
 
+impl PrPoint {
+    pub fn f1(&self) -> f32 {
+        f1(self.precision, self.recall)
+    }
+}
+
 /// The result of [`evaluate`]: the matching, and the metrics derived from it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
@@ -131,6 +159,10 @@ pub struct Evaluation {
     gt_images: Vec<usize>,
     gt_difficult: Vec<bool>,
     gt_matched: Vec<Option<usize>>,
+    /// Per ground-truth box: area in pixels², for splitting misses by size.
+    gt_areas: Vec<f32>,
+    /// Per detection: the type of a false positive.
+    error_kinds: Vec<Option<ErrorKind>>,
     ap_per_class: Vec<Option<f32>>,
     map: f32,
     pr_curve: Vec<PrPoint>,
@@ -185,6 +217,13 @@ pub fn evaluate(
 
     let num_positives = ground_truth.iter().filter(|g| !g.difficult).count();
     let pr_curve = pooled_pr_curve(&order, &outcomes, &det_scores, num_positives);
+    let error_kinds = errors::classify(
+        detections,
+        ground_truth,
+        &outcomes,
+        &gt_matched,
+        iou_threshold,
+    );
 
     Evaluation {
         num_classes,
@@ -195,6 +234,8 @@ pub fn evaluate(
         gt_images: ground_truth.iter().map(|g| g.image).collect(),
         gt_difficult: ground_truth.iter().map(|g| g.difficult).collect(),
         gt_matched,
+        gt_areas: ground_truth.iter().map(|g| g.rect.area()).collect(),
+        error_kinds,
         ap_per_class,
         map,
         pr_curve,
@@ -327,6 +368,30 @@ impl Evaluation {
         Counts::new(tp, fp, fn_)
     }
 
+    /// The type of detection `det_index` if it is a false positive.
+    ///
+    /// # Panics
+    /// If `det_index` is out of range.
+    pub fn error_kind(&self, det_index: usize) -> Option<ErrorKind> {
+        self.error_kinds[det_index]
+    }
+
+    /// False positives by type and misses by size, keeping detections scored `>= threshold`.
+    pub fn error_breakdown(&self, threshold: f32) -> ErrorBreakdown {
+        let mut breakdown = ErrorBreakdown::default();
+        for (d, kind) in self.error_kinds.iter().enumerate() {
+            if let Some(kind) = kind.filter(|_| self.is_kept(d, threshold)) {
+                breakdown.add_false_positive(kind);
+            }
+        }
+        for (g, &area) in self.gt_areas.iter().enumerate() {
+            if self.is_false_negative(g, threshold) {
+                breakdown.add_miss(BoxSize::of(area));
+            }
+        }
+        breakdown
+    }
+
     /// VOC all-point AP per class id; `None` for a class without non-difficult boxes.
     pub fn ap_per_class(&self) -> &[Option<f32>] {
         &self.ap_per_class
@@ -341,6 +406,19 @@ impl Evaluation {
     /// score order; empty without detections. A NaN-scored detection's point has score −∞.
     pub fn pr_curve(&self) -> &[PrPoint] {
         &self.pr_curve
+    }
+
+    /// The point of the curve with the highest F1 (the highest score among ties); a point at
+    /// threshold 1 without detections.
+    pub fn best_f1_point(&self) -> PrPoint {
+        self.pr_curve
+            .iter()
+            .copied()
+            .fold(None, |best: Option<PrPoint>, p| match best {
+                Some(b) if b.f1() >= p.f1() => Some(b),
+                _ => Some(p),
+            })
+            .unwrap_or_else(|| self.point_at(1.0))
     }
 
     /// Precision and recall when detections scored `>= threshold` are kept, from the curve in

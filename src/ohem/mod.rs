@@ -9,8 +9,7 @@ use rand::seq::index::sample;
 use rand::Rng;
 use thiserror::Error;
 
-use crate::detector::nms;
-use crate::geometry::Rect;
+use crate::geometry::{descending_order, nms, Rect};
 
 /// How OHEM picks its hard examples.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,25 +59,20 @@ pub fn select_hard(
             candidates: candidates.len(),
         });
     }
-    let rank = |i: usize| {
-        if losses[i].is_nan() {
-            f32::INFINITY
-        } else {
-            losses[i]
-        }
-    };
+    let ranks: Vec<f32> = losses
+        .iter()
+        .map(|&l| if l.is_nan() { f32::INFINITY } else { l })
+        .collect();
     let mut order: Vec<usize> = if config.nms_by_loss {
         // Stand-alone crops get groups of their own, past every image index.
         let items: Vec<(Rect, f32, usize)> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.window, rank(i), c.image.unwrap_or(usize::MAX / 2 + i)))
+            .map(|(i, c)| (c.window, ranks[i], c.image.unwrap_or(usize::MAX / 2 + i)))
             .collect();
         nms(&items, config.nms_iou)
     } else {
-        let mut all: Vec<usize> = (0..losses.len()).collect();
-        all.sort_by(|&a, &b| rank(b).total_cmp(&rank(a)).then(a.cmp(&b)));
-        all
+        descending_order(&ranks)
     };
     let m = config.hard_examples;
     if let Some(ratio) = config.max_negatives_per_positive {
@@ -94,9 +88,10 @@ pub fn select_hard(
             .copied()
             .filter(|&i| !candidates[i].positive)
             .take(cap.min(m - positives.len()));
-        let mut chosen: Vec<usize> = positives.iter().copied().chain(negatives).collect();
-        chosen.sort_by(|&a, &b| rank(b).total_cmp(&rank(a)).then(a.cmp(&b)));
-        order = chosen;
+        let chosen: std::collections::HashSet<usize> =
+            positives.iter().copied().chain(negatives).collect();
+        // Both quotas are taken from `order`, so filtering it keeps the ranking.
+        order.retain(|i| chosen.contains(i));
     }
     order.truncate(m);
     Ok(order)

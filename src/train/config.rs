@@ -1,6 +1,11 @@
 //! Run settings: what the CLI takes as flags, the app as controls, and `config.json` records.
 
+use std::str::FromStr;
+
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
+
+pub use crate::detector::DeviceChoice;
 
 /// How a run picks the examples it backpropagates in each batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -37,8 +42,24 @@ impl Strategy {
         }
     }
 
-    pub fn from_key(key: &str) -> Option<Strategy> {
-        Strategy::ALL.into_iter().find(|s| s.key() == key.trim())
+    /// The strategies named in a comma-separated list such as `ohem,full,random`.
+    pub fn parse_list(list: &str) -> anyhow::Result<Vec<Strategy>> {
+        list.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse)
+            .collect()
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = anyhow::Error;
+
+    fn from_str(key: &str) -> anyhow::Result<Self> {
+        let key = key.trim();
+        Strategy::ALL
+            .into_iter()
+            .find(|s| s.key() == key)
+            .ok_or_else(|| anyhow::anyhow!("unknown strategy '{key}': use ohem, full or random"))
     }
 }
 
@@ -48,15 +69,27 @@ impl std::fmt::Display for Strategy {
     }
 }
 
-/// Where tensors live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    /// CUDA when available, else the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
+/// What OHEM ranks the examples of a batch by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum OhemLoss {
+    /// Classification loss alone: a confidently right positive is easy even when its box is
+    /// a little off.
+    #[serde(rename = "cls")]
+    #[value(name = "cls")]
+    Classification,
+    /// Classification plus box regression, as in the paper.
+    #[serde(rename = "cls+box")]
+    #[value(name = "cls+box")]
+    ClassificationAndBox,
+}
+
+impl std::fmt::Display for OhemLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OhemLoss::Classification => "cls",
+            OhemLoss::ClassificationAndBox => "cls+box",
+        })
+    }
 }
 
 /// Everything a run needs; recorded in `config.json` so a run can be reproduced.
@@ -72,6 +105,8 @@ pub struct TrainConfig {
     pub strategies: Vec<Strategy>,
     /// Adam learning rate.
     pub lr: f64,
+    /// What OHEM ranks examples by.
+    pub ohem_loss: OhemLoss,
     pub device: DeviceChoice,
     pub seed: u64,
     /// Evaluate on the validation split every this many steps (0: never).
@@ -96,6 +131,7 @@ impl Default for TrainConfig {
             hard_examples: 32,
             strategies: Strategy::ALL.to_vec(),
             lr: 1e-3,
+            ohem_loss: OhemLoss::ClassificationAndBox,
             device: DeviceChoice::Auto,
             seed: 7,
             eval_every: 100,
@@ -105,5 +141,86 @@ impl Default for TrainConfig {
             max_negatives_per_positive: None,
             cpu_threads: 0,
         }
+    }
+}
+
+impl TrainConfig {
+    /// Every rule a run's settings must follow, in one place: the CLI, the app and the engine
+    /// all ask here, so a setting is refused with the same words wherever it comes from.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.strategies.is_empty() {
+            bail!("no strategy chosen: pick at least one of ohem, full, random");
+        }
+        self.validate_settings()
+    }
+
+    /// The rules for the numbers alone: what a setting changed during a run must follow (the
+    /// strategies of a run in progress cannot change, so they are not asked about).
+    pub fn validate_settings(&self) -> anyhow::Result<()> {
+        if self.batch_size == 0 {
+            bail!("K (examples per batch) must be at least 1");
+        }
+        if self.hard_examples == 0 {
+            bail!("M (hard examples per batch) must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!(
+                "the learning rate must be a positive number, not {}",
+                self.lr
+            );
+        }
+        if self.steps == Some(0) {
+            bail!("the step budget must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.nms_iou) {
+            bail!("the NMS IoU must lie between 0 and 1, not {}", self.nms_iou);
+        }
+        if !(0.0..=1.0).contains(&self.negative_fraction) {
+            bail!(
+                "the negative fraction must lie between 0 and 1, not {}",
+                self.negative_fraction
+            );
+        }
+        if self
+            .max_negatives_per_positive
+            .is_some_and(|r| !(r.is_finite() && r >= 0.0))
+        {
+            bail!("negatives per positive must be a number ≥ 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_parse_from_their_keys() {
+        assert_eq!(
+            Strategy::parse_list("ohem, full,random").unwrap(),
+            Strategy::ALL.to_vec()
+        );
+        let error = Strategy::parse_list("ohem,fast").unwrap_err().to_string();
+        assert!(error.contains("unknown strategy 'fast'"), "{error}");
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        assert!(TrainConfig::default().validate().is_ok());
+        let bad = TrainConfig {
+            hard_examples: 0,
+            ..TrainConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("M (hard"));
+        let bad = TrainConfig {
+            lr: f64::NAN,
+            ..TrainConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("learning rate"));
     }
 }

@@ -262,7 +262,7 @@ fn jittered_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> R
         let (cx, cy) = snug.center();
         let cx = cx + rng.random_range(-0.2f32..0.2) * ww;
         let cy = cy + rng.random_range(-0.2f32..0.2) * wh;
-        let window = Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0);
+        let window = Rect::from_center_size(cx, cy, ww, wh);
         if window.iou(object) >= POSITIVE_MIN_IOU {
             return window;
         }
@@ -281,7 +281,7 @@ fn near_miss_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> 
     let (cx, cy) = snug.center();
     let cx = cx + angle.cos() * reach * ww;
     let cy = cy + angle.sin() * reach * wh;
-    Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0)
+    Rect::from_center_size(cx, cy, ww, wh)
 }
 
 /// The smallest window of the detector's aspect that contains `object`, centred on it.
@@ -294,7 +294,7 @@ fn window_around(object: &Rect, shape: WindowShape) -> Rect {
         (oh * aspect, oh)
     };
     let (cx, cy) = object.center();
-    Rect::new(cx - ww / 2.0, cy - wh / 2.0, cx + ww / 2.0, cy + wh / 2.0)
+    Rect::from_center_size(cx, cy, ww, wh)
 }
 
 fn flip_horizontally(pixels: &mut [u8], width: usize) {

@@ -111,7 +111,6 @@ pub struct StepReport {
     pub batch_size: usize,
     /// M used in this batch.
     pub hard_examples: usize,
-    pub positives: usize,
     pub examples_per_sec: f32,
     pub strategies: Vec<StrategyStep>,
 }

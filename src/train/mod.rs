@@ -1,14 +1,15 @@
 //! The trainer: batches of windows, every strategy side by side from the same start, on its own
 //! thread. Imports data, detector, ohem and eval; never the UI.
 
+pub mod batch;
 pub mod config;
 pub mod engine;
 pub mod examples;
-pub mod files;
+pub mod learner;
 pub mod messages;
 pub mod thread;
 
-pub use config::{DeviceChoice, Strategy, TrainConfig};
+pub use config::{DeviceChoice, OhemLoss, Strategy, TrainConfig};
 pub use engine::Engine;
 pub use messages::{Command, Event};
 pub use thread::{TrainerHandle, Waker};

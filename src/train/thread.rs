@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use super::config::{Strategy, TrainConfig};
+use super::config::TrainConfig;
 use super::engine::Engine;
 use super::examples::ExampleStream;
 use super::messages::{Command, Event, RunInfo};
@@ -218,46 +218,13 @@ impl Trainer {
                 }
             }
             Command::StopRun => self.end_run("stopped")?,
-            Command::SetHardExamples(m) => {
-                if m == 0 {
-                    return self
-                        .outbox
-                        .send(Event::Problem("M must be at least 1".into()));
-                }
-                self.settings.hard_examples = m;
-                self.with_engine(|e| e.config.hard_examples = m);
-            }
-            Command::SetBatchSize(k) => {
-                if k == 0 {
-                    return self
-                        .outbox
-                        .send(Event::Problem("K must be at least 1".into()));
-                }
-                self.settings.batch_size = k;
-                self.with_engine(|e| e.config.batch_size = k);
-            }
-            Command::SetLearningRate(lr) => {
-                if !(lr.is_finite() && lr > 0.0) {
-                    return self.outbox.send(Event::Problem(format!(
-                        "learning rate {lr} is not a positive number"
-                    )));
-                }
-                self.settings.lr = lr;
-                self.with_engine(|e| e.set_lr(lr));
-            }
+            Command::SetHardExamples(m) => self.change_setting(|c| c.hard_examples = m)?,
+            Command::SetBatchSize(k) => self.change_setting(|c| c.batch_size = k)?,
+            Command::SetLearningRate(lr) => self.change_setting(|c| c.lr = lr)?,
             Command::SetStrategies(strategies) => self.settings.strategies = strategies,
-            Command::SetNmsByLoss(on) => {
-                self.settings.nms_by_loss = on;
-                self.with_engine(|e| e.config.nms_by_loss = on);
-            }
+            Command::SetNmsByLoss(on) => self.change_setting(|c| c.nms_by_loss = on)?,
             Command::SetMaxNegativesPerPositive(cap) => {
-                if cap.is_some_and(|r| !(r.is_finite() && r >= 0.0)) {
-                    return self.outbox.send(Event::Problem(
-                        "negatives per positive must be a number ≥ 0".into(),
-                    ));
-                }
-                self.settings.max_negatives_per_positive = cap;
-                self.with_engine(|e| e.config.max_negatives_per_positive = cap);
+                self.change_setting(|c| c.max_negatives_per_positive = cap)?
             }
             Command::EvaluateNow => self.evaluate()?,
             Command::SaveCheckpoint(dir) => self.save(dir)?,
@@ -266,10 +233,19 @@ impl Trainer {
         Ok(())
     }
 
-    fn with_engine(&mut self, change: impl FnOnce(&mut Engine)) {
-        if let Some(run) = &mut self.run {
-            change(&mut run.engine);
+    /// A setting changed while the trainer runs: checked by the same rules as a new run's
+    /// settings, then kept for the next run and used by the run in progress from its next batch.
+    fn change_setting(&mut self, edit: impl Fn(&mut TrainConfig)) -> Result<(), Gone> {
+        let mut next = self.settings.clone();
+        edit(&mut next);
+        if let Err(error) = next.validate_settings() {
+            return self.outbox.send(Event::Problem(error.to_string()));
         }
+        self.settings = next;
+        if let Some(run) = &mut self.run {
+            run.engine.apply_live_settings(&self.settings);
+        }
+        Ok(())
     }
 
     fn open_dataset(&mut self, path: PathBuf) -> Result<(), Gone> {
@@ -307,15 +283,18 @@ impl Trainer {
                 .send(Event::Problem("open a dataset before starting".into()));
         };
         let started = Engine::new(dataset, config).and_then(|engine| {
-            let stream = ExampleStream::spawn(engine.train_sampler(), engine.config.seed)?;
+            let stream = ExampleStream::spawn(engine.train_sampler(), engine.config().seed)?;
             Ok((engine, stream))
         });
         match started {
             Ok((engine, stream)) => {
                 let info = RunInfo {
-                    device: engine.device_name.clone(),
-                    window_px: (engine.info.window.width_px, engine.info.window.height_px),
-                    config: engine.config.clone(),
+                    device: engine.device_name().to_string(),
+                    window_px: (
+                        engine.info().window.width_px,
+                        engine.info().window.height_px,
+                    ),
+                    config: engine.config().clone(),
                 };
                 self.run = Some(Run {
                     engine,
@@ -335,7 +314,7 @@ impl Trainer {
 
     fn end_run(&mut self, reason: &str) -> Result<(), Gone> {
         if let Some(run) = self.run.take() {
-            let steps = run.engine.step;
+            let steps = run.engine.step();
             self.finished = Some(run.engine);
             self.outbox.send(Event::RunEnded {
                 steps,
@@ -349,21 +328,21 @@ impl Trainer {
         let Some(run) = &mut self.run else {
             return Ok(());
         };
-        let k = run.engine.config.batch_size;
+        let k = run.engine.config().batch_size;
         let Some(examples) = run.stream.next_batch(k) else {
             self.outbox
                 .send(Event::Problem("the batch loader stopped".into()))?;
             return self.end_run("the batch loader stopped");
         };
         let started = Instant::now();
-        let outcome = run.engine.train_step(&examples, 0.0);
+        let outcome = run.engine.train_step(&examples);
         run.trained_secs += started.elapsed().as_secs_f64();
         let mut outcome = match outcome {
             Ok(o) => o,
             Err(error) => {
                 let message = format!(
                     "training stopped at step {}: {error:#}",
-                    run.engine.step + 1
+                    run.engine.step() + 1
                 );
                 eprintln!("error: {message}");
                 self.outbox.send(Event::Problem(message))?;
@@ -376,7 +355,7 @@ impl Trainer {
         for strategy in &outcome.non_finite {
             let message = format!(
                 "{strategy}: the loss is not finite at step {step} (learning rate {} too high?); the update was skipped",
-                run.engine.config.lr
+                run.engine.config().lr
             );
             eprintln!("warning: {message}");
             self.outbox.send(Event::Problem(message))?;
@@ -385,7 +364,7 @@ impl Trainer {
         if let Some(hard) = outcome.hard_examples {
             self.outbox.offer(Event::HardExamples(hard))?;
         }
-        let config = &run.engine.config;
+        let config = run.engine.config();
         let budget_reached = config.steps.is_some_and(|n| step >= n);
         if config.eval_every > 0 && (step % config.eval_every == 0 || budget_reached) {
             self.evaluate()?;
@@ -410,7 +389,7 @@ impl Trainer {
                 .outbox
                 .send(Event::Problem("no run to evaluate".into()));
         };
-        if engine.dataset.val.is_empty() {
+        if engine.dataset().val.is_empty() {
             return self.outbox.send(Event::Problem(
                 "the dataset has no validation images to evaluate on".into(),
             ));
@@ -434,16 +413,4 @@ impl Trainer {
             }
         }
     }
-}
-
-/// The strategies named in a comma-separated list such as `ohem,full,random`.
-pub fn parse_strategies(list: &str) -> anyhow::Result<Vec<Strategy>> {
-    list.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            Strategy::from_key(s).ok_or_else(|| {
-                anyhow::anyhow!("unknown strategy '{}': use ohem, full or random", s.trim())
-            })
-        })
-        .collect()
 }

@@ -1,4 +1,5 @@
-//! Writing run outputs so that a crash never leaves half a file behind.
+//! Writing files so that a crash never leaves half a file behind. Used by every floor that
+//! writes (model descriptions, run outputs, detections); depends on nothing in the crate.
 
 use std::io::Write;
 use std::path::Path;

@@ -1,0 +1,290 @@
+//! `ohem-studio train`: one run on the trainer thread, written to a run folder as it goes, with
+//! a progress bar; Ctrl-C stops it and still saves the weights.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::files::RunFiles;
+use super::DeviceArg;
+use crate::data::Dataset;
+use crate::train::messages::{EvalReport, RunInfo};
+use crate::train::{Command, Event, OhemLoss, Strategy, TrainConfig, TrainerHandle};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Steps (batches) to train.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: u64,
+    /// K: examples (windows) per batch.
+    #[arg(long = "batch", default_value_t = 128)]
+    pub batch_size: usize,
+    /// M: hard examples kept per batch.
+    #[arg(long = "hard", default_value_t = 32)]
+    pub hard_examples: usize,
+    /// Comma-separated: ohem, full, random.
+    #[arg(long, default_value = "ohem,full,random")]
+    pub strategies: String,
+    /// Peak learning rate (after the warm-up; it then decays along a cosine to the last step).
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    pub lr: f64,
+    /// What OHEM ranks examples by: the classification loss alone, or with the box term.
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().ohem_loss)]
+    pub ohem_loss: OhemLoss,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Evaluate on the validation split every N steps (and at the end).
+    #[arg(long, default_value_t = 250)]
+    pub eval_every: u64,
+    /// Share of background windows in a batch.
+    #[arg(long, default_value_t = 0.75)]
+    pub negative_fraction: f32,
+    /// Turn off NMS by loss among the hard-example candidates.
+    #[arg(long)]
+    pub no_nms_by_loss: bool,
+    /// At most this many negatives per positive among the hard examples.
+    #[arg(long)]
+    pub max_neg_per_pos: Option<f32>,
+    /// CPU threads for libtorch (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Run folder: metrics.csv, eval.csv, hard_examples.csv, config.json, weights.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl TrainArgs {
+    pub fn config(&self) -> anyhow::Result<TrainConfig> {
+        let config = TrainConfig {
+            steps: Some(self.steps),
+            batch_size: self.batch_size,
+            hard_examples: self.hard_examples,
+            strategies: Strategy::parse_list(&self.strategies)?,
+            lr: self.lr,
+            ohem_loss: self.ohem_loss,
+            device: self.device.into(),
+            seed: self.seed,
+            eval_every: self.eval_every,
+            negative_fraction: self.negative_fraction,
+            nms_by_loss: !self.no_nms_by_loss,
+            max_negatives_per_positive: self.max_neg_per_pos,
+            cpu_threads: self.threads,
+            ..TrainConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `train`: one run into `--out`.
+pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    run(&args.data, &args.out, args.config()?).map(|_| ())
+}
+
+/// Trains `config` on the dataset in `data_dir`, writing the run folder `out`; returns the last
+/// evaluation of each strategy.
+pub fn run(data_dir: &Path, out: &Path, config: TrainConfig) -> anyhow::Result<Vec<EvalReport>> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    let mut trainer = TrainerHandle::spawn(Arc::new(|| {}))?;
+    trainer.send(Command::OpenDataset(data_dir.to_path_buf()));
+    let dataset = wait_for_dataset(&trainer)?;
+    let mut session = Session {
+        bar: progress_bar(config.steps.unwrap_or(0)),
+        outputs: RunFiles::create(out, &dataset)?,
+        dataset,
+        data_dir,
+        out,
+        phase: Phase::Starting,
+        last_evaluations: Vec::new(),
+        config,
+    };
+    trainer.send(Command::Start(session.config.clone()));
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    // A second Ctrl-C falls through to the default handler and ends the process.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let mut stop_sent = false;
+    loop {
+        if interrupted.load(Ordering::SeqCst) && !stop_sent && session.phase == Phase::Training {
+            say(
+                &session.bar,
+                "stopping: the weights trained so far will be saved",
+            );
+            trainer.send(Command::StopRun);
+            stop_sent = true;
+        }
+        let Some(event) = trainer.recv_timeout(Duration::from_millis(200)) else {
+            if trainer.is_finished() {
+                bail!("the trainer ended unexpectedly");
+            }
+            continue;
+        };
+        if let Some(next) = session.handle(event)? {
+            trainer.send(next);
+        }
+        if session.phase == Phase::Done {
+            trainer.shutdown(Duration::from_secs(5));
+            return Ok(session.last_evaluations);
+        }
+    }
+}
+
+/// Where the run is: a problem before it starts, or while saving, ends the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Training,
+    Saving,
+    Done,
+}
+
+/// One run's bookkeeping on the command's side of the channel.
+struct Session<'a> {
+    config: TrainConfig,
+    dataset: Arc<Dataset>,
+    data_dir: &'a Path,
+    out: &'a Path,
+    outputs: RunFiles,
+    bar: ProgressBar,
+    phase: Phase,
+    last_evaluations: Vec<EvalReport>,
+}
+
+impl Session<'_> {
+    /// Takes one event; returns the command to send back, if any.
+    fn handle(&mut self, event: Event) -> anyhow::Result<Option<Command>> {
+        match event {
+            Event::RunStarted(info) => {
+                say(&self.bar, self.started_line(&info));
+                self.outputs.write_config(self.data_dir, &info)?;
+                self.phase = Phase::Training;
+            }
+            Event::Step(report) => {
+                self.bar.set_position(report.step);
+                let losses: Vec<String> = report
+                    .strategies
+                    .iter()
+                    .map(|s| format!("{} {:.3}", s.strategy.key(), s.batch_loss))
+                    .collect();
+                self.bar
+                    .set_message(format!("batch loss: {}", losses.join("  ")));
+                self.outputs.step(&report)?;
+            }
+            Event::HardExamples(batch) => self.outputs.hard_examples(&batch, &self.dataset)?,
+            Event::Evaluated(report) => {
+                say(
+                    &self.bar,
+                    format!(
+                        "step {:>5}  {:<10} mAP@0.5 {:.3}  val loss {:.4}",
+                        report.step,
+                        report.strategy.label(),
+                        report.evaluation.map(),
+                        report.val_loss
+                    ),
+                );
+                self.outputs.evaluation(&report, &self.dataset)?;
+                self.last_evaluations
+                    .retain(|e| e.strategy != report.strategy);
+                self.last_evaluations.push((*report).clone());
+            }
+            Event::Problem(message) if self.phase != Phase::Training => {
+                self.bar.finish_and_clear();
+                bail!("{message}");
+            }
+            Event::Problem(message) => say(&self.bar, format!("warning: {message}")),
+            Event::RunEnded { .. } => {
+                self.bar.finish_and_clear();
+                self.outputs.flush()?;
+                self.phase = Phase::Saving;
+                return Ok(Some(Command::SaveCheckpoint(self.out.to_path_buf())));
+            }
+            Event::CheckpointSaved(paths) => {
+                for p in paths {
+                    eprintln!("wrote {}", p.display());
+                }
+                eprintln!("wrote {}", self.out.join("metrics.csv").display());
+                self.phase = Phase::Done;
+            }
+            Event::Failed { message } => bail!("{message}"),
+            Event::Stopped => bail!("the trainer stopped before saving"),
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    fn started_line(&self, info: &RunInfo) -> String {
+        let keys: Vec<&str> = self.config.strategies.iter().map(|s| s.key()).collect();
+        format!(
+            "training {} on {} — window {}×{} px",
+            keys.join(", "),
+            info.device,
+            info.window_px.0,
+            info.window_px.1
+        )
+    }
+}
+
+fn wait_for_dataset(trainer: &TrainerHandle) -> anyhow::Result<Arc<Dataset>> {
+    loop {
+        match next_event(trainer)? {
+            Event::DatasetLoaded {
+                dataset,
+                summary,
+                diagnostics,
+            } => {
+                eprintln!("{summary}");
+                if !diagnostics.is_empty() {
+                    eprintln!(
+                        "{} problem(s) in the dataset, listed above; training on the good items",
+                        diagnostics.len()
+                    );
+                }
+                return Ok(dataset);
+            }
+            Event::DatasetFailed { path, message } => {
+                bail!("cannot open dataset {}: {message}", path.display())
+            }
+            _ => {}
+        }
+    }
+}
+
+fn progress_bar(steps: u64) -> ProgressBar {
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// A line above the progress bar, or plainly on stderr when there is no terminal to draw it on.
+pub(super) fn say(bar: &ProgressBar, line: impl AsRef<str>) {
+    if bar.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        bar.println(line);
+    }
+}
+
+fn next_event(trainer: &TrainerHandle) -> anyhow::Result<Event> {
+    loop {
+        if let Some(event) = trainer.recv_timeout(Duration::from_millis(200)) {
+            return Ok(event);
+        }
+        if trainer.is_finished() {
+            bail!("the trainer ended unexpectedly");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! A detector as a thing on disk and on a device: what it takes to rebuild one (`model.json`),
+//! which device it runs on, and loading saved weights back.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use super::window::{self, WindowShape};
+use super::DetectorNet;
+use crate::data::Dataset;
+
+/// Where tensors live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when available, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The device a choice resolves to, and its name for people.
+pub fn resolve_device(choice: DeviceChoice) -> anyhow::Result<(Device, String)> {
+    let cuda = tch::Cuda::is_available();
+    match choice {
+        DeviceChoice::Cpu => Ok((Device::Cpu, "CPU".to_string())),
+        DeviceChoice::Cuda if !cuda => bail!(
+            "--device cuda was asked for, but libtorch finds no CUDA device (is the NVIDIA driver loaded?)"
+        ),
+        DeviceChoice::Cuda | DeviceChoice::Auto if cuda => Ok((Device::Cuda(0), cuda_name())),
+        DeviceChoice::Auto | DeviceChoice::Cuda => Ok((Device::Cpu, "CPU".to_string())),
+    }
+}
+
+/// The GPU's name as the driver reports it (libtorch's C API does not expose it).
+fn cuda_name() -> String {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "-i", "0"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("CUDA: {s}"))
+        .unwrap_or_else(|| "CUDA".to_string())
+}
+
+/// What it takes to rebuild a trained detector: written as `model.json` beside the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub class_names: Vec<String>,
+    pub window: WindowShape,
+    /// Pyramid scales (window pixels → image pixels) the detector slides over.
+    pub scales: Vec<f32>,
+}
+
+impl ModelInfo {
+    /// Window shape and pyramid from the training boxes (in the decoded pixels the detector
+    /// sees).
+    pub fn from_dataset(dataset: &Dataset) -> Self {
+        let mut sizes: Vec<(f32, f32)> = dataset
+            .train
+            .iter()
+            .flat_map(|r| {
+                r.boxes.iter().map(move |b| {
+                    let decoded = r.to_decoded(&b.rect);
+                    (decoded.width(), decoded.height())
+                })
+            })
+            .collect();
+        sizes.extend(
+            dataset
+                .positive_crops
+                .iter()
+                .map(|r| (r.pixels.width() as f32, r.pixels.height() as f32)),
+        );
+        let window = WindowShape::from_box_sizes(&sizes);
+        let mut scales = window::pyramid_scales(&sizes, window);
+        if !dataset.positive_crops.is_empty() && dataset.train.iter().all(|r| r.boxes.is_empty()) {
+            // Crops say nothing about object sizes in full images: slide over a wide range.
+            scales = vec![1.0, 1.41, 2.0, 2.83, 4.0];
+        }
+        Self {
+            class_names: dataset.class_names.clone(),
+            window,
+            scales,
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        crate::files::write_atomically(path, serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a model.json", path.display()))
+    }
+}
+
+/// A trained detector loaded from `<strategy>.safetensors` and the `model.json` beside it.
+pub struct LoadedModel {
+    pub info: ModelInfo,
+    pub net: DetectorNet,
+    pub device: Device,
+    /// Owns the weights `net` points at.
+    _vs: tch::nn::VarStore,
+}
+
+impl LoadedModel {
+    pub fn load(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
+        if !checkpoint.is_file() {
+            bail!("{}: no such checkpoint file", checkpoint.display());
+        }
+        let info_path = checkpoint.with_file_name("model.json");
+        let info = ModelInfo::load(&info_path).with_context(|| {
+            format!(
+                "{} needs the model.json that `train` writes beside it",
+                checkpoint.display()
+            )
+        })?;
+        let (device, _) = resolve_device(device)?;
+        let mut vs = tch::nn::VarStore::new(device);
+        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window);
+        vs.load(checkpoint)
+            .with_context(|| format!("{}: not weights of this detector", checkpoint.display()))?;
+        Ok(Self {
+            info,
+            net,
+            device,
+            _vs: vs,
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! One strategy's model, optimizer and step. A step reads like the method: a read-only pass
+//! over the whole batch, a selection, a trained pass over the selected examples, and one record
+//! of what happened.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use super::batch::BatchTensors;
+use super::config::{OhemLoss, Strategy};
+use super::messages::StrategyStep;
+use crate::detector::{DetectorNet, ModelInfo, WindowLosses};
+use crate::ohem::{self, Candidate, SelectionConfig};
+
+/// One strategy's model and optimizer.
+pub struct Learner {
+    strategy: Strategy,
+    vs: nn::VarStore,
+    net: DetectorNet,
+    optimizer: nn::Optimizer,
+    /// Draws random-M's picks; seeded per strategy so a run can be reproduced.
+    rng: ChaCha8Rng,
+}
+
+/// What one strategy did with one batch: its numbers, and per example what the read-only pass
+/// saw (the hard-example grid shows these).
+pub struct Outcome {
+    pub record: StrategyStep,
+    /// Per-example loss before the update, for every example of the batch.
+    pub losses: Vec<f32>,
+    /// Per-example highest object-class probability before the update.
+    pub scores: Vec<f32>,
+    /// Batch indices that were backpropagated, highest loss first for OHEM.
+    pub selected: Vec<usize>,
+}
+
+impl Learner {
+    /// A fresh model; `initial`, when given, supplies the weights so that every strategy of a run
+    /// starts from the same point.
+    pub fn new(
+        strategy: Strategy,
+        info: &ModelInfo,
+        device: Device,
+        lr: f64,
+        seed: u64,
+        initial: Option<&Learner>,
+    ) -> anyhow::Result<Self> {
+        let mut vs = nn::VarStore::new(device);
+        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window);
+        if let Some(first) = initial {
+            vs.copy(&first.vs)
+                .map_err(|e| anyhow::anyhow!("copying the shared initial weights: {e}"))?;
+        }
+        let optimizer = nn::Adam::default().build(&vs, lr)?;
+        Ok(Self {
+            strategy,
+            vs,
+            net,
+            optimizer,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        })
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    pub fn net(&self) -> &DetectorNet {
+        &self.net
+    }
+
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.optimizer.set_lr(lr);
+    }
+
+    /// Trains on one batch the way this learner's strategy says.
+    pub fn step(
+        &mut self,
+        batch: &BatchTensors,
+        candidates: &[Candidate],
+        selection: &SelectionConfig,
+        ranked_by: OhemLoss,
+    ) -> anyhow::Result<Outcome> {
+        // 1. The read-only pass: every example, no gradient, the weights the trained pass uses.
+        //    Full batch trains on every example, so its trained pass doubles as this one.
+        let clock = Instant::now();
+        let read_only = (self.strategy != Strategy::FullBatch).then(|| {
+            let _guard = tch::no_grad_guard();
+            PerExample::of(
+                &self
+                    .net
+                    .window_losses(&batch.pixels, &batch.labels, &batch.targets),
+            )
+        });
+        let forward_ms = ms_since(clock);
+
+        // 2. The selection, in f32 on the CPU: K numbers.
+        let clock = Instant::now();
+        let k = candidates.len();
+        let selected = match (&read_only, self.strategy) {
+            (Some(seen), Strategy::Ohem) => {
+                let ranking = match ranked_by {
+                    OhemLoss::Classification => &seen.classification,
+                    OhemLoss::ClassificationAndBox => &seen.losses,
+                };
+                ohem::select_hard(ranking, candidates, selection)?
+            }
+            (_, Strategy::RandomM) => {
+                ohem::select_random(k, selection.hard_examples, &mut self.rng)
+            }
+            _ => (0..k).collect(),
+        };
+        let select_ms = ms_since(clock);
+
+        // 3. The trained pass: forward and backward the selected examples only. The negatives
+        //    cap can leave nothing when a batch holds no positive: then there is no update.
+        let clock = Instant::now();
+        let trained = (!selected.is_empty()).then(|| self.train_on(batch, &selected, k));
+        let train_ms = if trained.is_some() {
+            ms_since(clock)
+        } else {
+            0.0
+        };
+
+        // 4. One record.
+        let (trained_loss, trained_seen) = trained.unwrap_or((f32::NAN, None));
+        let seen = read_only.or(trained_seen).unwrap_or_default();
+        Ok(Outcome {
+            record: StrategyStep {
+                strategy: self.strategy,
+                trained_loss,
+                batch_loss: mean(&seen.losses),
+                forward_ms,
+                select_ms,
+                train_ms,
+            },
+            losses: seen.losses,
+            scores: seen.scores,
+            selected,
+        })
+    }
+
+    /// Forward and backward `selected` (all `k` examples: no copy of the batch). Returns the mean
+    /// trained loss and, when the whole batch was trained in order, what the pass saw of each.
+    fn train_on(
+        &mut self,
+        batch: &BatchTensors,
+        selected: &[usize],
+        k: usize,
+    ) -> (f32, Option<PerExample>) {
+        let whole_batch = selected.len() == k && selected.iter().enumerate().all(|(i, &s)| i == s);
+        let out = if whole_batch {
+            self.net
+                .window_losses(&batch.pixels, &batch.labels, &batch.targets)
+        } else {
+            let index = Tensor::from_slice(&selected.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                .to_device(batch.pixels.device());
+            self.net.window_losses(
+                &batch.pixels.index_select(0, &index),
+                &batch.labels.index_select(0, &index),
+                &batch.targets.index_select(0, &index),
+            )
+        };
+        let loss = out.loss.mean(Kind::Float);
+        let value = loss.double_value(&[]) as f32;
+        // A non-finite loss would poison every weight: skip the update, the caller reports it.
+        if value.is_finite() {
+            self.optimizer.backward_step(&loss);
+        }
+        sync(batch.pixels.device());
+        let seen = whole_batch.then(|| PerExample::of(&out));
+        (value, seen)
+    }
+}
+
+/// What a pass saw of each example, on the host.
+#[derive(Default)]
+struct PerExample {
+    losses: Vec<f32>,
+    classification: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl PerExample {
+    fn of(out: &WindowLosses) -> Self {
+        Self {
+            losses: to_vec(&out.loss.detach()),
+            classification: to_vec(&out.classification.detach()),
+            scores: to_vec(&out.object_score.detach()),
+        }
+    }
+}
+
+/// Waits for queued GPU work so the timings measure it.
+fn sync(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
+fn ms_since(t: Instant) -> f32 {
+    t.elapsed().as_secs_f32() * 1000.0
+}
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))
+        .unwrap_or_default()
+}
+
+fn mean(values: &[f32]) -> f32 {
+    values.iter().sum::<f32>() / values.len().max(1) as f32
+}

@@ -192,6 +192,7 @@ fn sampler_is_deterministic_and_keeps_negatives_off_objects() {
         engine.info().window,
         engine.info().scales.clone(),
         0.75,
+        0.2,
     );
     let a = fixed_examples(&sampler, 9, 64);
     let b = fixed_examples(&sampler, 9, 64);

@@ -35,6 +35,18 @@ pub struct TrainArgs {
     /// Peak learning rate (after the warm-up; it then decays along a cosine to the last step).
     #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f64,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = TrainConfig::default().warmup_steps)]
+    pub warmup: u64,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    pub weight_decay: f64,
+    /// Pixels per window; its aspect follows the median training box.
+    #[arg(long, default_value_t = TrainConfig::default().window_area_px)]
+    pub window_px: f32,
+    /// Random brightness, contrast and saturation of training examples, up to ± this share.
+    #[arg(long, default_value_t = TrainConfig::default().colour_jitter)]
+    pub colour_jitter: f32,
     /// What OHEM ranks examples by: the classification loss alone, or with the box term.
     #[arg(long, value_enum, default_value_t = TrainConfig::default().ohem_loss)]
     pub ohem_loss: OhemLoss,
@@ -70,6 +82,10 @@ impl TrainArgs {
             hard_examples: self.hard_examples,
             strategies: Strategy::parse_list(&self.strategies)?,
             lr: self.lr,
+            warmup_steps: self.warmup,
+            weight_decay: self.weight_decay,
+            window_area_px: self.window_px,
+            colour_jitter: self.colour_jitter,
             ohem_loss: self.ohem_loss,
             device: self.device.into(),
             seed: self.seed,

@@ -58,9 +58,9 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// Window shape and pyramid from the training boxes (in the decoded pixels the detector
-    /// sees).
-    pub fn from_dataset(dataset: &Dataset) -> Self {
+    /// Window shape (of about `window_area_px` pixels) and pyramid from the training boxes, in
+    /// the decoded pixels the detector sees.
+    pub fn from_dataset(dataset: &Dataset, window_area_px: f32) -> Self {
         let mut sizes: Vec<(f32, f32)> = dataset
             .train
             .iter()
@@ -77,7 +77,7 @@ impl ModelInfo {
                 .iter()
                 .map(|r| (r.pixels.width() as f32, r.pixels.height() as f32)),
         );
-        let window = WindowShape::from_box_sizes(&sizes);
+        let window = WindowShape::from_box_sizes(&sizes, window_area_px);
         let mut scales = window::pyramid_scales(&sizes, window);
         if !dataset.positive_crops.is_empty() && dataset.train.iter().all(|r| r.boxes.is_empty()) {
             // Crops say nothing about object sizes in full images: slide over a wide range.

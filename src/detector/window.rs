@@ -8,9 +8,9 @@ use crate::geometry::Rect;
 /// Total downsampling of the network: one score-map cell per this many input pixels.
 pub const STRIDE_PX: usize = 8;
 
-/// About this many pixels per window: small enough to train on a CPU in minutes, large enough
-/// to tell a car from a car-coloured box.
-const WINDOW_AREA_PX: f32 = 1152.0;
+/// About this many pixels per window by default: small enough to train on a CPU in minutes,
+/// large enough to tell a car from a car-coloured box.
+pub const DEFAULT_WINDOW_AREA_PX: f32 = 1152.0;
 
 /// The fixed input shape of the window classifier, a multiple of the stride on both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,8 +20,9 @@ pub struct WindowShape {
 }
 
 impl WindowShape {
-    /// The window whose aspect matches the median box of the training data.
-    pub fn from_box_sizes(sizes: &[(f32, f32)]) -> Self {
+    /// The window of about `area_px` pixels whose aspect matches the median box of the
+    /// training data.
+    pub fn from_box_sizes(sizes: &[(f32, f32)], area_px: f32) -> Self {
         let mut aspects: Vec<f32> = sizes
             .iter()
             .filter(|(w, h)| *w > 0.0 && *h > 0.0)
@@ -30,8 +31,8 @@ impl WindowShape {
         let aspect = median(&mut aspects).unwrap_or(1.0).clamp(0.33, 3.0);
         let round = |v: f32| ((v / STRIDE_PX as f32).round().max(2.0) as usize) * STRIDE_PX;
         Self {
-            width_px: round((WINDOW_AREA_PX * aspect).sqrt()),
-            height_px: round((WINDOW_AREA_PX / aspect).sqrt()),
+            width_px: round((area_px * aspect).sqrt()),
+            height_px: round((area_px / aspect).sqrt()),
         }
     }
 
@@ -172,9 +173,9 @@ mod tests {
     #[test]
     fn window_follows_box_aspect() {
         let cars = vec![(100.0, 44.0); 5];
-        let w = WindowShape::from_box_sizes(&cars);
+        let w = WindowShape::from_box_sizes(&cars, DEFAULT_WINDOW_AREA_PX);
         assert_eq!((w.width_px, w.height_px), (48, 24));
-        let square = WindowShape::from_box_sizes(&[(30.0, 30.0)]);
+        let square = WindowShape::from_box_sizes(&[(30.0, 30.0)], DEFAULT_WINDOW_AREA_PX);
         assert_eq!(square.width_px, square.height_px);
     }
 

@@ -103,8 +103,19 @@ pub struct TrainConfig {
     /// M: hard examples kept per batch by OHEM (and drawn by random-M).
     pub hard_examples: usize,
     pub strategies: Vec<Strategy>,
-    /// Adam learning rate.
+    /// Peak learning rate of AdamW: reached after the warm-up, then decayed along a cosine to
+    /// the last step when the run has a step budget.
     pub lr: f64,
+    /// Steps over which the learning rate rises linearly from almost 0 to `lr`.
+    pub warmup_steps: u64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Pixels per window (before rounding to the network's stride): larger sees more of an
+    /// object, costs more per example.
+    pub window_area_px: f32,
+    /// Strength of the random brightness, contrast and saturation changes of training examples
+    /// (0: none; 0.2 changes each by up to ±20 %).
+    pub colour_jitter: f32,
     /// What OHEM ranks examples by.
     pub ohem_loss: OhemLoss,
     pub device: DeviceChoice,
@@ -131,6 +142,10 @@ impl Default for TrainConfig {
             hard_examples: 32,
             strategies: Strategy::ALL.to_vec(),
             lr: 1e-3,
+            warmup_steps: 100,
+            weight_decay: 1e-2,
+            window_area_px: 1152.0,
+            colour_jitter: 0.2,
             ohem_loss: OhemLoss::ClassificationAndBox,
             device: DeviceChoice::Auto,
             seed: 7,
@@ -145,6 +160,22 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The learning rate for step `step` (0-based): linear warm-up, then constant, or a cosine
+    /// decay to 1 % of the peak at the step budget when there is one.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let warm = ((step + 1) as f64 / self.warmup_steps.max(1) as f64).min(1.0);
+        let decay = match self.steps {
+            Some(total) if total > self.warmup_steps => {
+                let progress = (step.saturating_sub(self.warmup_steps) as f64
+                    / (total - self.warmup_steps) as f64)
+                    .min(1.0);
+                0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            _ => 1.0,
+        };
+        self.lr * warm * decay
+    }
+
     /// Every rule a run's settings must follow, in one place: the CLI, the app and the engine
     /// all ask here, so a setting is refused with the same words wherever it comes from.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -171,6 +202,24 @@ impl TrainConfig {
         }
         if self.steps == Some(0) {
             bail!("the step budget must be at least 1");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!(
+                "the weight decay must be a number ≥ 0, not {}",
+                self.weight_decay
+            );
+        }
+        if !(self.window_area_px.is_finite() && (256.0..=65536.0).contains(&self.window_area_px)) {
+            bail!(
+                "the window area must lie between 256 and 65536 pixels, not {}",
+                self.window_area_px
+            );
+        }
+        if !(0.0..=1.0).contains(&self.colour_jitter) {
+            bail!(
+                "the colour jitter must lie between 0 and 1, not {}",
+                self.colour_jitter
+            );
         }
         if !(0.0..=1.0).contains(&self.nms_iou) {
             bail!("the NMS IoU must lie between 0 and 1, not {}", self.nms_iou);
@@ -203,6 +252,25 @@ mod tests {
         );
         let error = Strategy::parse_list("ohem,fast").unwrap_err().to_string();
         assert!(error.contains("unknown strategy 'fast'"), "{error}");
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_the_budget() {
+        let config = TrainConfig {
+            lr: 1.0,
+            warmup_steps: 10,
+            steps: Some(110),
+            ..TrainConfig::default()
+        };
+        assert!((config.lr_at(0) - 0.1).abs() < 1e-9);
+        assert!((config.lr_at(9) - 1.0).abs() < 1e-9);
+        assert!((config.lr_at(60) - 0.505).abs() < 1e-9);
+        assert!((config.lr_at(109) - 0.01).abs() < 1e-3);
+        let open_ended = TrainConfig {
+            steps: None,
+            ..config
+        };
+        assert_eq!(open_ended.lr_at(5000), 1.0);
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Engine {
             tch::set_num_threads(config.cpu_threads as i32);
         }
         let (device, device_name) = detector::resolve_device(config.device)?;
-        let info = ModelInfo::from_dataset(&dataset);
+        let info = ModelInfo::from_dataset(&dataset, config.window_area_px);
         let sampler = |split| {
             ExampleSampler::new(
                 dataset.clone(),
@@ -61,6 +61,11 @@ impl Engine {
                 info.window,
                 info.scales.clone(),
                 config.negative_fraction,
+                if split == Split::Train {
+                    config.colour_jitter
+                } else {
+                    0.0
+                },
             )
         };
         let train_sampler = sampler(Split::Train);
@@ -124,12 +129,8 @@ impl Engine {
         self.config.hard_examples = settings.hard_examples;
         self.config.nms_by_loss = settings.nms_by_loss;
         self.config.max_negatives_per_positive = settings.max_negatives_per_positive;
-        if self.config.lr != settings.lr {
-            self.config.lr = settings.lr;
-            for learner in &mut self.learners {
-                learner.set_lr(settings.lr);
-            }
-        }
+        // Used from the next step on, through the schedule.
+        self.config.lr = settings.lr;
     }
 
     pub fn selection(&self) -> SelectionConfig {
@@ -160,6 +161,7 @@ impl Engine {
         for turn in 0..count {
             let index = (turn + self.step as usize) % count;
             let learner = &mut self.learners[index];
+            learner.set_lr(self.config.lr_at(self.step));
             let outcome = learner.step(&batch, &candidates, &selection, self.config.ohem_loss)?;
             // Only a non-finite loss on the trained examples skips an update.
             if !outcome.selected.is_empty() && !outcome.record.trained_loss.is_finite() {
@@ -289,14 +291,7 @@ fn learners(
     let mut learners: Vec<Learner> = Vec::new();
     for (i, &strategy) in strategies.iter().enumerate() {
         let rng_seed = config.seed.wrapping_add(i as u64 + 1);
-        let learner = Learner::new(
-            strategy,
-            info,
-            device,
-            config.lr,
-            rng_seed,
-            learners.first(),
-        )?;
+        let learner = Learner::new(strategy, info, device, config, rng_seed, learners.first())?;
         learners.push(learner);
     }
     Ok(learners)

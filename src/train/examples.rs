@@ -21,6 +21,8 @@ pub const NEGATIVE_MAX_IOU: f32 = 0.3;
 pub const POSITIVE_MIN_IOU: f32 = 0.5;
 /// Share of negatives drawn right beside an object rather than anywhere in the image.
 const NEAR_MISS_SHARE: f32 = 0.3;
+/// Share of negatives cut from a `pos/` crop beside or around its object, when there are crops.
+const PARTIAL_CROP_SHARE: f32 = 0.3;
 /// Examples the loader prepares per message.
 const CHUNK: usize = 32;
 /// Chunks the loader may run ahead of the trainer.
@@ -62,6 +64,8 @@ pub struct ExampleSampler {
     window: WindowShape,
     scales: Vec<f32>,
     negative_fraction: f32,
+    /// Strength of the photometric augmentation (0: none).
+    colour_jitter: f32,
     positives: Vec<Positive>,
 }
 
@@ -72,6 +76,7 @@ impl ExampleSampler {
         window: WindowShape,
         scales: Vec<f32>,
         negative_fraction: f32,
+        colour_jitter: f32,
     ) -> Self {
         let images = match split {
             Split::Train => &dataset.train,
@@ -98,6 +103,7 @@ impl ExampleSampler {
             window,
             scales,
             negative_fraction: negative_fraction.clamp(0.0, 1.0),
+            colour_jitter: colour_jitter.clamp(0.0, 1.0),
             positives,
         }
     }
@@ -124,12 +130,16 @@ impl ExampleSampler {
         let coin = rng.random::<f32>();
         let positive = !self.positives.is_empty()
             && (self.images().is_empty() || coin >= self.negative_fraction);
-        if positive {
+        let mut example = if positive {
             let pick = self.positives[rng.random_range(0..self.positives.len())];
             self.positive(pick, &mut rng)
         } else {
             self.negative(&mut rng)
+        };
+        if self.colour_jitter > 0.0 {
+            jitter_colours(&mut example.pixels, self.colour_jitter, &mut rng);
         }
+        example
     }
 
     fn positive(&self, pick: Positive, rng: &mut ChaCha8Rng) -> Example {
@@ -177,6 +187,13 @@ impl ExampleSampler {
     }
 
     fn negative(&self, rng: &mut ChaCha8Rng) -> Example {
+        let crops = &self.dataset.positive_crops;
+        if self.split == Split::Train
+            && !crops.is_empty()
+            && rng.random::<f32>() < PARTIAL_CROP_SHARE
+        {
+            return self.partial_crop(&crops[rng.random_range(0..crops.len())], rng);
+        }
         let images = self.images();
         let (low, high) = (
             self.scales.first().copied().unwrap_or(1.0) / 1.2,
@@ -223,6 +240,27 @@ impl ExampleSampler {
         }
         let (image, window, _) = fallback.unwrap_or((0, Rect::new(0.0, 0.0, 1.0, 1.0), 0.0));
         self.background(&images[image], image, window)
+    }
+
+    /// Background cut from a `pos/` crop: half its object, or the object far too small or too
+    /// large in the window, padded with mid grey. Tight crops alone never show the detector a
+    /// window that holds half an object and is told "background", so at test time the windows
+    /// beside an object fire as badly placed detections.
+    fn partial_crop(&self, record: &ImageRecord, rng: &mut ChaCha8Rng) -> Example {
+        let (w, h) = (record.pixels.width() as f32, record.pixels.height() as f32);
+        let window = partial_window(&Rect::new(0.0, 0.0, w, h), self.window, rng);
+        Example {
+            pixels: sample_region(
+                &record.pixels,
+                window,
+                self.window.width_px,
+                self.window.height_px,
+            ),
+            label: 0,
+            target: [0.0; 4],
+            source_image: None,
+            window: record.to_original(&window),
+        }
     }
 
     fn background(&self, record: &ImageRecord, image: usize, window: Rect) -> Example {
@@ -284,6 +322,40 @@ fn near_miss_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> 
     Rect::from_center_size(cx, cy, ww, wh)
 }
 
+/// A window of the detector's aspect on `object` that must count as background (IoU below
+/// [`NEGATIVE_MAX_IOU`]): shifted by half a window or more, or two to three times too large, or
+/// half the object's size or less.
+pub fn partial_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> Rect {
+    let snug = window_around(object, shape);
+    let (cx, cy) = snug.center();
+    let (sw, sh) = (snug.width(), snug.height());
+    for _ in 0..16 {
+        let window = if rng.random::<bool>() {
+            let angle = rng.random_range(0.0..std::f32::consts::TAU);
+            let reach = rng.random_range(0.5f32..1.0);
+            Rect::from_center_size(
+                cx + angle.cos() * reach * sw,
+                cy + angle.sin() * reach * sh,
+                sw,
+                sh,
+            )
+        } else {
+            let zoom = if rng.random::<bool>() {
+                rng.random_range(2.0f32..3.0)
+            } else {
+                rng.random_range(0.3f32..0.5)
+            };
+            let dx = rng.random_range(-0.3f32..0.3) * object.width();
+            let dy = rng.random_range(-0.3f32..0.3) * object.height();
+            Rect::from_center_size(cx + dx, cy + dy, sw * zoom, sh * zoom)
+        };
+        if window.iou(object) < NEGATIVE_MAX_IOU {
+            return window;
+        }
+    }
+    Rect::from_center_size(cx + sw, cy, sw, sh)
+}
+
 /// The smallest window of the detector's aspect that contains `object`, centred on it.
 fn window_around(object: &Rect, shape: WindowShape) -> Rect {
     let aspect = shape.width_px as f32 / shape.height_px as f32;
@@ -295,6 +367,31 @@ fn window_around(object: &Rect, shape: WindowShape) -> Rect {
     };
     let (cx, cy) = object.center();
     Rect::from_center_size(cx, cy, ww, wh)
+}
+
+/// Random brightness, contrast and saturation, each scaled by a factor in `1 ± strength`:
+/// photos of the same object differ in light and camera far more than a few hundred training
+/// images show.
+fn jitter_colours(pixels: &mut [u8], strength: f32, rng: &mut ChaCha8Rng) {
+    let mut factor = || rng.random_range(1.0 - strength..=1.0 + strength);
+    let (brightness, contrast, saturation) = (factor(), factor(), factor());
+    let luma = |p: &[f32; 3]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let count = (pixels.len() / 3).max(1) as f32;
+    let mean_luma = pixels
+        .chunks_exact(3)
+        .map(|p| luma(&[p[0] as f32, p[1] as f32, p[2] as f32]))
+        .sum::<f32>()
+        / count
+        * brightness;
+    for p in pixels.chunks_exact_mut(3) {
+        let rgb = [p[0] as f32, p[1] as f32, p[2] as f32].map(|v| v * brightness);
+        let grey = luma(&rgb);
+        for (out, v) in p.iter_mut().zip(rgb) {
+            let saturated = grey + (v - grey) * saturation;
+            let contrasted = mean_luma + (saturated - mean_luma) * contrast;
+            *out = contrasted.round().clamp(0.0, 255.0) as u8;
+        }
+    }
 }
 
 fn flip_horizontally(pixels: &mut [u8], width: usize) {
@@ -352,4 +449,79 @@ pub fn fixed_examples(sampler: &ExampleSampler, seed: u64, count: usize) -> Vec<
         .into_par_iter()
         .map(|i| sampler.example(seed, i))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    use crate::data::Layout;
+
+    fn record(width: u32, height: u32, colour: u8) -> ImageRecord {
+        ImageRecord {
+            path: PathBuf::from("memory.png"),
+            width,
+            height,
+            boxes: Vec::new(),
+            pixels: Arc::new(image::RgbImage::from_pixel(
+                width,
+                height,
+                image::Rgb([colour, colour, colour]),
+            )),
+            scale: 1.0,
+        }
+    }
+
+    #[test]
+    fn partial_windows_are_background_by_overlap() {
+        let object = Rect::new(0.0, 0.0, 100.0, 40.0);
+        let shape = WindowShape {
+            width_px: 48,
+            height_px: 24,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let windows: Vec<Rect> = (0..300)
+            .map(|_| partial_window(&object, shape, &mut rng))
+            .collect();
+        assert!(windows.iter().all(|w| w.iou(&object) < NEGATIVE_MAX_IOU));
+        // Both kinds occur: windows that still touch the object, and wrong-scale windows.
+        assert!(windows.iter().filter(|w| w.iou(&object) > 0.05).count() > 100);
+        assert!(windows.iter().any(|w| w.width() > 2.0 * object.width()));
+        assert!(windows.iter().any(|w| w.width() < 0.6 * object.width()));
+    }
+
+    #[test]
+    fn crops_yield_partial_crop_negatives_padded_with_grey() {
+        // One white crop, one black background image: a negative that shows white came from a
+        // crop, and a grey border shows the padding around a crop.
+        let dataset = Arc::new(Dataset {
+            root: PathBuf::from("memory"),
+            layout: Layout::PosNeg,
+            class_names: vec!["object".into()],
+            train: vec![record(200, 200, 0)],
+            val: Vec::new(),
+            positive_crops: vec![record(100, 40, 255)],
+        });
+        let shape = WindowShape {
+            width_px: 48,
+            height_px: 24,
+        };
+        let sampler = ExampleSampler::new(dataset, Split::Train, shape, vec![1.0], 1.0, 0.0);
+        let negatives = fixed_examples(&sampler, 3, 400);
+        assert!(negatives.iter().all(|e| e.label == 0));
+        let from_crops: Vec<&Example> = negatives
+            .iter()
+            .filter(|e| e.pixels.iter().any(|&v| v > 200))
+            .collect();
+        let share = from_crops.len() as f32 / negatives.len() as f32;
+        assert!(
+            (0.2..0.4).contains(&share),
+            "share of crop negatives {share}"
+        );
+        assert!(from_crops.iter().all(|e| e.source_image.is_none()));
+        assert!(from_crops
+            .iter()
+            .any(|e| e.pixels.iter().any(|&v| (120..=136).contains(&v))));
+    }
 }

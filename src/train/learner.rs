@@ -10,7 +10,7 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use super::batch::BatchTensors;
-use super::config::{OhemLoss, Strategy};
+use super::config::{OhemLoss, Strategy, TrainConfig};
 use super::messages::StrategyStep;
 use crate::detector::{DetectorNet, ModelInfo, WindowLosses};
 use crate::ohem::{self, Candidate, SelectionConfig};
@@ -44,7 +44,7 @@ impl Learner {
         strategy: Strategy,
         info: &ModelInfo,
         device: Device,
-        lr: f64,
+        config: &TrainConfig,
         seed: u64,
         initial: Option<&Learner>,
     ) -> anyhow::Result<Self> {
@@ -54,7 +54,11 @@ impl Learner {
             vs.copy(&first.vs)
                 .map_err(|e| anyhow::anyhow!("copying the shared initial weights: {e}"))?;
         }
-        let optimizer = nn::Adam::default().build(&vs, lr)?;
+        let optimizer = nn::AdamW {
+            wd: config.weight_decay,
+            ..Default::default()
+        }
+        .build(&vs, config.lr_at(0))?;
         Ok(Self {
             strategy,
             vs,

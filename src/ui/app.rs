@@ -15,7 +15,8 @@ use super::hard_examples::{hard_examples_ui, HardExamplesState};
 use super::images::ImageTextures;
 use super::picker::FolderPicker;
 use super::plots::{
-    loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui, strategy_color, PlotsState,
+    error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui, strategy_color,
+    PlotsState,
 };
 use crate::data::{Dataset, Diagnostic};
 use crate::train::config::Strategy;
@@ -544,7 +545,16 @@ impl OhemApp {
         loss_plot_ui(ui, &mut self.plots, plots_h * 0.45);
         map_plot_ui(ui, &mut self.plots, plots_h * 0.22);
         let threshold = self.controls.score_threshold;
-        pr_plot_ui(ui, &self.latest_evaluations, threshold, plots_h * 0.33);
+        let pr_h = plots_h * 0.33;
+        ui.horizontal(|ui| {
+            let width = ui.available_width();
+            ui.allocate_ui(egui::vec2(width * 0.58, pr_h), |ui| {
+                pr_plot_ui(ui, &self.latest_evaluations, threshold, pr_h);
+            });
+            ui.allocate_ui(egui::vec2(ui.available_width(), pr_h), |ui| {
+                error_breakdown_ui(ui, &self.latest_evaluations, threshold, pr_h);
+            });
+        });
         self.threshold_metrics_ui(ui);
     }
 

@@ -117,6 +117,7 @@ pub fn detections_ui(
                 color,
                 width: 2.0,
                 dashed: false,
+                label: report.evaluation.error_kind(index).map(|k| k.label()),
             },
         ));
     }
@@ -189,12 +190,14 @@ fn ground_truth_boxes(
                     color: MISSED_COLOR,
                     width: 3.0,
                     dashed: true,
+                    label: None,
                 }
             } else {
                 BoxStyle {
                     color: GROUND_TRUTH_COLOR,
                     width: 1.0,
                     dashed: true,
+                    label: None,
                 }
             };
             (b.rect, style)

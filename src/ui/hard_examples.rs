@@ -379,6 +379,7 @@ fn window_in_source_ui(
         color: Color32::from_rgb(60, 200, 90),
         width: line_width,
         dashed: true,
+        label: None,
     };
     let mut boxes: Vec<(Rect, BoxStyle)> = record.boxes.iter().map(|b| (b.rect, object)).collect();
     boxes.push((
@@ -387,6 +388,7 @@ fn window_in_source_ui(
             color: Color32::YELLOW,
             width: line_width * 2.5,
             dashed: false,
+            label: None,
         },
     ));
     image_with_boxes_ui(ui, &texture, record, &boxes, max_size);

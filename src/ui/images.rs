@@ -53,6 +53,8 @@ pub struct BoxStyle {
     pub color: Color32,
     pub width: f32,
     pub dashed: bool,
+    /// Written above the box's top-left corner, in its colour.
+    pub label: Option<&'static str>,
 }
 
 /// Draws `texture` (the downscaled pixels of `record`) fitted into `max_size`, with `boxes`
@@ -93,6 +95,17 @@ pub fn image_with_boxes_ui(
             painter.extend(egui::Shape::dashed_line(&c, stroke, 6.0, 4.0));
         } else {
             painter.rect_stroke(screen, 0.0, stroke, egui::StrokeKind::Middle);
+        }
+        if let Some(label) = style.label {
+            let at = screen.left_top();
+            let galley = painter.layout_no_wrap(
+                label.to_string(),
+                egui::FontId::proportional(11.0),
+                Color32::WHITE,
+            );
+            let text_rect = egui::Align2::LEFT_BOTTOM.anchor_size(at, galley.size());
+            painter.rect_filled(text_rect.expand(1.0), 2.0, style.color);
+            painter.galley(text_rect.min, galley, Color32::WHITE);
         }
     }
     response

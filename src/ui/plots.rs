@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use egui::{Color32, Id};
 use egui_plot::{
-    ColorConflictHandling, Corner, Legend, Line, LineStyle, Plot, PlotPoint, PlotPoints, Points,
-    Text, VLine,
+    Bar, BarChart, ColorConflictHandling, Corner, Legend, Line, LineStyle, Plot, PlotPoint,
+    PlotPoints, Points, Text, VLine,
 };
 
+use crate::eval::ErrorKind;
 use crate::train::config::Strategy;
 use crate::train::messages::{EvalReport, StepReport};
 
@@ -538,6 +539,79 @@ pub fn pr_plot_ui(
                         .radius(5.0)
                         .filled(true),
                 );
+            }
+        });
+}
+
+/// The colour of a false-positive type in the error breakdown.
+pub fn error_color(kind: ErrorKind) -> Color32 {
+    match kind {
+        ErrorKind::Localisation => Color32::from_rgb(230, 170, 40),
+        ErrorKind::Duplicate => Color32::from_rgb(170, 120, 220),
+        ErrorKind::Confusion => Color32::from_rgb(60, 180, 200),
+        ErrorKind::Background => Color32::from_rgb(220, 60, 60),
+    }
+}
+
+/// Why each strategy's detections at the score threshold are wrong: one horizontal bar per
+/// strategy, its false positives stacked by type (Hoiem et al.'s breakdown).
+pub fn error_breakdown_ui(
+    ui: &mut egui::Ui,
+    latest: &BTreeMap<Strategy, std::sync::Arc<EvalReport>>,
+    threshold: f32,
+    height: f32,
+) {
+    let strategies: Vec<(Strategy, crate::eval::ErrorBreakdown)> = latest
+        .iter()
+        .map(|(s, r)| (*s, r.evaluation.error_breakdown(threshold)))
+        .collect();
+    let names: Vec<&'static str> = strategies.iter().map(|(s, _)| s.label()).collect();
+    let mut charts: Vec<BarChart> = Vec::new();
+    for kind in ErrorKind::ALL {
+        let bars = strategies
+            .iter()
+            .enumerate()
+            .map(|(i, (s, e))| {
+                Bar::new(i as f64, e.count(kind) as f64)
+                    .name(format!("{}: {}", s.label(), kind.label()))
+                    .width(0.6)
+            })
+            .collect();
+        let below: Vec<&BarChart> = charts.iter().collect();
+        let chart = BarChart::new(kind.label(), bars)
+            .color(error_color(kind))
+            .horizontal()
+            .stack_on(&below);
+        charts.push(chart);
+    }
+    Plot::new("error_breakdown")
+        .height(height)
+        .legend(
+            Legend::default()
+                .position(Corner::RightBottom)
+                .text_style(egui::TextStyle::Small),
+        )
+        .x_axis_label(format!("false positives at ≥ {threshold:.2}"))
+        .y_axis_formatter(move |mark, _| {
+            let i = mark.value.round();
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+                names
+                    .get(i as usize)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .include_x(0.0)
+        .include_y(-0.6)
+        .include_y(strategies.len().max(1) as f64 - 0.4)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .show(ui, |plot_ui| {
+            for chart in charts {
+                plot_ui.bar_chart(chart);
             }
         });
 }

@@ -30,8 +30,11 @@ run: build
 test: $(LIBTORCH_DEP)
 	$(CARGO) test --release
 
+# Also times the same step in plain PyTorch (examples/torch_reference.py) with the torch that was
+# fetched, so the two use the same libtorch kernels in the same sitting.
 bench: $(LIBTORCH_DEP)
-	$(CARGO) run --release --bin ohem-studio -- bench --data $(DATA)
+	PYTHONPATH="$(TORCH_DIR)$(if $(PYTHONPATH),:$(PYTHONPATH))" PYTHON=$(PYTHON) \
+		$(CARGO) run --release --bin ohem-studio -- bench --data $(DATA) --reference examples/torch_reference.py
 	$(CARGO) test --release --test ui_frame_bench -- --ignored --nocapture --test-threads 1
 
 sample-data:

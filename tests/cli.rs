@@ -1,14 +1,14 @@
 //! The headless commands, run as a user runs them: the real binary on real folders.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+mod common;
+
+use common::sample_data;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ohem-studio"))
-}
-
-fn sample_data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data")
 }
 
 fn run(args: &[&str]) -> Output {

@@ -5,24 +5,6 @@ use ohem_studio::eval::{evaluate, Detection, GroundTruth, Outcome};
 use ohem_studio::geometry::Rect;
 use proptest::prelude::*;
 
-fn det(image: usize, class_id: usize, rect: Rect, score: f32) -> Detection {
-    Detection {
-        image,
-        class_id,
-        rect,
-        score,
-    }
-}
-
-fn gt(image: usize, class_id: usize, rect: Rect) -> GroundTruth {
-    GroundTruth {
-        image,
-        class_id,
-        rect,
-        difficult: false,
-    }
-}
-
 /// A 10 × 10 box with its left edge at `x`.
 fn square(x: f32) -> Rect {
     Rect::new(x, 0.0, x + 10.0, 10.0)
@@ -46,16 +28,16 @@ fn assert_close(actual: f32, expected: f32) {
 /// | 5    | 0.5   | C         | TP                  |
 fn five_detections_three_boxes() -> (Vec<Detection>, Vec<GroundTruth>) {
     let gts = vec![
-        gt(0, 0, square(0.0)),
-        gt(0, 0, square(30.0)),
-        gt(0, 0, square(60.0)),
+        GroundTruth::new(0, 0, square(0.0)),
+        GroundTruth::new(0, 0, square(30.0)),
+        GroundTruth::new(0, 0, square(60.0)),
     ];
     let dets = vec![
-        det(0, 0, square(0.0), 0.9),
-        det(0, 0, square(1.0), 0.8),
-        det(0, 0, square(90.0), 0.7),
-        det(0, 0, square(30.0), 0.6),
-        det(0, 0, square(61.0), 0.5),
+        Detection::new(0, 0, square(0.0), 0.9),
+        Detection::new(0, 0, square(1.0), 0.8),
+        Detection::new(0, 0, square(90.0), 0.7),
+        Detection::new(0, 0, square(30.0), 0.6),
+        Detection::new(0, 0, square(61.0), 0.5),
     ];
     (dets, gts)
 }
@@ -134,16 +116,16 @@ fn counts_at_several_thresholds() {
 #[test]
 fn per_image_counts_rank_images_by_false_positives() {
     let gts = [
-        gt(0, 0, square(0.0)),
-        gt(1, 0, square(0.0)),
-        gt(1, 0, square(30.0)),
+        GroundTruth::new(0, 0, square(0.0)),
+        GroundTruth::new(1, 0, square(0.0)),
+        GroundTruth::new(1, 0, square(30.0)),
     ];
     let dets = [
-        det(0, 0, square(0.0), 0.9),  // image 0: TP
-        det(1, 0, square(50.0), 0.8), // image 1: FP
-        det(1, 0, square(80.0), 0.4), // image 1: FP below 0.5
-        det(1, 0, square(30.0), 0.7), // image 1: TP
-        det(2, 0, square(0.0), 0.9),  // image 2 has no boxes: FP
+        Detection::new(0, 0, square(0.0), 0.9),  // image 0: TP
+        Detection::new(1, 0, square(50.0), 0.8), // image 1: FP
+        Detection::new(1, 0, square(80.0), 0.4), // image 1: FP below 0.5
+        Detection::new(1, 0, square(30.0), 0.7), // image 1: TP
+        Detection::new(2, 0, square(0.0), 0.9),  // image 2 has no boxes: FP
     ];
     let eval = evaluate(&dets, &gts, 1, 0.5);
 
@@ -165,12 +147,12 @@ fn per_image_counts_rank_images_by_false_positives() {
 #[test]
 fn perfect_detections_give_ap_one() {
     let gts: Vec<GroundTruth> = (0..4)
-        .map(|i| gt(i % 2, 0, square(i as f32 * 20.0)))
+        .map(|i| GroundTruth::new(i % 2, 0, square(i as f32 * 20.0)))
         .collect();
     let dets: Vec<Detection> = gts
         .iter()
         .enumerate()
-        .map(|(i, g)| det(g.image, 0, g.rect, 0.5 + i as f32 * 0.1))
+        .map(|(i, g)| Detection::new(g.image, 0, g.rect, 0.5 + i as f32 * 0.1))
         .collect();
     let eval = evaluate(&dets, &gts, 1, 0.5);
     assert_eq!(eval.ap_per_class(), &[Some(1.0)]);
@@ -182,11 +164,14 @@ fn perfect_detections_give_ap_one() {
 
 #[test]
 fn only_false_positives_give_ap_zero() {
-    let gts = [gt(0, 0, square(0.0)), gt(0, 0, square(30.0))];
+    let gts = [
+        GroundTruth::new(0, 0, square(0.0)),
+        GroundTruth::new(0, 0, square(30.0)),
+    ];
     let dets = [
-        det(0, 0, square(100.0), 0.9),
-        det(0, 0, square(200.0), 0.8),
-        det(1, 0, square(0.0), 0.7), // right place, wrong image
+        Detection::new(0, 0, square(100.0), 0.9),
+        Detection::new(0, 0, square(200.0), 0.8),
+        Detection::new(1, 0, square(0.0), 0.7), // right place, wrong image
     ];
     let eval = evaluate(&dets, &gts, 1, 0.5);
     assert_eq!(eval.ap_per_class(), &[Some(0.0)]);
@@ -202,15 +187,15 @@ fn map_is_the_mean_over_classes_with_boxes() {
     // Class 2: no box → None, left out of the mean.
     // mAP = (1 + 1/4) / 2 = 5/8.
     let gts = [
-        gt(0, 0, square(0.0)),
-        gt(0, 1, square(30.0)),
-        gt(1, 1, square(30.0)),
+        GroundTruth::new(0, 0, square(0.0)),
+        GroundTruth::new(0, 1, square(30.0)),
+        GroundTruth::new(1, 1, square(30.0)),
     ];
     let dets = [
-        det(0, 0, square(0.0), 0.95),
-        det(0, 1, square(70.0), 0.9),
-        det(1, 1, square(30.0), 0.8),
-        det(0, 2, square(0.0), 0.5),
+        Detection::new(0, 0, square(0.0), 0.95),
+        Detection::new(0, 1, square(70.0), 0.9),
+        Detection::new(1, 1, square(30.0), 0.8),
+        Detection::new(0, 2, square(0.0), 0.5),
     ];
     let eval = evaluate(&dets, &gts, 3, 0.5);
     assert_eq!(eval.ap_per_class()[0], Some(1.0));
@@ -221,9 +206,15 @@ fn map_is_the_mean_over_classes_with_boxes() {
 
 #[test]
 fn difficult_boxes_neither_reward_nor_penalise() {
-    let mut gts = vec![gt(0, 0, square(0.0)), gt(0, 0, square(30.0))];
+    let mut gts = vec![
+        GroundTruth::new(0, 0, square(0.0)),
+        GroundTruth::new(0, 0, square(30.0)),
+    ];
     gts[1].difficult = true;
-    let dets = [det(0, 0, square(30.0), 0.9), det(0, 0, square(0.0), 0.8)];
+    let dets = [
+        Detection::new(0, 0, square(30.0), 0.9),
+        Detection::new(0, 0, square(0.0), 0.8),
+    ];
     let eval = evaluate(&dets, &gts, 1, 0.5);
     assert_eq!(eval.outcome(0), Outcome::Ignored);
     assert_eq!(eval.outcome(1), Outcome::TruePositive { gt: 0 });

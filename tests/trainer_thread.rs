@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::sample_data;
+
 use ohem_studio::train::messages::StepReport;
 use ohem_studio::train::{Command, DeviceChoice, Event, Strategy, TrainConfig, TrainerHandle};
-
-fn sample_data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data")
-}
 
 fn small_run() -> TrainConfig {
     TrainConfig {

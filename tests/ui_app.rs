@@ -4,13 +4,16 @@
 // A test should stop at the first broken expectation, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
+mod common;
+
+use common::app::app_harness;
 use egui_kittest::Harness;
-use ohem_studio::ui::{AppOptions, FixedFolderPicker, OhemApp};
+use ohem_studio::ui::OhemApp;
 
 /// Long enough for a slow shared machine; each wait normally ends in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -58,22 +61,6 @@ fn fixture() -> tempfile::TempDir {
     write_fixture(dir.path());
     dir
 }
-
-fn app_harness(data_dir: Option<PathBuf>, picked: Option<PathBuf>) -> Harness<'static, OhemApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(move |cc| {
-            OhemApp::new(
-                &cc.egui_ctx,
-                AppOptions {
-                    data_dir,
-                    start: false,
-                    picker: Box::new(FixedFolderPicker(picked)),
-                },
-            )
-        })
-}
-
 /// Steps frames until `done` holds, failing the test with `what` after [`DEADLINE`].
 fn wait_for(
     harness: &mut Harness<'_, OhemApp>,
@@ -142,7 +129,7 @@ fn open_and_start(harness: &mut Harness<'_, OhemApp>) {
 #[test]
 fn typing_a_path_and_enter_opens_the_dataset() {
     let data = fixture();
-    let mut harness = app_harness(None, None);
+    let mut harness = app_harness(None, false, None);
     assert!(has_label(&harness, "no dataset: open a folder"));
     let field = harness.get_by_label("Folder:");
     field.focus();
@@ -164,7 +151,7 @@ fn a_bad_folder_shows_a_problem_and_the_app_stays_usable() {
     let data = fixture();
     let missing = data.path().join("no-such-folder");
     // The fake picker answers with the good folder after the bad one failed.
-    let mut harness = app_harness(Some(missing), Some(data.path().to_path_buf()));
+    let mut harness = app_harness(Some(missing), false, Some(data.path().to_path_buf()));
     wait_for(&mut harness, "the failure to show", |h| {
         count_labels_containing(h, "cannot open") > 0
     });
@@ -178,7 +165,7 @@ fn a_bad_folder_shows_a_problem_and_the_app_stays_usable() {
 #[test]
 fn training_shows_hard_examples_and_a_new_m_applies_to_later_batches() {
     let data = fixture();
-    let mut harness = app_harness(Some(data.path().to_path_buf()), None);
+    let mut harness = app_harness(Some(data.path().to_path_buf()), false, None);
     open_and_start(&mut harness);
     wait_for(&mut harness, "a grid of 16 hard examples", |h| {
         count_labels_containing(h, "hard example ") == 16
@@ -206,7 +193,7 @@ fn training_shows_hard_examples_and_a_new_m_applies_to_later_batches() {
 #[test]
 fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     let data = fixture();
-    let mut harness = app_harness(Some(data.path().to_path_buf()), None);
+    let mut harness = app_harness(Some(data.path().to_path_buf()), false, None);
     wait_for(&mut harness, "the dataset to load", |h| {
         has_label(h, "ready: press Start")
     });

@@ -8,6 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::app::app_harness;
 use egui_kittest::Harness;
 use ohem_studio::data::{self, Dataset, GtBox, ImageRecord, Layout};
 use ohem_studio::eval::{self, Detection};
@@ -16,7 +19,7 @@ use ohem_studio::train::config::{Strategy, TrainConfig};
 use ohem_studio::train::messages::{
     EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
 };
-use ohem_studio::ui::{AppOptions, FixedFolderPicker, OhemApp};
+use ohem_studio::ui::OhemApp;
 
 const STEPS: u64 = 10_000;
 const HARD_EXAMPLES: usize = 32;
@@ -128,27 +131,10 @@ fn mean_frame(harness: &mut Harness<'_, OhemApp>, live_step: Option<&mut u64>) -
     }
     started.elapsed() / FRAMES
 }
-
-/// The real app at 1400×900, optionally opening (and starting on) a dataset.
-fn app_harness(data_dir: Option<std::path::PathBuf>, start: bool) -> Harness<'static, OhemApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(move |cc| {
-            OhemApp::new(
-                &cc.egui_ctx,
-                AppOptions {
-                    data_dir,
-                    start,
-                    picker: Box::new(FixedFolderPicker(None)),
-                },
-            )
-        })
-}
-
 #[test]
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 fn frame_time_with_full_curves_and_grid() {
-    let mut harness = app_harness(None, false);
+    let mut harness = app_harness(None, false, None);
     let dataset = dataset();
     let app = harness.state_mut();
     app.apply_event(Event::DatasetLoaded {
@@ -187,7 +173,7 @@ fn frame_time_with_full_curves_and_grid() {
 fn launch_to_first_hard_example_grid_on_the_sample_data() {
     let started = Instant::now();
     let sample = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data");
-    let mut harness = app_harness(Some(sample), true);
+    let mut harness = app_harness(Some(sample), true, None);
     let deadline = started + Duration::from_secs(120);
     while harness.state().shown_hard_examples().is_none() {
         assert!(

@@ -4,7 +4,7 @@
 //! forward/backward over M, against a forward/backward over K. With backward ≈ 2 × forward,
 //! the expected ratio is (K + 3M) / 3K, 0.58 at K = 256, M = 64.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -28,6 +28,11 @@ pub struct BenchArgs {
     pub steps: u64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+    /// A plain-PyTorch script of the same step (examples/torch_reference.py) to run after the
+    /// timing with the same K, M and steps; its times are printed beside ours. Needs a Python
+    /// that can import torch (`make bench` points it at the torch it fetched).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -97,5 +102,68 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let (Some(random), Some(full)) = (time_of(Strategy::RandomM), time_of(Strategy::FullBatch)) {
         println!("ratio random-M / full batch: {:.3}", random / full);
     }
+    if let Some(script) = &args.reference {
+        let ours = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch));
+        compare_with_pytorch(script, args, ours);
+    }
     Ok(())
+}
+
+/// Runs the PyTorch version of the step and prints our times as multiples of its times.
+fn compare_with_pytorch(script: &Path, args: &BenchArgs, ours: (Option<f64>, Option<f64>)) {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .args(["--k", &args.batch_size.to_string()])
+        .args(["--m", &args.hard_examples.to_string()])
+        .args(["--steps", &args.steps.to_string()])
+        .output();
+    let text = match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => {
+            let reason = String::from_utf8_lossy(&out.stderr);
+            let reason = reason.lines().last().unwrap_or("no message");
+            println!(
+                "PyTorch reference skipped: {} failed ({reason})",
+                script.display()
+            );
+            return;
+        }
+        Err(error) => {
+            println!("PyTorch reference skipped: cannot run {python}: {error}");
+            return;
+        }
+    };
+    print!("{text}");
+    let Some((ohem, full)) = parse_reference(&text) else {
+        println!("PyTorch reference: no step times in its output");
+        return;
+    };
+    if let (Some(our_ohem), Some(our_full)) = ours {
+        println!(
+            "ohem-studio / PyTorch: OHEM step {:.2}×, full step {:.2}×",
+            our_ohem / ohem,
+            our_full / full
+        );
+    }
+}
+
+/// The OHEM and full step milliseconds from the reference's "… OHEM step X ms, full step Y ms"
+/// line.
+fn parse_reference(text: &str) -> Option<(f64, f64)> {
+    let line = text.lines().find(|l| l.contains("OHEM step"))?;
+    let number_after = |key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some((number_after("OHEM step")?, number_after("full step")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_reference_times() {
+        let text = "PyTorch 2.11.0, 2 threads, K = 256, M = 64\nPyTorch OHEM step 33.60 ms, full step 59.10 ms, ratio 0.569\n";
+        assert_eq!(super::parse_reference(text), Some((33.6, 59.1)));
+    }
 }

@@ -65,59 +65,78 @@ pub fn detect(
     device: Device,
 ) -> Vec<RawDetection> {
     let _guard = tch::no_grad_guard();
+    let mut candidates: Vec<RawDetection> = scales
+        .iter()
+        .flat_map(|&scale| candidates_at_scale(net, image, scale, score_floor, device))
+        .collect();
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    candidates.truncate(MAX_CANDIDATES_PER_IMAGE);
+    suppress(candidates)
+}
+
+/// Every window position of one pyramid level scoring at least `score_floor` for some class,
+/// with its regressed box, in the image's pixels.
+fn candidates_at_scale(
+    net: &DetectorNet,
+    image: &RgbImage,
+    scale: f32,
+    score_floor: f32,
+    device: Device,
+) -> Vec<RawDetection> {
     let window = net.window;
     let classes = net.num_classes;
+    let out_w = (image.width() as f32 / scale).floor() as usize;
+    let out_h = (image.height() as f32 / scale).floor() as usize;
+    if out_w < window.width_px || out_h < window.height_px {
+        return Vec::new();
+    }
+    let whole = Rect::new(0.0, 0.0, image.width() as f32, image.height() as f32);
+    let pixels = window::sample_region(image, whole, out_w, out_h);
+    let out = net.forward(&pixels_to_tensor(&pixels, 1, out_h, out_w, device));
+    let (map_h, map_w) = (out.size()[2] as usize, out.size()[3] as usize);
+    let probs = out
+        .narrow(1, 0, classes as i64 + 1)
+        .softmax(1, Kind::Float)
+        .to_device(Device::Cpu);
+    let deltas = out.narrow(1, classes as i64 + 1, 4).to_device(Device::Cpu);
+    let probs = Vec::<f32>::try_from(probs.flatten(0, -1)).unwrap_or_default();
+    let deltas = Vec::<f32>::try_from(deltas.flatten(0, -1)).unwrap_or_default();
+    let cells = map_h * map_w;
+    // The image was resampled to whole pixels: the true factors differ a little per axis.
+    let (sx, sy) = (
+        image.width() as f32 / out_w as f32,
+        image.height() as f32 / out_h as f32,
+    );
     let mut candidates = Vec::new();
-    for &scale in scales {
-        let out_w = (image.width() as f32 / scale).floor() as usize;
-        let out_h = (image.height() as f32 / scale).floor() as usize;
-        if out_w < window.width_px || out_h < window.height_px {
-            continue;
-        }
-        let whole = Rect::new(0.0, 0.0, image.width() as f32, image.height() as f32);
-        let pixels = window::sample_region(image, whole, out_w, out_h);
-        let out = net.forward(&pixels_to_tensor(&pixels, 1, out_h, out_w, device));
-        let (map_h, map_w) = (out.size()[2] as usize, out.size()[3] as usize);
-        let probs = out
-            .narrow(1, 0, classes as i64 + 1)
-            .softmax(1, Kind::Float)
-            .to_device(Device::Cpu);
-        let deltas = out.narrow(1, classes as i64 + 1, 4).to_device(Device::Cpu);
-        let probs = Vec::<f32>::try_from(probs.flatten(0, -1)).unwrap_or_default();
-        let deltas = Vec::<f32>::try_from(deltas.flatten(0, -1)).unwrap_or_default();
-        let cells = map_h * map_w;
-        // The image was resampled to whole pixels: the true factors differ a little per axis.
-        let (sx, sy) = (
-            image.width() as f32 / out_w as f32,
-            image.height() as f32 / out_h as f32,
-        );
-        for cell in 0..cells {
-            let (y, x) = (cell / map_w, cell % map_w);
-            let window_rect = Rect::new(
-                (x * STRIDE_PX) as f32,
-                (y * STRIDE_PX) as f32,
-                (x * STRIDE_PX + window.width_px) as f32,
-                (y * STRIDE_PX + window.height_px) as f32,
-            )
-            .scaled_xy(sx, sy);
-            for class in 1..=classes {
-                let score = probs.get(class * cells + cell).copied().unwrap_or(0.0);
-                if score.is_finite() && score >= score_floor {
-                    let d =
-                        [0, 1, 2, 3].map(|i| deltas.get(i * cells + cell).copied().unwrap_or(0.0));
-                    let rect = window::apply_deltas(&window_rect, d)
-                        .clipped(image.width() as f32, image.height() as f32);
-                    candidates.push(RawDetection {
-                        rect,
-                        class_id: class - 1,
-                        score,
-                    });
-                }
+    for cell in 0..cells {
+        let (y, x) = (cell / map_w, cell % map_w);
+        let window_rect = Rect::new(
+            (x * STRIDE_PX) as f32,
+            (y * STRIDE_PX) as f32,
+            (x * STRIDE_PX + window.width_px) as f32,
+            (y * STRIDE_PX + window.height_px) as f32,
+        )
+        .scaled_xy(sx, sy);
+        for class in 1..=classes {
+            let score = probs.get(class * cells + cell).copied().unwrap_or(0.0);
+            if score.is_finite() && score >= score_floor {
+                let d = [0, 1, 2, 3].map(|i| deltas.get(i * cells + cell).copied().unwrap_or(0.0));
+                let rect = window::apply_deltas(&window_rect, d)
+                    .clipped(image.width() as f32, image.height() as f32);
+                candidates.push(RawDetection {
+                    rect,
+                    class_id: class - 1,
+                    score,
+                });
             }
         }
     }
-    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-    candidates.truncate(MAX_CANDIDATES_PER_IMAGE);
+    candidates
+}
+
+/// Per-class NMS, then boxes lying mostly inside a better one of their class are dropped;
+/// `candidates` come highest score first.
+fn suppress(candidates: Vec<RawDetection>) -> Vec<RawDetection> {
     let boxes: Vec<(Rect, f32, usize)> = candidates
         .iter()
         .map(|d| (d.rect, d.score, d.class_id))

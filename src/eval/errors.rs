@@ -175,35 +175,17 @@ mod tests {
     use super::*;
     use crate::geometry::Rect;
 
-    fn det(class_id: usize, rect: Rect, score: f32) -> Detection {
-        Detection {
-            image: 0,
-            class_id,
-            rect,
-            score,
-        }
-    }
-
-    fn gt(class_id: usize, rect: Rect) -> GroundTruth {
-        GroundTruth {
-            image: 0,
-            class_id,
-            rect,
-            difficult: false,
-        }
-    }
-
     #[test]
     fn each_false_positive_gets_its_type() {
         let cat = Rect::new(0.0, 0.0, 100.0, 100.0);
         let dog = Rect::new(300.0, 0.0, 400.0, 100.0);
-        let gts = [gt(0, cat), gt(1, dog)];
+        let gts = [GroundTruth::new(0, 0, cat), GroundTruth::new(0, 1, dog)];
         let dets = [
-            det(0, cat, 0.9),                                // true positive
-            det(0, Rect::new(2.0, 0.0, 102.0, 100.0), 0.8),  // same box again: duplicate
-            det(0, Rect::new(60.0, 0.0, 160.0, 100.0), 0.7), // IoU 40/160 = 0.25: localisation
-            det(0, dog, 0.6),                                // a cat on the dog: confusion
-            det(0, Rect::new(0.0, 500.0, 50.0, 550.0), 0.5), // nothing there: background
+            Detection::new(0, 0, cat, 0.9), // true positive
+            Detection::new(0, 0, Rect::new(2.0, 0.0, 102.0, 100.0), 0.8), // same box again: duplicate
+            Detection::new(0, 0, Rect::new(60.0, 0.0, 160.0, 100.0), 0.7), // IoU 40/160 = 0.25: localisation
+            Detection::new(0, 0, dog, 0.6), // a cat on the dog: confusion
+            Detection::new(0, 0, Rect::new(0.0, 500.0, 50.0, 550.0), 0.5), // nothing there: background
         ];
         let eval = evaluate(&dets, &gts, 2, 0.5);
         assert_eq!(eval.error_kind(0), None);
@@ -236,8 +218,11 @@ mod tests {
     fn misses_are_split_by_size_and_follow_the_threshold() {
         let small = Rect::new(0.0, 0.0, 20.0, 20.0);
         let medium = Rect::new(100.0, 0.0, 150.0, 50.0);
-        let gts = [gt(0, small), gt(0, medium)];
-        let dets = [det(0, small, 0.3)];
+        let gts = [
+            GroundTruth::new(0, 0, small),
+            GroundTruth::new(0, 0, medium),
+        ];
+        let dets = [Detection::new(0, 0, small, 0.3)];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         let low = eval.error_breakdown(0.2);
         assert_eq!((low.missed_small, low.missed_medium), (0, 1));
@@ -249,9 +234,14 @@ mod tests {
     #[test]
     fn a_localisation_error_beats_background_and_confusion() {
         let a = Rect::new(0.0, 0.0, 100.0, 100.0);
-        let gts = [gt(1, a), gt(0, a)];
+        let gts = [GroundTruth::new(0, 1, a), GroundTruth::new(0, 0, a)];
         // Overlaps both boxes by IoU 0.25: same class wins over the other class.
-        let dets = [det(0, Rect::new(60.0, 0.0, 160.0, 100.0), 0.9)];
+        let dets = [Detection::new(
+            0,
+            0,
+            Rect::new(60.0, 0.0, 160.0, 100.0),
+            0.9,
+        )];
         let eval = evaluate(&dets, &gts, 2, 0.5);
         assert_eq!(eval.error_kind(0), Some(ErrorKind::Localisation));
     }

@@ -62,6 +62,17 @@ pub struct Detection {
     pub score: f32,
 }
 
+impl Detection {
+    pub fn new(image: usize, class_id: usize, rect: Rect, score: f32) -> Self {
+        Self {
+            image,
+            class_id,
+            rect,
+            score,
+        }
+    }
+}
+
 /// One annotated box.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {
@@ -72,6 +83,18 @@ pub struct GroundTruth {
     /// VOC `difficult`: a detection on it is neither rewarded nor penalised, and missing it is
     /// not a false negative.
     pub difficult: bool,
+}
+
+impl GroundTruth {
+    /// A box that counts (not `difficult`).
+    pub fn new(image: usize, class_id: usize, rect: Rect) -> Self {
+        Self {
+            image,
+            class_id,
+            rect,
+            difficult: false,
+        }
+    }
 }
 
 /// What a detection turned out to be once matched.
@@ -446,32 +469,36 @@ impl Evaluation {
 mod tests {
     use super::*;
 
-    fn det(image: usize, class_id: usize, rect: Rect, score: f32) -> Detection {
-        Detection {
-            image,
-            class_id,
-            rect,
-            score,
-        }
-    }
-
-    fn gt(image: usize, class_id: usize, rect: Rect) -> GroundTruth {
-        GroundTruth {
-            image,
-            class_id,
-            rect,
-            difficult: false,
-        }
-    }
-
     fn square(x: f32) -> Rect {
         Rect::new(x, 0.0, x + 10.0, 10.0)
     }
 
     #[test]
+    fn best_f1_point_is_the_curve_point_with_the_highest_f1() {
+        // Scores 0.9 (TP), 0.8 (FP), 0.7 (TP), 0.2 (FP) on three boxes: F1 is 0.5 at 0.9,
+        // 0.4 at 0.8, 2/3 at 0.7 and 4/7 at 0.2.
+        let gts: Vec<GroundTruth> = (0..3)
+            .map(|i| GroundTruth::new(0, 0, square(20.0 * i as f32)))
+            .collect();
+        let dets = [
+            Detection::new(0, 0, square(0.0), 0.9),
+            Detection::new(0, 0, square(100.0), 0.8),
+            Detection::new(0, 0, square(20.0), 0.7),
+            Detection::new(0, 0, square(200.0), 0.2),
+        ];
+        let best = evaluate(&dets, &gts, 1, 0.5).best_f1_point();
+        assert_eq!(best.score, 0.7);
+        assert!((best.f1() - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(evaluate(&[], &gts, 1, 0.5).best_f1_point().f1(), 0.0);
+    }
+
+    #[test]
     fn duplicate_detection_is_a_false_positive() {
-        let gts = [gt(0, 0, square(0.0))];
-        let dets = [det(0, 0, square(1.0), 0.6), det(0, 0, square(0.0), 0.9)];
+        let gts = [GroundTruth::new(0, 0, square(0.0))];
+        let dets = [
+            Detection::new(0, 0, square(1.0), 0.6),
+            Detection::new(0, 0, square(0.0), 0.9),
+        ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         // The higher score wins the box even though it comes second in the input.
         assert_eq!(eval.outcome(1), Outcome::TruePositive { gt: 0 });
@@ -481,8 +508,11 @@ mod tests {
 
     #[test]
     fn tied_scores_keep_input_order() {
-        let gts = [gt(0, 0, square(0.0))];
-        let dets = [det(0, 0, square(1.0), 0.5), det(0, 0, square(0.0), 0.5)];
+        let gts = [GroundTruth::new(0, 0, square(0.0))];
+        let dets = [
+            Detection::new(0, 0, square(1.0), 0.5),
+            Detection::new(0, 0, square(0.0), 0.5),
+        ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         assert_eq!(eval.outcome(0), Outcome::TruePositive { gt: 0 });
         assert_eq!(eval.outcome(1), Outcome::FalsePositive);
@@ -492,8 +522,14 @@ mod tests {
     fn best_box_taken_makes_a_false_positive_even_with_a_free_neighbour() {
         // VOC takes the highest-IoU box whether or not it is matched; a duplicate does not fall
         // back to a second-best box.
-        let gts = [gt(0, 0, square(0.0)), gt(0, 0, square(3.0))];
-        let dets = [det(0, 0, square(0.0), 0.9), det(0, 0, square(1.0), 0.8)];
+        let gts = [
+            GroundTruth::new(0, 0, square(0.0)),
+            GroundTruth::new(0, 0, square(3.0)),
+        ];
+        let dets = [
+            Detection::new(0, 0, square(0.0), 0.9),
+            Detection::new(0, 0, square(1.0), 0.8),
+        ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         assert_eq!(eval.outcome(0), Outcome::TruePositive { gt: 0 });
         assert_eq!(eval.outcome(1), Outcome::FalsePositive);
@@ -502,9 +538,12 @@ mod tests {
 
     #[test]
     fn difficult_box_is_ignored_and_never_missed() {
-        let mut hard = gt(0, 0, square(0.0));
+        let mut hard = GroundTruth::new(0, 0, square(0.0));
         hard.difficult = true;
-        let dets = [det(0, 0, square(0.0), 0.9), det(0, 0, square(0.0), 0.8)];
+        let dets = [
+            Detection::new(0, 0, square(0.0), 0.9),
+            Detection::new(0, 0, square(0.0), 0.8),
+        ];
         let eval = evaluate(&dets, &[hard], 1, 0.5);
         assert_eq!(eval.outcome(0), Outcome::Ignored);
         // Duplicates on a difficult box are ignored too, as in VOC.
@@ -518,8 +557,8 @@ mod tests {
 
     #[test]
     fn wrong_class_is_a_false_positive_and_a_miss() {
-        let gts = [gt(0, 0, square(0.0))];
-        let dets = [det(0, 1, square(0.0), 0.9)];
+        let gts = [GroundTruth::new(0, 0, square(0.0))];
+        let dets = [Detection::new(0, 1, square(0.0), 0.9)];
         let eval = evaluate(&dets, &gts, 2, 0.5);
         assert_eq!(eval.outcome(0), Outcome::FalsePositive);
         assert!(eval.is_false_negative(0, 0.0));
@@ -530,8 +569,8 @@ mod tests {
     #[test]
     fn other_image_never_matches() {
         let eval = evaluate(
-            &[det(1, 0, square(0.0), 0.9)],
-            &[gt(0, 0, square(0.0))],
+            &[Detection::new(1, 0, square(0.0), 0.9)],
+            &[GroundTruth::new(0, 0, square(0.0))],
             1,
             0.5,
         );
@@ -541,8 +580,8 @@ mod tests {
     #[test]
     fn iou_below_threshold_is_a_false_positive() {
         // IoU of squares shifted by 5 px: 50 / 150 = 1/3.
-        let gts = [gt(0, 0, square(0.0))];
-        let dets = [det(0, 0, square(5.0), 0.9)];
+        let gts = [GroundTruth::new(0, 0, square(0.0))];
+        let dets = [Detection::new(0, 0, square(5.0), 0.9)];
         assert_eq!(
             evaluate(&dets, &gts, 1, 0.5).outcome(0),
             Outcome::FalsePositive
@@ -556,8 +595,8 @@ mod tests {
     #[test]
     fn zero_iou_threshold_does_not_pair_disjoint_boxes() {
         let eval = evaluate(
-            &[det(0, 0, square(20.0), 0.9)],
-            &[gt(0, 0, square(0.0))],
+            &[Detection::new(0, 0, square(20.0), 0.9)],
+            &[GroundTruth::new(0, 0, square(0.0))],
             1,
             0.0,
         );
@@ -568,8 +607,14 @@ mod tests {
     fn degenerate_boxes_never_match() {
         let empty = Rect::new(5.0, 5.0, 5.0, 5.0);
         let inverted = Rect::new(10.0, 10.0, 0.0, 0.0);
-        let gts = [gt(0, 0, empty), gt(0, 0, inverted)];
-        let dets = [det(0, 0, empty, 0.9), det(0, 0, inverted, 0.8)];
+        let gts = [
+            GroundTruth::new(0, 0, empty),
+            GroundTruth::new(0, 0, inverted),
+        ];
+        let dets = [
+            Detection::new(0, 0, empty, 0.9),
+            Detection::new(0, 0, inverted, 0.8),
+        ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         assert_eq!(eval.outcome(0), Outcome::FalsePositive);
         assert_eq!(eval.outcome(1), Outcome::FalsePositive);
@@ -578,8 +623,14 @@ mod tests {
 
     #[test]
     fn out_of_range_class_is_a_false_positive_outside_every_ap() {
-        let gts = [gt(0, 0, square(0.0)), gt(0, 5, square(30.0))];
-        let dets = [det(0, 0, square(0.0), 0.9), det(0, 5, square(30.0), 0.8)];
+        let gts = [
+            GroundTruth::new(0, 0, square(0.0)),
+            GroundTruth::new(0, 5, square(30.0)),
+        ];
+        let dets = [
+            Detection::new(0, 0, square(0.0), 0.9),
+            Detection::new(0, 5, square(30.0), 0.8),
+        ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         assert_eq!(eval.outcome(1), Outcome::FalsePositive);
         assert!(eval.is_false_negative(1, 0.0));
@@ -590,10 +641,10 @@ mod tests {
 
     #[test]
     fn nan_score_ranks_last() {
-        let gts = [gt(0, 0, square(0.0))];
+        let gts = [GroundTruth::new(0, 0, square(0.0))];
         let dets = [
-            det(0, 0, square(0.0), f32::NAN),
-            det(0, 0, square(0.0), 0.1),
+            Detection::new(0, 0, square(0.0), f32::NAN),
+            Detection::new(0, 0, square(0.0), 0.1),
         ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         assert_eq!(eval.outcome(1), Outcome::TruePositive { gt: 0 });
@@ -626,7 +677,7 @@ mod tests {
             }
         );
 
-        let only_gt = evaluate(&[], &[gt(0, 0, square(0.0))], 1, 0.5);
+        let only_gt = evaluate(&[], &[GroundTruth::new(0, 0, square(0.0))], 1, 0.5);
         assert_eq!(only_gt.ap_per_class(), &[Some(0.0)]);
         let counts = only_gt.counts_at(0.0);
         assert_eq!(
@@ -634,7 +685,7 @@ mod tests {
             (1, 1.0, 0.0, 0.0)
         );
 
-        let only_dets = evaluate(&[det(0, 0, square(0.0), 0.7)], &[], 1, 0.5);
+        let only_dets = evaluate(&[Detection::new(0, 0, square(0.0), 0.7)], &[], 1, 0.5);
         assert_eq!(only_dets.ap_per_class(), &[None]);
         let counts = only_dets.counts_at(0.0);
         assert_eq!(
@@ -645,19 +696,22 @@ mod tests {
 
     #[test]
     fn false_negative_depends_on_the_matched_score() {
-        let gts = [gt(0, 0, square(0.0))];
-        let eval = evaluate(&[det(0, 0, square(0.0), 0.6)], &gts, 1, 0.5);
+        let gts = [GroundTruth::new(0, 0, square(0.0))];
+        let eval = evaluate(&[Detection::new(0, 0, square(0.0), 0.6)], &gts, 1, 0.5);
         assert!(!eval.is_false_negative(0, 0.6));
         assert!(eval.is_false_negative(0, 0.61));
     }
 
     #[test]
     fn point_at_matches_counts_between_and_on_scores() {
-        let gts = [gt(0, 0, square(0.0)), gt(0, 0, square(40.0))];
+        let gts = [
+            GroundTruth::new(0, 0, square(0.0)),
+            GroundTruth::new(0, 0, square(40.0)),
+        ];
         let dets = [
-            det(0, 0, square(0.0), 0.9),
-            det(0, 0, square(20.0), 0.7),
-            det(0, 0, square(40.0), 0.7),
+            Detection::new(0, 0, square(0.0), 0.9),
+            Detection::new(0, 0, square(20.0), 0.7),
+            Detection::new(0, 0, square(40.0), 0.7),
         ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         // Tied scores share one point.
@@ -674,8 +728,14 @@ mod tests {
 
     #[test]
     fn counts_per_image_agree_with_image_counts() {
-        let gts = [gt(0, 0, square(0.0)), gt(2, 0, square(0.0))];
-        let dets = [det(0, 0, square(0.0), 0.9), det(1, 0, square(0.0), 0.8)];
+        let gts = [
+            GroundTruth::new(0, 0, square(0.0)),
+            GroundTruth::new(2, 0, square(0.0)),
+        ];
+        let dets = [
+            Detection::new(0, 0, square(0.0), 0.9),
+            Detection::new(1, 0, square(0.0), 0.8),
+        ];
         let eval = evaluate(&dets, &gts, 1, 0.5);
         let all = eval.counts_per_image(0.5);
         assert_eq!(all.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use egui::{Color32, RichText};
+use egui::RichText;
 
 use super::controls::{controls_ui, ControlAction, Controls};
 use super::detections::{detections_ui, DetectionsState};
@@ -15,9 +15,9 @@ use super::hard_examples::{hard_examples_ui, HardExamplesState};
 use super::images::ImageTextures;
 use super::picker::FolderPicker;
 use super::plots::{
-    error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui, strategy_color,
-    PlotsState,
+    error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui, PlotsState,
 };
+use super::theme;
 use crate::data::{Dataset, Diagnostic};
 use crate::train::config::Strategy;
 use crate::train::messages::{Command, EvalReport, Event, HardExampleBatch, RunInfo};
@@ -434,10 +434,7 @@ impl OhemApp {
                 if ui.small_button("dismiss").clicked() {
                     self.banner = None;
                 }
-                ui.label(
-                    RichText::new(format!("Problem: {banner}"))
-                        .color(Color32::from_rgb(255, 90, 80)),
-                );
+                ui.label(RichText::new(format!("Problem: {banner}")).color(theme::PROBLEM_TEXT));
             });
         }
     }
@@ -518,7 +515,7 @@ impl OhemApp {
                 for m in self.messages.iter().rev() {
                     let text = RichText::new(&m.text).small();
                     ui.label(if m.is_problem {
-                        text.color(Color32::from_rgb(255, 90, 80))
+                        text.color(theme::PROBLEM_TEXT)
                     } else {
                         text
                     });
@@ -578,7 +575,7 @@ impl OhemApp {
                     c.fn_,
                     report.evaluation.map()
                 ))
-                .color(strategy_color(*strategy)),
+                .color(theme::strategy(*strategy)),
             );
         }
     }

@@ -4,20 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use egui::{Color32, RichText};
+use egui::RichText;
 
 use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Split};
+use super::theme;
 use crate::data::Dataset;
 use crate::eval::Outcome;
 use crate::geometry::Rect;
 use crate::train::config::Strategy;
 use crate::train::messages::EvalReport;
-
-pub const TRUE_POSITIVE_COLOR: Color32 = Color32::from_rgb(40, 200, 70);
-pub const FALSE_POSITIVE_COLOR: Color32 = Color32::from_rgb(235, 40, 40);
-pub const MISSED_COLOR: Color32 = Color32::from_rgb(255, 170, 0);
-const GROUND_TRUTH_COLOR: Color32 = Color32::from_rgb(220, 220, 220);
-const IGNORED_COLOR: Color32 = Color32::from_gray(150);
 
 /// What the viewer shows.
 #[derive(Default)]
@@ -93,9 +88,9 @@ pub fn detections_ui(
             report.strategy.label(),
             report.step
         ));
-        ui.label(RichText::new(format!("TP {}", counts.tp)).color(TRUE_POSITIVE_COLOR));
-        ui.label(RichText::new(format!("FP {}", counts.fp)).color(FALSE_POSITIVE_COLOR));
-        ui.label(RichText::new(format!("FN {}", counts.fn_)).color(MISSED_COLOR));
+        ui.label(RichText::new(format!("TP {}", counts.tp)).color(theme::TRUE_POSITIVE));
+        ui.label(RichText::new(format!("FP {}", counts.fp)).color(theme::FALSE_POSITIVE));
+        ui.label(RichText::new(format!("FN {}", counts.fn_)).color(theme::MISSED));
     });
     legend_ui(ui);
 
@@ -107,9 +102,9 @@ pub fn detections_ui(
             continue;
         }
         let color = match report.evaluation.outcome(index) {
-            Outcome::TruePositive { .. } => TRUE_POSITIVE_COLOR,
-            Outcome::FalsePositive => FALSE_POSITIVE_COLOR,
-            Outcome::Ignored => IGNORED_COLOR,
+            Outcome::TruePositive { .. } => theme::TRUE_POSITIVE,
+            Outcome::FalsePositive => theme::FALSE_POSITIVE,
+            Outcome::Ignored => theme::IGNORED,
         };
         boxes.push((
             detection.rect,
@@ -129,10 +124,10 @@ pub fn detections_ui(
 fn legend_ui(ui: &mut egui::Ui) {
     ui.horizontal_wrapped(|ui| {
         for (text, color, dashed) in [
-            ("true positive", TRUE_POSITIVE_COLOR, false),
-            ("false positive", FALSE_POSITIVE_COLOR, false),
-            ("missed (FN)", MISSED_COLOR, true),
-            ("ground truth", GROUND_TRUTH_COLOR, true),
+            ("true positive", theme::TRUE_POSITIVE, false),
+            ("false positive", theme::FALSE_POSITIVE, false),
+            ("missed (FN)", theme::MISSED, true),
+            ("ground truth", theme::GROUND_TRUTH, true),
         ] {
             let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 10.0), egui::Sense::hover());
             let stroke = egui::Stroke::new(if dashed { 2.5 } else { 2.0 }, color);
@@ -187,14 +182,14 @@ fn ground_truth_boxes(
                 report.is_some_and(|r| r.evaluation.is_false_negative(first + i, threshold));
             let style = if missed {
                 BoxStyle {
-                    color: MISSED_COLOR,
+                    color: theme::MISSED,
                     width: 3.0,
                     dashed: true,
                     label: None,
                 }
             } else {
                 BoxStyle {
-                    color: GROUND_TRUTH_COLOR,
+                    color: theme::GROUND_TRUTH,
                     width: 1.0,
                     dashed: true,
                     label: None,

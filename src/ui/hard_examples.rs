@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use egui::{Color32, Sense, Stroke, TextureHandle, TextureOptions, Vec2};
 
 use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Split};
+use super::theme;
 use crate::data::{Dataset, ImageRecord};
 use crate::geometry::Rect;
 use crate::train::messages::{HardExample, HardExampleBatch};
@@ -13,9 +14,6 @@ use crate::train::messages::{HardExample, HardExampleBatch};
 /// Batches kept for stepping back.
 pub const HISTORY_LEN: usize = 50;
 
-pub const FALSE_POSITIVE_COLOR: Color32 = Color32::from_rgb(230, 40, 40);
-pub const OBJECT_COLOR: Color32 = Color32::from_rgb(60, 150, 255);
-const NEUTRAL_COLOR: Color32 = Color32::from_gray(110);
 /// Room under a thumbnail for its loss and score.
 const LABEL_H: f32 = 26.0;
 /// Space between thumbnails.
@@ -285,9 +283,9 @@ fn thumbnail_ui(
         Color32::WHITE,
     );
     let (color, width) = match kind {
-        ExampleKind::FalsePositive => (FALSE_POSITIVE_COLOR, 3.0),
-        ExampleKind::Object => (OBJECT_COLOR, 3.0),
-        ExampleKind::Background => (NEUTRAL_COLOR, 1.0),
+        ExampleKind::FalsePositive => (theme::FALSE_POSITIVE, 3.0),
+        ExampleKind::Object => (theme::OBJECT, 3.0),
+        ExampleKind::Background => (theme::NEUTRAL, 1.0),
     };
     painter.rect_stroke(
         image_rect.expand(1.5),
@@ -319,7 +317,7 @@ fn thumbnail_ui(
         format!("score {:.2}", example.score),
         small,
         if kind == ExampleKind::FalsePositive {
-            FALSE_POSITIVE_COLOR
+            theme::FALSE_POSITIVE
         } else {
             text_color
         },

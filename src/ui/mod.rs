@@ -10,6 +10,7 @@ mod hard_examples;
 mod images;
 mod picker;
 mod plots;
+pub mod theme;
 
 use std::path::PathBuf;
 

@@ -15,6 +15,7 @@ use egui_plot::{
     PlotPoints, Points, Text, VLine,
 };
 
+use super::theme;
 use crate::eval::ErrorKind;
 use crate::train::config::Strategy;
 use crate::train::messages::{EvalReport, StepReport};
@@ -23,15 +24,6 @@ use crate::train::messages::{EvalReport, StepReport};
 const DOWNSAMPLE_ABOVE: usize = 4000;
 /// Buckets of a downsampled series: about one per pixel of a wide plot.
 const DOWNSAMPLE_BUCKETS: usize = 2000;
-
-/// The colour of a strategy in every plot.
-pub fn strategy_color(strategy: Strategy) -> Color32 {
-    match strategy {
-        Strategy::Ohem => Color32::from_rgb(240, 130, 40),
-        Strategy::FullBatch => Color32::from_rgb(80, 140, 240),
-        Strategy::RandomM => Color32::from_rgb(170, 110, 220),
-    }
-}
 
 /// Past this many points, new data alone rebuilds a curve at most every [`REFRESH_INTERVAL`]:
 /// rebuilding grows with the history, and a long run must not slow every frame down.
@@ -394,7 +386,7 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
     let state: &PlotsState = state;
     plot.show(ui, |plot_ui| {
         for (strategy, curves) in &state.curves {
-            let color = strategy_color(*strategy);
+            let color = theme::strategy(*strategy);
             let name = format!("{} · trained examples", strategy.label());
             if smoothing > 0.0 {
                 plot_ui.line(
@@ -482,7 +474,7 @@ pub fn map_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
         .link_cursor(Id::unique(LINK_GROUP), [true, false])
         .show(ui, |plot_ui| {
             for (strategy, points) in &state.map_view {
-                let color = strategy_color(*strategy);
+                let color = theme::strategy(*strategy);
                 plot_ui.line(
                     Line::new(strategy.label(), PlotPoints::Borrowed(points))
                         .color(color)
@@ -523,7 +515,7 @@ pub fn pr_plot_ui(
         .allow_scroll(false)
         .show(ui, |plot_ui| {
             for (strategy, report) in latest {
-                let color = strategy_color(*strategy);
+                let color = theme::strategy(*strategy);
                 let curve: PlotPoints<'_> = report
                     .evaluation
                     .pr_curve()
@@ -541,16 +533,6 @@ pub fn pr_plot_ui(
                 );
             }
         });
-}
-
-/// The colour of a false-positive type in the error breakdown.
-pub fn error_color(kind: ErrorKind) -> Color32 {
-    match kind {
-        ErrorKind::Localisation => Color32::from_rgb(230, 170, 40),
-        ErrorKind::Duplicate => Color32::from_rgb(170, 120, 220),
-        ErrorKind::Confusion => Color32::from_rgb(60, 180, 200),
-        ErrorKind::Background => Color32::from_rgb(220, 60, 60),
-    }
 }
 
 /// Why each strategy's detections at the score threshold are wrong: one horizontal bar per
@@ -579,7 +561,7 @@ pub fn error_breakdown_ui(
             .collect();
         let below: Vec<&BarChart> = charts.iter().collect();
         let chart = BarChart::new(kind.label(), bars)
-            .color(error_color(kind))
+            .color(theme::error_kind(kind))
             .horizontal()
             .stack_on(&below);
         charts.push(chart);

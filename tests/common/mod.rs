@@ -149,4 +149,10 @@ pub fn names(records: &[ohem_studio::data::ImageRecord]) -> Vec<String> {
     names
 }
 
+pub mod app;
 pub mod cars;
+
+/// The committed synthetic dataset.
+pub fn sample_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data")
+}

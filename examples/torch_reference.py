@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""ohem-studio's training step written again in plain PyTorch, to hold `ohem-studio bench` to
+what the same libtorch kernels cost from Python.
+
+The network mirrors src/detector/net.rs: four 3x3 conv stages (16/32/48/64 channels, strides
+2, 1, 2, 2), each followed by a layer norm over the channels at each position and a ReLU; a head
+conv covering the whole window (96 channels, normed, ReLU); a 1x1 output conv with background +
+classes + 4 box deltas. Loss per example: cross-entropy plus smooth-L1 (beta 1/9) on the deltas
+of positives. AdamW with weight decay 0.01. OHEM: read-only pass under no_grad, top-M by loss,
+forward/backward of the M. Full batch: forward/backward of all K. The window is 48x24 px, the
+one the sample cars get. Keep this file in step with net.rs when the network changes.
+
+`make bench` runs it with the torch that `make` fetched, when Python can import it.
+"""
+import argparse
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ChannelNorm(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=1e-5)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class Net(nn.Module):
+    def __init__(self, classes, window_hw):
+        super().__init__()
+        stages = [(3, 16, 2), (16, 32, 1), (32, 48, 2), (48, 64, 2)]
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, s, 1) for i, o, s in stages)
+        self.norms = nn.ModuleList(ChannelNorm(o) for _, o, _ in stages)
+        self.head = nn.Conv2d(64, 96, (window_hw[0] // 8, window_hw[1] // 8))
+        self.head_norm = ChannelNorm(96)
+        self.out = nn.Conv2d(96, classes + 1 + 4, 1)
+        self.classes = classes
+
+    def forward(self, x):
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.relu(norm(conv(x)))
+        return self.out(F.relu(self.head_norm(self.head(x)))).flatten(1)
+
+    def losses(self, x, labels, targets):
+        out = self.forward(x)
+        c = self.classes + 1
+        logits, deltas = out[:, :c], out[:, c:c + 4]
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        box = F.smooth_l1_loss(deltas, targets, reduction="none", beta=1 / 9).sum(1)
+        return ce + box * (labels > 0).float()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--k", type=int, default=256)
+    ap.add_argument("--m", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(7)
+    k, m, window = a.k, a.m, (24, 48)
+    x = torch.rand(k, 3, *window) - 0.5
+    labels = (torch.rand(k) < 0.25).long()
+    targets = torch.randn(k, 4) * 0.1
+    nets = {s: Net(1, window) for s in ("ohem", "full")}
+    nets["full"].load_state_dict(nets["ohem"].state_dict())
+    opts = {s: torch.optim.AdamW(n.parameters(), lr=1e-3, weight_decay=0.01) for s, n in nets.items()}
+    times = {s: 0.0 for s in nets}
+    warmup = 5
+    for step in range(warmup + a.steps):
+        # Taking turns, as the project's engine does.
+        for s in ("ohem", "full") if step % 2 == 0 else ("full", "ohem"):
+            net, opt = nets[s], opts[s]
+            t = time.perf_counter()
+            if s == "full":
+                loss = net.losses(x, labels, targets).mean()
+            else:
+                with torch.no_grad():
+                    per_example = net.losses(x, labels, targets)
+                idx = torch.topk(per_example, m).indices
+                loss = net.losses(x[idx], labels[idx], targets[idx]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            float(loss.detach())
+            if step >= warmup:
+                times[s] += time.perf_counter() - t
+    ohem, full = (times[s] * 1000 / a.steps for s in ("ohem", "full"))
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, K = {k}, M = {m}")
+    print(f"PyTorch OHEM step {ohem:.2f} ms, full step {full:.2f} ms, ratio {ohem / full:.3f}")
+
+
+if __name__ == "__main__":
+    main()

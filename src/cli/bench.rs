@@ -52,8 +52,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let (k, m) = (args.batch_size, args.hard_examples.min(args.batch_size));
     println!(
-        "device {}, K = {k}, M = {m}, {} timed steps",
+        "device {}, {} network, window {}×{} px, K = {k}, M = {m}, {} timed steps",
         engine.device_name(),
+        engine.info().size,
+        engine.info().window.width_px,
+        engine.info().window.height_px,
         args.steps
     );
     let warmup = 5;

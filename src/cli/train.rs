@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::files::RunFiles;
 use super::DeviceArg;
 use crate::data::Dataset;
+use crate::detector::NetSize;
 use crate::train::messages::{EvalReport, RunInfo};
 use crate::train::{Command, Event, OhemLoss, Strategy, TrainConfig, TrainerHandle};
 
@@ -47,6 +48,9 @@ pub struct TrainArgs {
     /// Random brightness, contrast and saturation of training examples, up to ± this share.
     #[arg(long, default_value_t = TrainConfig::default().colour_jitter)]
     pub colour_jitter: f32,
+    /// Network width: small (the CPU default) or large (the CUDA default).
+    #[arg(long, value_enum)]
+    pub net: Option<NetSize>,
     /// What OHEM ranks examples by: the classification loss alone, or with the box term.
     #[arg(long, value_enum, default_value_t = TrainConfig::default().ohem_loss)]
     pub ohem_loss: OhemLoss,
@@ -86,6 +90,7 @@ impl TrainArgs {
             weight_decay: self.weight_decay,
             window_area_px: self.window_px,
             colour_jitter: self.colour_jitter,
+            net_size: self.net,
             ohem_loss: self.ohem_loss,
             device: self.device.into(),
             seed: self.seed,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::window::{self, WindowShape};
-use super::DetectorNet;
+use super::{DetectorNet, NetSize};
 use crate::data::Dataset;
 
 /// Where tensors live.
@@ -55,12 +55,15 @@ pub struct ModelInfo {
     pub window: WindowShape,
     /// Pyramid scales (window pixels → image pixels) the detector slides over.
     pub scales: Vec<f32>,
+    /// The network's width.
+    #[serde(default)]
+    pub size: NetSize,
 }
 
 impl ModelInfo {
     /// Window shape (of about `window_area_px` pixels) and pyramid from the training boxes, in
     /// the decoded pixels the detector sees.
-    pub fn from_dataset(dataset: &Dataset, window_area_px: f32) -> Self {
+    pub fn from_dataset(dataset: &Dataset, window_area_px: f32, size: NetSize) -> Self {
         let mut sizes: Vec<(f32, f32)> = dataset
             .train
             .iter()
@@ -87,6 +90,7 @@ impl ModelInfo {
             class_names: dataset.class_names.clone(),
             window,
             scales,
+            size,
         }
     }
 
@@ -125,7 +129,7 @@ impl LoadedModel {
         })?;
         let (device, _) = resolve_device(device)?;
         let mut vs = tch::nn::VarStore::new(device);
-        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window);
+        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
         vs.load(checkpoint)
             .with_context(|| format!("{}: not weights of this detector", checkpoint.display()))?;
         Ok(Self {

@@ -1,16 +1,61 @@
 //! The window classifier: fully convolutional, so the network trained on fixed-size windows
 //! slides over a whole image in one pass per pyramid scale.
 
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Reduction, Tensor};
 
 use super::window::WindowShape;
 
-/// Channels of the conv stages and of the window head. Small on purpose: a batch
-/// of 128 windows trains in tens of milliseconds on a laptop CPU.
-/// `(channels, stride)` of each stage; the strides multiply to [`super::STRIDE_PX`].
-const STAGES: [(i64, i64); 4] = [(16, 2), (32, 1), (48, 2), (64, 2)];
-const HEAD_CHANNELS: i64 = 96;
+/// How much network: the CPU default stays interactive (a batch of 128 windows trains in tens
+/// of milliseconds on a laptop), the GPU preset doubles every layer's channels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetSize {
+    #[default]
+    Small,
+    Large,
+}
+
+impl NetSize {
+    /// `(channels, stride)` of each stage; the strides multiply to [`super::STRIDE_PX`].
+    fn stages(self) -> [(i64, i64); 4] {
+        let [a, b, c, d] = self.channel_widths();
+        [(a, 2), (b, 1), (c, 2), (d, 2)]
+    }
+
+    fn channel_widths(self) -> [i64; 4] {
+        match self {
+            NetSize::Small => [16, 32, 48, 64],
+            NetSize::Large => [32, 64, 96, 128],
+        }
+    }
+
+    fn head_channels(self) -> i64 {
+        match self {
+            NetSize::Small => 96,
+            NetSize::Large => 192,
+        }
+    }
+
+    /// The preset for a device: the larger one where a GPU makes it cheap.
+    pub fn for_device(device: tch::Device) -> Self {
+        if device.is_cuda() {
+            NetSize::Large
+        } else {
+            NetSize::Small
+        }
+    }
+}
+
+impl std::fmt::Display for NetSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetSize::Small => "small",
+            NetSize::Large => "large",
+        })
+    }
+}
 /// Weight of the box term next to classification, as in Fast R-CNN.
 const BOX_LOSS_WEIGHT: f64 = 1.0;
 
@@ -81,7 +126,7 @@ pub struct WindowLosses {
 }
 
 impl DetectorNet {
-    pub fn new(vs: &nn::Path, num_classes: usize, window: WindowShape) -> Self {
+    pub fn new(vs: &nn::Path, num_classes: usize, window: WindowShape, size: NetSize) -> Self {
         let conv = |name: &str, c_in, c_out, k, stride| {
             let config = nn::ConvConfig {
                 padding: k / 2,
@@ -93,7 +138,7 @@ impl DetectorNet {
         let norm = |name: &str, channels: i64| ChannelNorm::new(vs / name, channels);
         let mut c_in = 3;
         let mut stages = Vec::new();
-        for (i, &(c_out, stride)) in STAGES.iter().enumerate() {
+        for (i, &(c_out, stride)) in size.stages().iter().enumerate() {
             // Strided convolutions rather than conv + max-pool: on the CPU, max-pooling took
             // more than half of the forward pass, which made OHEM's read-only pass nearly as
             // costly as a full training step.
@@ -105,12 +150,18 @@ impl DetectorNet {
         let head = nn::conv(
             vs / "head",
             c_in,
-            HEAD_CHANNELS,
+            size.head_channels(),
             [cells_h as i64, cells_w as i64],
             nn::ConvConfigND::<[i64; 2]>::default(),
         );
-        let head_norm = norm("head_norm", HEAD_CHANNELS);
-        let out = conv("out", HEAD_CHANNELS, num_classes as i64 + 1 + 4, 1, 1);
+        let head_norm = norm("head_norm", size.head_channels());
+        let out = conv(
+            "out",
+            size.head_channels(),
+            num_classes as i64 + 1 + 4,
+            1,
+            1,
+        );
         Self {
             stages,
             head,

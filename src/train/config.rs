@@ -5,7 +5,7 @@ use std::str::FromStr;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-pub use crate::detector::DeviceChoice;
+pub use crate::detector::{DeviceChoice, NetSize};
 
 /// How a run picks the examples it backpropagates in each batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -113,6 +113,8 @@ pub struct TrainConfig {
     /// Pixels per window (before rounding to the network's stride): larger sees more of an
     /// object, costs more per example.
     pub window_area_px: f32,
+    /// The network's width; `None` picks by device (the larger preset on CUDA).
+    pub net_size: Option<NetSize>,
     /// Strength of the random brightness, contrast and saturation changes of training examples
     /// (0: none; 0.2 changes each by up to ±20 %).
     pub colour_jitter: f32,
@@ -146,6 +148,7 @@ impl Default for TrainConfig {
             weight_decay: 1e-2,
             window_area_px: 1152.0,
             colour_jitter: 0.2,
+            net_size: None,
             ohem_loss: OhemLoss::ClassificationAndBox,
             device: DeviceChoice::Auto,
             seed: 7,

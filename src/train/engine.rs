@@ -14,7 +14,7 @@ use super::examples::{fixed_examples, Example, ExampleSampler, Split};
 use super::learner::Learner;
 use super::messages::{EvalReport, HardExample, HardExampleBatch, StepReport, StrategyStep};
 use crate::data::Dataset;
-use crate::detector::{self, ModelInfo};
+use crate::detector::{self, ModelInfo, NetSize};
 use crate::eval::{self, MATCH_IOU};
 use crate::ohem::SelectionConfig;
 
@@ -53,7 +53,10 @@ impl Engine {
             tch::set_num_threads(config.cpu_threads as i32);
         }
         let (device, device_name) = detector::resolve_device(config.device)?;
-        let info = ModelInfo::from_dataset(&dataset, config.window_area_px);
+        let size = config
+            .net_size
+            .unwrap_or_else(|| NetSize::for_device(device));
+        let info = ModelInfo::from_dataset(&dataset, config.window_area_px, size);
         let sampler = |split| {
             ExampleSampler::new(
                 dataset.clone(),

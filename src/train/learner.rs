@@ -49,7 +49,7 @@ impl Learner {
         initial: Option<&Learner>,
     ) -> anyhow::Result<Self> {
         let mut vs = nn::VarStore::new(device);
-        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window);
+        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
         if let Some(first) = initial {
             vs.copy(&first.vs)
                 .map_err(|e| anyhow::anyhow!("copying the shared initial weights: {e}"))?;

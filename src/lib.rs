@@ -1,9 +1,9 @@
 //! ohem-studio: train a small object detector with Online Hard Example Mining and watch,
 //! batch by batch, which examples it picks.
 //!
-//! Layering (see each module's doc): `data` and `eval` are plain Rust; `detector`, `ohem` and
-//! `train` own every tensor; `ui` draws plain values sent by the trainer and never touches tch;
-//! `cli` runs the same engine headless.
+//! Layering (see ARCHITECTURE.md and each module's doc): `data`, `eval` and `ohem` are plain
+//! Rust; `detector` and `train` own every tensor; `ui` draws plain values sent by the trainer
+//! and never touches tch; `cli` runs the same engine headless.
 
 pub mod cli;
 pub mod data;

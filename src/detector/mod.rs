@@ -83,11 +83,11 @@ fn candidates_at_scale(
     score_floor: f32,
     device: Device,
 ) -> Vec<RawDetection> {
-    let window = net.window;
+    let shape = net.shape;
     let classes = net.num_classes;
     let out_w = (image.width() as f32 / scale).floor() as usize;
     let out_h = (image.height() as f32 / scale).floor() as usize;
-    if out_w < window.width_px || out_h < window.height_px {
+    if out_w < shape.width_px || out_h < shape.height_px {
         return Vec::new();
     }
     let whole = Rect::new(0.0, 0.0, image.width() as f32, image.height() as f32);
@@ -113,8 +113,8 @@ fn candidates_at_scale(
         let window_rect = Rect::new(
             (x * STRIDE_PX) as f32,
             (y * STRIDE_PX) as f32,
-            (x * STRIDE_PX + window.width_px) as f32,
-            (y * STRIDE_PX + window.height_px) as f32,
+            (x * STRIDE_PX + shape.width_px) as f32,
+            (y * STRIDE_PX + shape.height_px) as f32,
         )
         .scaled_xy(sx, sy);
         for class in 1..=classes {

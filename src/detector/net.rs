@@ -111,7 +111,8 @@ pub struct DetectorNet {
     head_norm: ChannelNorm,
     out: nn::Conv2D,
     pub num_classes: usize,
-    pub window: WindowShape,
+    /// The window it was trained on, in pixels.
+    pub shape: WindowShape,
 }
 
 /// Per-example loss and what the model thinks of each example, from one forward pass.
@@ -126,7 +127,7 @@ pub struct WindowLosses {
 }
 
 impl DetectorNet {
-    pub fn new(vs: &nn::Path, num_classes: usize, window: WindowShape, size: NetSize) -> Self {
+    pub fn new(vs: &nn::Path, num_classes: usize, shape: WindowShape, size: NetSize) -> Self {
         let conv = |name: &str, c_in, c_out, k, stride| {
             let config = nn::ConvConfig {
                 padding: k / 2,
@@ -146,7 +147,7 @@ impl DetectorNet {
             stages.push((conv, norm(&format!("norm{}", i + 1), c_out)));
             c_in = c_out;
         }
-        let (cells_w, cells_h) = window.cells();
+        let (cells_w, cells_h) = shape.cells();
         let head = nn::conv(
             vs / "head",
             c_in,
@@ -168,7 +169,7 @@ impl DetectorNet {
             head_norm,
             out,
             num_classes,
-            window,
+            shape,
         }
     }
 

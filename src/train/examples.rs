@@ -61,7 +61,8 @@ enum Positive {
 pub struct ExampleSampler {
     dataset: Arc<Dataset>,
     split: Split,
-    window: WindowShape,
+    /// The detector's window, in pixels (its placement on an image is each example's `window`).
+    shape: WindowShape,
     scales: Vec<f32>,
     negative_fraction: f32,
     /// Strength of the photometric augmentation (0: none).
@@ -73,7 +74,7 @@ impl ExampleSampler {
     pub fn new(
         dataset: Arc<Dataset>,
         split: Split,
-        window: WindowShape,
+        shape: WindowShape,
         scales: Vec<f32>,
         negative_fraction: f32,
         colour_jitter: f32,
@@ -100,7 +101,7 @@ impl ExampleSampler {
         Self {
             dataset,
             split,
-            window,
+            shape,
             scales,
             negative_fraction: negative_fraction.clamp(0.0, 1.0),
             colour_jitter: colour_jitter.clamp(0.0, 1.0),
@@ -165,16 +166,16 @@ impl ExampleSampler {
                 (record, whole, None, 1)
             }
         };
-        let window = jittered_window(&object, self.window, rng);
+        let window = jittered_window(&object, self.shape, rng);
         let mut target = box_deltas(&window, &object);
         let mut pixels = sample_region(
             &record.pixels,
             window,
-            self.window.width_px,
-            self.window.height_px,
+            self.shape.width_px,
+            self.shape.height_px,
         );
         if rng.random::<bool>() {
-            flip_horizontally(&mut pixels, self.window.width_px);
+            flip_horizontally(&mut pixels, self.shape.width_px);
             target[0] = -target[0];
         }
         Example {
@@ -206,20 +207,20 @@ impl ExampleSampler {
             if attempt == 0 && !record.boxes.is_empty() && rng.random::<f32>() < NEAR_MISS_SHARE {
                 let object =
                     record.to_decoded(&record.boxes[rng.random_range(0..record.boxes.len())].rect);
-                let window = near_miss_window(&object, self.window, rng);
+                let window = near_miss_window(&object, self.shape, rng);
                 if max_overlap(record, &window) < NEGATIVE_MAX_IOU {
                     return self.background(record, image, window);
                 }
             }
             let (iw, ih) = (record.pixels.width() as f32, record.pixels.height() as f32);
-            let fit = (iw / self.window.width_px as f32).min(ih / self.window.height_px as f32);
+            let fit = (iw / self.shape.width_px as f32).min(ih / self.shape.height_px as f32);
             let scale = rng
                 .random_range(low.ln()..=high.ln().max(low.ln()))
                 .exp()
                 .min(fit);
             let (ww, wh) = (
-                self.window.width_px as f32 * scale,
-                self.window.height_px as f32 * scale,
+                self.shape.width_px as f32 * scale,
+                self.shape.height_px as f32 * scale,
             );
             let x0 = rng.random_range(0.0..=(iw - ww).max(0.0));
             let y0 = rng.random_range(0.0..=(ih - wh).max(0.0));
@@ -248,13 +249,13 @@ impl ExampleSampler {
     /// beside an object fire as badly placed detections.
     fn partial_crop(&self, record: &ImageRecord, rng: &mut ChaCha8Rng) -> Example {
         let (w, h) = (record.pixels.width() as f32, record.pixels.height() as f32);
-        let window = partial_window(&Rect::new(0.0, 0.0, w, h), self.window, rng);
+        let window = partial_window(&Rect::new(0.0, 0.0, w, h), self.shape, rng);
         Example {
             pixels: sample_region(
                 &record.pixels,
                 window,
-                self.window.width_px,
-                self.window.height_px,
+                self.shape.width_px,
+                self.shape.height_px,
             ),
             label: 0,
             target: [0.0; 4],
@@ -268,8 +269,8 @@ impl ExampleSampler {
             pixels: sample_region(
                 &record.pixels,
                 window,
-                self.window.width_px,
-                self.window.height_px,
+                self.shape.width_px,
+                self.shape.height_px,
             ),
             label: 0,
             target: [0.0; 4],

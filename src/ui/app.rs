@@ -10,13 +10,12 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use egui::RichText;
 
 use super::controls::{controls_ui, ControlAction, Controls};
+use super::curves::{PlotsState, REFRESH_INTERVAL};
 use super::detections::{detections_ui, DetectionsState};
 use super::hard_examples::{hard_examples_ui, HardExamplesState};
 use super::images::ImageTextures;
 use super::picker::FolderPicker;
-use super::plots::{
-    error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui, PlotsState,
-};
+use super::plots::{error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui};
 use super::theme;
 use crate::data::{Dataset, Diagnostic};
 use crate::train::config::Strategy;
@@ -355,7 +354,9 @@ impl OhemApp {
                     Ok(()) => {
                         self.push_message(format!("curves written to {}", path.display()), false)
                     }
-                    Err(error) => self.problem(format!("cannot write {}: {error}", path.display())),
+                    Err(error) => {
+                        self.problem(format!("cannot write {}: {error:#}", path.display()))
+                    }
                 }
             }
         }
@@ -539,6 +540,10 @@ impl OhemApp {
         let spacing = ui.spacing().item_spacing.y;
         let metrics_h = 18.0 * self.latest_evaluations.len().max(1) as f32;
         let plots_h = (ui.available_height() - metrics_h - 4.0 * spacing).max(240.0);
+        // Once per frame, for both plots that share the history.
+        if self.plots.refresh_views() {
+            ui.ctx().request_repaint_after(REFRESH_INTERVAL);
+        }
         loss_plot_ui(ui, &mut self.plots, plots_h * 0.45);
         map_plot_ui(ui, &mut self.plots, plots_h * 0.22);
         let threshold = self.controls.score_threshold;

@@ -5,6 +5,7 @@
 
 mod app;
 mod controls;
+mod curves;
 mod detections;
 mod hard_examples;
 mod images;
@@ -16,9 +17,9 @@ use std::path::PathBuf;
 
 pub use app::{AppOptions, Message, OhemApp, Status};
 pub use controls::Controls;
+pub use curves::{debiased_ema, downsample_min_max};
 pub use hard_examples::ExampleKind;
 pub use picker::{FixedFolderPicker, FolderPicker, SystemFolderPicker};
-pub use plots::{debiased_ema, downsample_min_max};
 
 /// Opens the app window on `data_dir`, starting training at once when `start` is set.
 pub fn run_app(data_dir: PathBuf, start: bool) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ mod diagnostics;
 mod posneg;
 mod summary;
 pub mod voc;
+mod xml;
 pub mod yolo;
 
 use std::fmt;

@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use quick_xml::events::Event;
-
 use super::assemble::{file_name, BoxGeometry, PendingBox, PendingItem, Split};
 use super::decode::{list_files, list_images};
 use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::xml::{parse_tree, XmlNode};
 use crate::geometry::Rect;
+
+pub use super::xml::XmlError;
 
 /// One `<object>` of an annotation.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,13 +36,6 @@ pub struct VocAnnotation {
     pub objects: Vec<VocObject>,
     /// `(line, reason)` for each object left out.
     pub problems: Vec<(usize, String)>,
-}
-
-/// Why a whole annotation file cannot be read.
-#[derive(Clone, Debug, PartialEq)]
-pub struct XmlError {
-    pub line: usize,
-    pub message: String,
 }
 
 /// Parses one VOC annotation document.
@@ -122,117 +116,6 @@ fn parse_object(object: &XmlNode) -> Result<(String, bool, Rect), String> {
 
 fn parse_number(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
-}
-
-/// A minimal element tree: enough for VOC, with the line of every element for diagnostics.
-#[derive(Debug, Default)]
-struct XmlNode {
-    name: String,
-    text: String,
-    line: usize,
-    children: Vec<XmlNode>,
-}
-
-impl XmlNode {
-    fn child(&self, name: &str) -> Option<&XmlNode> {
-        self.children.iter().find(|c| c.name == name)
-    }
-}
-
-/// Parses `text` into a tree whose root is the document (its children are the top elements).
-fn parse_tree(text: &str) -> Result<XmlNode, XmlError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let line_at = |position: u64| -> usize {
-        let position = usize::try_from(position)
-            .unwrap_or(usize::MAX)
-            .min(text.len());
-        line_starts
-            .partition_point(|&start| start <= position)
-            .max(1)
-    };
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut stack = vec![XmlNode::default()];
-    let malformed = |line: usize, message: String| XmlError { line, message };
-    loop {
-        let start = reader.buffer_position();
-        let event = reader.read_event().map_err(|e| {
-            malformed(
-                line_at(reader.error_position()),
-                format!("not valid XML: {e}"),
-            )
-        })?;
-        let element_name = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
-        match event {
-            Event::Start(e) => stack.push(XmlNode {
-                name: element_name(e.local_name().as_ref()),
-                line: line_at(start + 1),
-                ..XmlNode::default()
-            }),
-            Event::Empty(e) => {
-                let node = XmlNode {
-                    name: element_name(e.local_name().as_ref()),
-                    line: line_at(start + 1),
-                    ..XmlNode::default()
-                };
-                if let Some(parent) = stack.last_mut() {
-                    parent.children.push(node);
-                }
-            }
-            Event::End(_) => {
-                if stack.len() < 2 {
-                    return Err(malformed(
-                        line_at(start),
-                        "a closing tag without its opening tag".to_string(),
-                    ));
-                }
-                if let Some(node) = stack.pop() {
-                    if let Some(parent) = stack.last_mut() {
-                        parent.children.push(node);
-                    }
-                }
-            }
-            Event::Text(t) => {
-                if let (Some(node), Ok(decoded)) = (stack.last_mut(), t.decode()) {
-                    node.text.push_str(&decoded);
-                }
-            }
-            Event::CData(c) => {
-                if let (Some(node), Ok(decoded)) = (stack.last_mut(), c.decode()) {
-                    node.text.push_str(&decoded);
-                }
-            }
-            Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(ch)) => Some(ch.to_string()),
-                    _ => r
-                        .decode()
-                        .ok()
-                        .and_then(|name| quick_xml::escape::resolve_predefined_entity(&name))
-                        .map(str::to_string),
-                };
-                if let (Some(node), Some(resolved)) = (stack.last_mut(), resolved) {
-                    node.text.push_str(&resolved);
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    if stack.len() != 1 {
-        let open = stack.last().map(|n| n.name.clone()).unwrap_or_default();
-        return Err(malformed(
-            line_at(text.len() as u64),
-            format!("the file ends before </{open}>"),
-        ));
-    }
-    let document = stack.pop().unwrap_or_default();
-    if document.children.is_empty() {
-        return Err(malformed(1, "the document has no element".to_string()));
-    }
-    Ok(document)
 }
 
 /// Reads and parses one annotation file; `None` (with a diagnostic) when it cannot be used.

@@ -2,14 +2,14 @@
 //! [`PendingItem`]; here the images are decoded in parallel, the boxes turned into original-image
 //! pixels and checked, and the splits filled.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::decode::decode_image;
+use super::decode::{decode_image, file_name};
 use super::diagnostics::{Diagnostic, DiagnosticKind};
 use super::{GtBox, ImageRecord, LoadOptions};
 use crate::geometry::Rect;
@@ -67,6 +67,13 @@ impl PendingItem {
             stated_size: None,
         }
     }
+}
+
+/// What every layout's loader returns: the class names and the items, not yet decoded.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub class_names: Vec<String>,
+    pub items: Vec<PendingItem>,
 }
 
 /// The decoded items, in the order they were given, per split.
@@ -265,12 +272,6 @@ pub(crate) fn drop_unknown_classes(
             false
         });
     }
-}
-
-pub(crate) fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
 }
 
 #[cfg(test)]

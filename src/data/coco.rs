@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::assemble::{BoxGeometry, PendingBox, PendingItem, Split};
-use super::decode::{list_dirs, list_files};
-use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::assemble::{BoxGeometry, Loaded, PendingBox, PendingItem, Split};
+use super::decode::{file_name, list_dirs, list_files};
+use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
 use crate::geometry::Rect;
 
 /// One entry of `images`.
@@ -220,93 +220,135 @@ fn split_of_file(json: &Path) -> Split {
     }
 }
 
-/// Loads every COCO file found; returns the class names and the items.
-pub(crate) fn load(
-    root: &Path,
-    files: &[PathBuf],
-    diagnostics: &mut Vec<Diagnostic>,
-) -> (Vec<String>, Vec<PendingItem>) {
-    let mut parsed = Vec::new();
-    for json in files {
-        let text = match std::fs::read(json) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => {
+/// Loads every COCO file found: the class names are the categories of all files together.
+pub(crate) fn load(root: &Path, files: &[PathBuf], diagnostics: &mut Vec<Diagnostic>) -> Loaded {
+    let parsed: Vec<(PathBuf, CocoFile)> = files
+        .iter()
+        .filter_map(|json| read_coco_file(json, diagnostics).map(|file| (json.clone(), file)))
+        .collect();
+    let classes = Classes::of(&parsed);
+    let mut items = Vec::new();
+    // An image named by two files (a train and a trainval JSON, say) loads once, from the first.
+    let mut seen = BTreeSet::new();
+    for (json, file) in &parsed {
+        let mut images = FileImages::find(root, json, file, &mut seen, diagnostics);
+        for annotation in &file.annotations {
+            images.add_annotation(json, annotation, &classes.index_of, diagnostics);
+        }
+        items.extend(images.slots.into_iter().flatten());
+    }
+    Loaded {
+        class_names: classes.names,
+        items,
+    }
+}
+
+/// Reads and parses one file; `None` (with a diagnostic) when it cannot be used. Entries it
+/// cannot understand are noted and left out.
+fn read_coco_file(json: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<CocoFile> {
+    let bytes = read_or_note(json, "the file", std::fs::read, diagnostics)?;
+    match parse_json(&String::from_utf8_lossy(&bytes)) {
+        Ok(file) => {
+            for problem in &file.problems {
                 diagnostics.push(Diagnostic::new(
                     json,
                     DiagnosticKind::MalformedLabel,
-                    format!("cannot read the file: {e}"),
+                    problem.clone(),
                 ));
-                continue;
             }
-        };
-        match parse_json(&text) {
-            Ok(file) => {
-                for problem in &file.problems {
-                    diagnostics.push(Diagnostic::new(
-                        json,
-                        DiagnosticKind::MalformedLabel,
-                        problem.clone(),
-                    ));
-                }
-                parsed.push((json.clone(), file));
-            }
-            Err(e) => diagnostics.push(Diagnostic {
-                path: json.clone(),
+            Some(file)
+        }
+        Err(e) => {
+            diagnostics.push(Diagnostic {
+                path: json.to_path_buf(),
                 line: e.line,
                 kind: DiagnosticKind::MalformedLabel,
                 message: e.message,
-            }),
+            });
+            None
         }
     }
-    // Classes: the union of every file's categories, in sorted id order.
-    let mut categories: BTreeMap<(i64, String), String> = BTreeMap::new();
-    for (_, file) in &parsed {
-        for category in &file.categories {
-            let key = (category.numeric_id.unwrap_or(i64::MAX), category.id.clone());
-            categories
-                .entry(key)
-                .or_insert_with(|| category.name.clone());
-        }
-    }
-    let without_categories = parsed.iter().all(|(_, f)| f.categories.is_empty());
-    if without_categories {
-        for (_, file) in &parsed {
-            for annotation in &file.annotations {
-                let numeric = annotation.category_id.parse::<i64>().unwrap_or(i64::MAX);
+}
+
+/// The classes of a set of COCO files.
+struct Classes {
+    names: Vec<String>,
+    /// Category id → class index.
+    index_of: BTreeMap<String, usize>,
+}
+
+impl Classes {
+    /// The union of every file's categories in sorted id order; when no file has categories, the
+    /// category ids the annotations use, named by themselves.
+    fn of(parsed: &[(PathBuf, CocoFile)]) -> Self {
+        let mut categories: BTreeMap<(i64, String), String> = BTreeMap::new();
+        for (_, file) in parsed {
+            for category in &file.categories {
+                let key = (category.numeric_id.unwrap_or(i64::MAX), category.id.clone());
                 categories
-                    .entry((numeric, annotation.category_id.clone()))
-                    .or_insert_with(|| annotation.category_id.clone());
+                    .entry(key)
+                    .or_insert_with(|| category.name.clone());
             }
         }
+        if parsed.iter().all(|(_, f)| f.categories.is_empty()) {
+            for (_, file) in parsed {
+                for annotation in &file.annotations {
+                    let numeric = annotation.category_id.parse::<i64>().unwrap_or(i64::MAX);
+                    categories
+                        .entry((numeric, annotation.category_id.clone()))
+                        .or_insert_with(|| annotation.category_id.clone());
+                }
+            }
+        }
+        let index_of = categories
+            .keys()
+            .enumerate()
+            .map(|(i, (_, id))| (id.clone(), i))
+            .collect();
+        Self {
+            names: categories.into_values().collect(),
+            index_of,
+        }
     }
-    let class_of: BTreeMap<String, usize> = categories
-        .keys()
-        .enumerate()
-        .map(|(i, (_, id))| (id.clone(), i))
-        .collect();
-    let class_names: Vec<String> = categories.into_values().collect();
+}
 
-    let mut items = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (json, file) in parsed {
-        let split = split_of_file(&json);
-        let bases = image_bases(root, &json);
-        let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut slots: Vec<Option<PendingItem>> = Vec::with_capacity(file.images.len());
+/// The images of one COCO file, in its order, waiting for their annotations.
+struct FileImages<'a> {
+    /// Image id → position in `slots`.
+    by_id: BTreeMap<&'a str, usize>,
+    /// `None` for an image that is missing or already loaded from another file: its
+    /// annotations are dropped.
+    slots: Vec<Option<PendingItem>>,
+}
+
+impl<'a> FileImages<'a> {
+    /// Finds every image `file` lists; a missing one is noted, one in `seen` is left out.
+    fn find(
+        root: &Path,
+        json: &Path,
+        file: &'a CocoFile,
+        seen: &mut BTreeSet<PathBuf>,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Self {
+        let split = split_of_file(json);
+        let bases = image_bases(root, json);
+        let mut images = FileImages {
+            by_id: BTreeMap::new(),
+            slots: Vec::with_capacity(file.images.len()),
+        };
         for image in &file.images {
-            let found = resolve_image(&bases, &image.file_name);
-            let slot = match found {
+            let slot = match resolve_image(&bases, &image.file_name) {
                 Some(path) if seen.insert(path.clone()) => {
                     let mut item = PendingItem::new(path, split);
                     if let (Some(w), Some(h)) = (image.width, image.height) {
-                        item.stated_size = Some((w, h, json.clone()));
+                        item.stated_size = Some((w, h, json.to_path_buf()));
                     }
                     Some(item)
                 }
                 Some(_) => None,
                 None => {
                     diagnostics.push(Diagnostic::new(
-                        &json,
+                        json,
                         DiagnosticKind::LabelWithoutImage,
                         format!(
                             "image id {}: {} not found beside the JSON or in an images/ folder",
@@ -316,57 +358,60 @@ pub(crate) fn load(
                     None
                 }
             };
-            by_id.insert(image.id.as_str(), slots.len());
-            slots.push(slot);
+            images.by_id.insert(image.id.as_str(), images.slots.len());
+            images.slots.push(slot);
         }
-        for annotation in &file.annotations {
-            let label = format!("annotation {} ", annotation.index);
-            let Some(&slot) = by_id.get(annotation.image_id.as_str()) else {
-                diagnostics.push(Diagnostic::new(
-                    &json,
-                    DiagnosticKind::MalformedLabel,
-                    format!(
-                        "{label}refers to image id {}, which is not in `images`",
-                        annotation.image_id
-                    ),
-                ));
-                continue;
-            };
-            let Some(item) = slots[slot].as_mut() else {
-                continue;
-            };
-            let Some(&class_id) = class_of.get(&annotation.category_id) else {
-                diagnostics.push(Diagnostic::new(
-                    &json,
-                    DiagnosticKind::UnknownClass,
-                    format!(
-                        "{label}has category id {}, which is not in `categories`",
-                        annotation.category_id
-                    ),
-                ));
-                continue;
-            };
-            let [x, y, w, h] = annotation.bbox;
-            item.boxes.push(PendingBox {
-                class_id,
-                geometry: BoxGeometry::Pixels(Rect::from_xywh(x, y, w, h)),
-                difficult: annotation.crowd,
-                source: json.clone(),
-                line: None,
-                label: format!(
-                    "annotation {} (image {})",
-                    annotation.index,
-                    file_name_of(&item.image)
-                ),
-            });
-        }
-        items.extend(slots.into_iter().flatten());
+        images
     }
-    (class_names, items)
-}
 
-fn file_name_of(path: &Path) -> String {
-    super::assemble::file_name(path)
+    /// Adds one annotation's box to its image; an unknown image id or category id is noted.
+    fn add_annotation(
+        &mut self,
+        json: &Path,
+        annotation: &CocoAnnotation,
+        index_of: &BTreeMap<String, usize>,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let label = format!("annotation {} ", annotation.index);
+        let Some(&slot) = self.by_id.get(annotation.image_id.as_str()) else {
+            diagnostics.push(Diagnostic::new(
+                json,
+                DiagnosticKind::MalformedLabel,
+                format!(
+                    "{label}refers to image id {}, which is not in `images`",
+                    annotation.image_id
+                ),
+            ));
+            return;
+        };
+        let Some(item) = self.slots[slot].as_mut() else {
+            return;
+        };
+        let Some(&class_id) = index_of.get(&annotation.category_id) else {
+            diagnostics.push(Diagnostic::new(
+                json,
+                DiagnosticKind::UnknownClass,
+                format!(
+                    "{label}has category id {}, which is not in `categories`",
+                    annotation.category_id
+                ),
+            ));
+            return;
+        };
+        let [x, y, w, h] = annotation.bbox;
+        item.boxes.push(PendingBox {
+            class_id,
+            geometry: BoxGeometry::Pixels(Rect::from_xywh(x, y, w, h)),
+            difficult: annotation.crowd,
+            source: json.to_path_buf(),
+            line: None,
+            label: format!(
+                "annotation {} (image {})",
+                annotation.index,
+                file_name(&item.image)
+            ),
+        });
+    }
 }
 
 /// Folders where a COCO file's images may be: beside it, in `images/` beside it, and the same

@@ -77,6 +77,27 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Reads the whole of `path` with `read`. When it cannot be read, notes why (as "cannot read
+/// {what}: …") and returns `None`, so that the caller skips only this file.
+pub(crate) fn read_or_note<'p, T>(
+    path: &'p Path,
+    what: &str,
+    read: impl FnOnce(&'p Path) -> std::io::Result<T>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    match read(path) {
+        Ok(contents) => Some(contents),
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                path,
+                DiagnosticKind::MalformedLabel,
+                format!("cannot read {what}: {e}"),
+            ));
+            None
+        }
+    }
+}
+
 /// A problem that leaves nothing to load.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {

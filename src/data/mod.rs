@@ -11,6 +11,7 @@ mod diagnostics;
 mod posneg;
 mod summary;
 pub mod voc;
+mod xml;
 pub mod yolo;
 
 use std::fmt;
@@ -189,25 +190,13 @@ pub fn load_dataset(
         root: root.to_path_buf(),
     })?;
     let mut diagnostics = Vec::new();
-    let (layout, class_names, items) = match detected {
-        Detected::Yolo(yaml) => {
-            let spec = yolo::load(&yaml, &mut diagnostics);
-            (Layout::Yolo, spec.class_names, spec.items)
-        }
-        Detected::Voc(arrangement) => {
-            let (names, items) = voc::load(root, arrangement, &mut diagnostics);
-            (Layout::Voc, names, items)
-        }
-        Detected::Coco(files) => {
-            let (names, items) = coco::load(root, &files, &mut diagnostics);
-            (Layout::Coco, names, items)
-        }
-        Detected::PosNeg => {
-            let (names, items) = posneg::load(root, &mut diagnostics);
-            (Layout::PosNeg, names, items)
-        }
+    let (layout, loaded) = match detected {
+        Detected::Yolo(yaml) => (Layout::Yolo, yolo::load(&yaml, &mut diagnostics)),
+        Detected::Voc(arrangement) => (Layout::Voc, voc::load(root, arrangement, &mut diagnostics)),
+        Detected::Coco(files) => (Layout::Coco, coco::load(root, &files, &mut diagnostics)),
+        Detected::PosNeg => (Layout::PosNeg, posneg::load(root, &mut diagnostics)),
     };
-    let assembled = assemble::assemble(items, options, &mut diagnostics);
+    let assembled = assemble::assemble(loaded.items, options, &mut diagnostics);
     if assembled.train.is_empty() && assembled.val.is_empty() && assembled.crops.is_empty() {
         return Err(DatasetError::Empty {
             root: root.to_path_buf(),
@@ -217,7 +206,7 @@ pub fn load_dataset(
     let dataset = Dataset {
         root: root.to_path_buf(),
         layout,
-        class_names,
+        class_names: loaded.class_names,
         train: assembled.train,
         val: assembled.val,
         positive_crops: assembled.crops,

@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::assemble::{drop_unknown_classes, BoxGeometry, PendingBox, PendingItem, Split};
+use super::assemble::{drop_unknown_classes, BoxGeometry, Loaded, PendingBox, PendingItem, Split};
 use super::decode::list_images;
 use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::voc::VocAnnotation;
 
 const POSITIVE_FOLDERS: [&str; 3] = ["pos", "positive", "positives"];
 const NEGATIVE_FOLDERS: [&str; 3] = ["neg", "negative", "negatives"];
@@ -22,71 +23,115 @@ pub(crate) fn detect(root: &Path) -> bool {
     first_dir(root, &POSITIVE_FOLDERS).is_some() || first_dir(root, &NEGATIVE_FOLDERS).is_some()
 }
 
-/// Loads the layout; returns the class names and the items.
-pub(crate) fn load(
-    root: &Path,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> (Vec<String>, Vec<PendingItem>) {
-    let names_file = root.join("names.txt");
-    let declared: Option<Vec<String>> = std::fs::read(&names_file).ok().map(|bytes| {
+/// Loads the layout: crops first, then negatives, then the validation images.
+pub(crate) fn load(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
+    let declared = read_names_file(root);
+    let mut class_names = declared
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| vec!["object".to_string()]);
+    let validation = first_dir(root, &VALIDATION_FOLDERS);
+    let mut items = positive_crops(root, diagnostics);
+    // With a validation folder every negative trains; without one the seeded split decides.
+    let negative_split = if validation.is_some() {
+        Split::Train
+    } else {
+        Split::Unassigned
+    };
+    items.extend(negative_images(root, negative_split, diagnostics));
+    let Some(validation) = validation else {
+        return Loaded { class_names, items };
+    };
+
+    let (validation_items, voc_items) = read_validation(&validation, diagnostics);
+    items.extend(validation_items);
+    if declared.is_none() {
+        // Without names.txt, a single class named in the VOC files names the crops too.
+        if let Some(name) = single_class_name(&voc_items) {
+            class_names = vec![name];
+        }
+    }
+    items.extend(super::voc::finish_with_names(
+        voc_items,
+        &class_names,
+        diagnostics,
+    ));
+    let class_count = class_names.len();
+    drop_unknown_classes(&mut items, class_count, "the dataset", diagnostics);
+    Loaded { class_names, items }
+}
+
+/// The non-empty lines of `names.txt`; `None` when there is no such file.
+fn read_names_file(root: &Path) -> Option<Vec<String>> {
+    std::fs::read(root.join("names.txt")).ok().map(|bytes| {
         String::from_utf8_lossy(&bytes)
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect()
-    });
-    let mut class_names = declared
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| vec!["object".to_string()]);
+    })
+}
 
-    let mut items = Vec::new();
-    match first_dir(root, &POSITIVE_FOLDERS) {
-        Some(pos) => {
-            for image in list_images(&pos) {
-                let mut item = PendingItem::new(image.clone(), Split::Crop);
-                item.boxes.push(PendingBox {
-                    class_id: 0,
-                    geometry: BoxGeometry::WholeImage,
-                    difficult: false,
-                    source: image,
-                    line: None,
-                    label: "the crop".to_string(),
-                });
-                items.push(item);
-            }
-        }
-        None => diagnostics.push(Diagnostic::new(
+/// Every image in `pos/`, each one whole object of class 0.
+fn positive_crops(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PendingItem> {
+    let Some(pos) = first_dir(root, &POSITIVE_FOLDERS) else {
+        diagnostics.push(Diagnostic::new(
             &root.join("pos"),
             DiagnosticKind::MissingFolder,
             "no pos/ folder: there are no positive crops",
-        )),
-    }
-    let validation = first_dir(root, &VALIDATION_FOLDERS);
-    let negative_split = if validation.is_some() {
-        Split::Train
-    } else {
-        Split::Unassigned
+        ));
+        return Vec::new();
     };
-    match first_dir(root, &NEGATIVE_FOLDERS) {
-        Some(neg) => items.extend(
-            list_images(&neg)
-                .into_iter()
-                .map(|image| PendingItem::new(image, negative_split)),
-        ),
-        None => diagnostics.push(Diagnostic::new(
+    list_images(&pos)
+        .into_iter()
+        .map(|image| {
+            let mut item = PendingItem::new(image.clone(), Split::Crop);
+            item.boxes.push(PendingBox {
+                class_id: 0,
+                geometry: BoxGeometry::WholeImage,
+                difficult: false,
+                source: image,
+                line: None,
+                label: "the crop".to_string(),
+            });
+            item
+        })
+        .collect()
+}
+
+/// Every image in `neg/`, with no object.
+fn negative_images(
+    root: &Path,
+    split: Split,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PendingItem> {
+    let Some(neg) = first_dir(root, &NEGATIVE_FOLDERS) else {
+        diagnostics.push(Diagnostic::new(
             &root.join("neg"),
             DiagnosticKind::MissingFolder,
             "no neg/ folder: there are no negative images",
-        )),
-    }
-    let Some(validation) = validation else {
-        return (class_names, items);
+        ));
+        return Vec::new();
     };
+    list_images(&neg)
+        .into_iter()
+        .map(|image| PendingItem::new(image, split))
+        .collect()
+}
 
+/// A validation image whose VOC annotation waits for the class names.
+type VocValidation = (PathBuf, Split, PathBuf, VocAnnotation);
+
+/// The validation images: those with YOLO labels (`<stem>.txt`) or none, ready; those with VOC
+/// XML (`<stem>.xml`), still to be given class indices.
+fn read_validation(
+    validation: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Vec<PendingItem>, Vec<VocValidation>) {
+    let mut items = Vec::new();
     let mut voc_items = Vec::new();
-    for image in list_images(&validation) {
+    for image in list_images(validation) {
         let txt = image.with_extension("txt");
         if let Ok(bytes) = std::fs::read(&txt) {
             let mut item = PendingItem::new(image, Split::Val);
@@ -102,24 +147,19 @@ pub(crate) fn load(
             None => items.push(PendingItem::new(image, Split::Val)),
         }
     }
-    if declared.is_none() {
-        // Without names.txt, a single class named in the VOC files names the crops too.
-        let mut names: Vec<&str> = voc_items
-            .iter()
-            .flat_map(|(_, _, _, a)| a.objects.iter().map(|o| o.name.as_str()))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        if let [only] = names.as_slice() {
-            class_names = vec![only.to_string()];
-        }
+    (items, voc_items)
+}
+
+/// The class name of the VOC objects when they all have the same one.
+fn single_class_name(voc_items: &[VocValidation]) -> Option<String> {
+    let mut names: Vec<&str> = voc_items
+        .iter()
+        .flat_map(|(_, _, _, a)| a.objects.iter().map(|o| o.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [only] => Some(only.to_string()),
+        _ => None,
     }
-    items.extend(super::voc::finish_with_names(
-        voc_items,
-        &class_names,
-        diagnostics,
-    ));
-    let class_count = class_names.len();
-    drop_unknown_classes(&mut items, class_count, "the dataset", diagnostics);
-    (class_names, items)
 }

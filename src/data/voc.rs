@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use quick_xml::events::Event;
-
-use super::assemble::{file_name, BoxGeometry, PendingBox, PendingItem, Split};
-use super::decode::{list_files, list_images};
-use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::assemble::{BoxGeometry, Loaded, PendingBox, PendingItem, Split};
+use super::decode::{file_name, list_files, list_images};
+use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
+use super::xml::{parse_tree, XmlNode};
 use crate::geometry::Rect;
+
+pub use super::xml::XmlError;
 
 /// One `<object>` of an annotation.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,13 +36,6 @@ pub struct VocAnnotation {
     pub objects: Vec<VocObject>,
     /// `(line, reason)` for each object left out.
     pub problems: Vec<(usize, String)>,
-}
-
-/// Why a whole annotation file cannot be read.
-#[derive(Clone, Debug, PartialEq)]
-pub struct XmlError {
-    pub line: usize,
-    pub message: String,
 }
 
 /// Parses one VOC annotation document.
@@ -124,130 +118,9 @@ fn parse_number(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// A minimal element tree: enough for VOC, with the line of every element for diagnostics.
-#[derive(Debug, Default)]
-struct XmlNode {
-    name: String,
-    text: String,
-    line: usize,
-    children: Vec<XmlNode>,
-}
-
-impl XmlNode {
-    fn child(&self, name: &str) -> Option<&XmlNode> {
-        self.children.iter().find(|c| c.name == name)
-    }
-}
-
-/// Parses `text` into a tree whose root is the document (its children are the top elements).
-fn parse_tree(text: &str) -> Result<XmlNode, XmlError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let line_at = |position: u64| -> usize {
-        let position = usize::try_from(position)
-            .unwrap_or(usize::MAX)
-            .min(text.len());
-        line_starts
-            .partition_point(|&start| start <= position)
-            .max(1)
-    };
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut stack = vec![XmlNode::default()];
-    let malformed = |line: usize, message: String| XmlError { line, message };
-    loop {
-        let start = reader.buffer_position();
-        let event = reader.read_event().map_err(|e| {
-            malformed(
-                line_at(reader.error_position()),
-                format!("not valid XML: {e}"),
-            )
-        })?;
-        let element_name = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
-        match event {
-            Event::Start(e) => stack.push(XmlNode {
-                name: element_name(e.local_name().as_ref()),
-                line: line_at(start + 1),
-                ..XmlNode::default()
-            }),
-            Event::Empty(e) => {
-                let node = XmlNode {
-                    name: element_name(e.local_name().as_ref()),
-                    line: line_at(start + 1),
-                    ..XmlNode::default()
-                };
-                if let Some(parent) = stack.last_mut() {
-                    parent.children.push(node);
-                }
-            }
-            Event::End(_) => {
-                if stack.len() < 2 {
-                    return Err(malformed(
-                        line_at(start),
-                        "a closing tag without its opening tag".to_string(),
-                    ));
-                }
-                if let Some(node) = stack.pop() {
-                    if let Some(parent) = stack.last_mut() {
-                        parent.children.push(node);
-                    }
-                }
-            }
-            Event::Text(t) => {
-                if let (Some(node), Ok(decoded)) = (stack.last_mut(), t.decode()) {
-                    node.text.push_str(&decoded);
-                }
-            }
-            Event::CData(c) => {
-                if let (Some(node), Ok(decoded)) = (stack.last_mut(), c.decode()) {
-                    node.text.push_str(&decoded);
-                }
-            }
-            Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(ch)) => Some(ch.to_string()),
-                    _ => r
-                        .decode()
-                        .ok()
-                        .and_then(|name| quick_xml::escape::resolve_predefined_entity(&name))
-                        .map(str::to_string),
-                };
-                if let (Some(node), Some(resolved)) = (stack.last_mut(), resolved) {
-                    node.text.push_str(&resolved);
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    if stack.len() != 1 {
-        let open = stack.last().map(|n| n.name.clone()).unwrap_or_default();
-        return Err(malformed(
-            line_at(text.len() as u64),
-            format!("the file ends before </{open}>"),
-        ));
-    }
-    let document = stack.pop().unwrap_or_default();
-    if document.children.is_empty() {
-        return Err(malformed(1, "the document has no element".to_string()));
-    }
-    Ok(document)
-}
-
 /// Reads and parses one annotation file; `None` (with a diagnostic) when it cannot be used.
 fn read_annotation(xml: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<VocAnnotation> {
-    let bytes = match std::fs::read(xml) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                xml,
-                DiagnosticKind::MalformedLabel,
-                format!("cannot read the file: {e}"),
-            ));
-            return None;
-        }
-    };
+    let bytes = read_or_note(xml, "the file", std::fs::read, diagnostics)?;
     match parse_xml(&String::from_utf8_lossy(&bytes)) {
         Ok(annotation) => {
             for (line, reason) in &annotation.problems {
@@ -342,12 +215,12 @@ fn split_of_folder(name: &str) -> Split {
     }
 }
 
-/// Loads a VOC dataset; returns the sorted class names and the items.
+/// Loads a VOC dataset; the class names are the sorted unique names found.
 pub(crate) fn load(
     root: &Path,
     arrangement: Arrangement,
     diagnostics: &mut Vec<Diagnostic>,
-) -> (Vec<String>, Vec<PendingItem>) {
+) -> Loaded {
     let annotated = match arrangement {
         Arrangement::Standard => load_standard(root, diagnostics),
         Arrangement::SiblingFolders { xml_dir, image_dir } => {
@@ -384,13 +257,10 @@ pub(crate) fn finish_with_names(
             xml: Some((xml, annotation)),
         })
         .collect();
-    finish(annotated, Some((known_names, diagnostics))).1
+    finish(annotated, Some((known_names, diagnostics))).items
 }
 
-fn finish(
-    annotated: Vec<Annotated>,
-    known: Option<(&[String], &mut Vec<Diagnostic>)>,
-) -> (Vec<String>, Vec<PendingItem>) {
+fn finish(annotated: Vec<Annotated>, known: Option<(&[String], &mut Vec<Diagnostic>)>) -> Loaded {
     let (class_names, mut diagnostics): (Vec<String>, Option<&mut Vec<Diagnostic>>) = match known {
         Some((names, diagnostics)) => (names.to_vec(), Some(diagnostics)),
         None => {
@@ -443,7 +313,7 @@ fn finish(
         }
         items.push(item);
     }
-    (class_names, items)
+    Loaded { class_names, items }
 }
 
 /// The image an annotation describes: the same stem in `image_dir` first (the `<filename>` of
@@ -531,87 +401,123 @@ fn load_pairs(
 fn load_standard(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Annotated> {
     let xml_dir = root.join("Annotations");
     let image_dir = root.join("JPEGImages");
-    let sets = root.join("ImageSets").join("Main");
-    let read_ids = |name: &str| -> Option<(PathBuf, Vec<(usize, String)>)> {
-        let path = sets.join(name);
-        let text = std::fs::read(&path).ok()?;
-        let ids = String::from_utf8_lossy(&text)
-            .lines()
-            .enumerate()
-            .filter_map(|(i, l)| {
-                l.split_whitespace()
-                    .next()
-                    .map(|id| (i + 1, id.to_string()))
-            })
-            .collect();
-        Some((path, ids))
-    };
-    let train = read_ids("train.txt")
-        .map(|t| (t, false))
-        .or_else(|| read_ids("trainval.txt").map(|t| (t, true)));
-    let val = read_ids("val.txt").or_else(|| read_ids("test.txt"));
-    if train.is_none() && val.is_none() {
-        if !image_dir.is_dir() {
-            diagnostics.push(Diagnostic::new(
-                &image_dir,
-                DiagnosticKind::MissingFolder,
-                "the VOC layout needs a JPEGImages folder beside Annotations",
-            ));
-        }
-        return load_pairs(&xml_dir, &image_dir, Split::Unassigned, diagnostics)
-            .into_iter()
-            .filter(|a| a.xml.is_some())
-            .collect();
-    }
-    let val_ids: BTreeSet<String> = val
-        .iter()
-        .flat_map(|(_, ids)| ids.iter().map(|(_, id)| id.clone()))
-        .collect();
-    let mut lists = Vec::new();
-    if let Some(((path, ids), is_trainval)) = train {
-        // trainval.txt also holds the validation ids: keep them out of train.
-        let ids = ids
-            .into_iter()
-            .filter(|(_, id)| !(is_trainval && val_ids.contains(id)))
-            .collect();
-        lists.push((path, ids, Split::Train));
-    }
-    if let Some((path, ids)) = val {
-        lists.push((path, ids, Split::Val));
+    let lists = split_lists(&root.join("ImageSets").join("Main"));
+    if lists.is_empty() {
+        return load_unlisted(&xml_dir, &image_dir, diagnostics);
     }
     let mut annotated = Vec::new();
-    for (list, ids, split) in lists {
-        for (line, id) in ids {
-            let xml = xml_dir.join(format!("{id}.xml"));
-            let annotation = if xml.is_file() {
-                match read_annotation(&xml, diagnostics) {
-                    Some(annotation) => Some(annotation),
-                    None => continue,
-                }
-            } else {
-                None
-            };
-            let image = match &annotation {
-                Some(annotation) => image_for(&xml, annotation, &image_dir),
-                None => list_images_with_stem(&image_dir, std::ffi::OsStr::new(&id)),
-            };
-            match image {
-                Some(image) => annotated.push(Annotated {
-                    image,
-                    split,
-                    xml: annotation.map(|a| (xml, a)),
-                }),
-                None => diagnostics.push(Diagnostic::at_line(
-                    &list,
-                    line,
-                    if annotation.is_some() {
-                        DiagnosticKind::LabelWithoutImage
-                    } else {
-                        DiagnosticKind::UnreadableImage
-                    },
-                    format!("no image for id {id} in {}", image_dir.display()),
-                )),
+    for (list, split) in lists {
+        annotated.extend(load_listed(&xml_dir, &image_dir, list, split, diagnostics));
+    }
+    annotated
+}
+
+/// An `ImageSets/Main/` split file: the image ids it lists, each with its 1-based line.
+struct IdList {
+    path: PathBuf,
+    ids: Vec<(usize, String)>,
+}
+
+/// Reads `sets_dir/name`; `None` when it does not exist or cannot be read.
+fn read_id_list(sets_dir: &Path, name: &str) -> Option<IdList> {
+    let path = sets_dir.join(name);
+    let text = std::fs::read(&path).ok()?;
+    let ids = String::from_utf8_lossy(&text)
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            l.split_whitespace()
+                .next()
+                .map(|id| (i + 1, id.to_string()))
+        })
+        .collect();
+    Some(IdList { path, ids })
+}
+
+/// The split files present in `sets_dir`, each with the split it fills; empty when there are
+/// none.
+fn split_lists(sets_dir: &Path) -> Vec<(IdList, Split)> {
+    let train = read_id_list(sets_dir, "train.txt")
+        .map(|t| (t, false))
+        .or_else(|| read_id_list(sets_dir, "trainval.txt").map(|t| (t, true)));
+    let val = read_id_list(sets_dir, "val.txt").or_else(|| read_id_list(sets_dir, "test.txt"));
+    let val_ids: BTreeSet<String> = val
+        .iter()
+        .flat_map(|list| list.ids.iter().map(|(_, id)| id.clone()))
+        .collect();
+    let mut lists = Vec::new();
+    if let Some((mut list, is_trainval)) = train {
+        // trainval.txt also holds the validation ids: keep them out of train.
+        list.ids
+            .retain(|(_, id)| !(is_trainval && val_ids.contains(id)));
+        lists.push((list, Split::Train));
+    }
+    if let Some(list) = val {
+        lists.push((list, Split::Val));
+    }
+    lists
+}
+
+/// Without split files: every annotation in `xml_dir` with its image; images with no XML are
+/// left out.
+fn load_unlisted(
+    xml_dir: &Path,
+    image_dir: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Annotated> {
+    if !image_dir.is_dir() {
+        diagnostics.push(Diagnostic::new(
+            image_dir,
+            DiagnosticKind::MissingFolder,
+            "the VOC layout needs a JPEGImages folder beside Annotations",
+        ));
+    }
+    load_pairs(xml_dir, image_dir, Split::Unassigned, diagnostics)
+        .into_iter()
+        .filter(|a| a.xml.is_some())
+        .collect()
+}
+
+/// The images a split file lists, with their annotations. An id with no XML is an image with
+/// no object; an id whose XML cannot be read is skipped.
+fn load_listed(
+    xml_dir: &Path,
+    image_dir: &Path,
+    list: IdList,
+    split: Split,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Annotated> {
+    let mut annotated = Vec::new();
+    for (line, id) in list.ids {
+        let xml = xml_dir.join(format!("{id}.xml"));
+        let annotation = if xml.is_file() {
+            match read_annotation(&xml, diagnostics) {
+                Some(annotation) => Some(annotation),
+                None => continue,
             }
+        } else {
+            None
+        };
+        let image = match &annotation {
+            Some(annotation) => image_for(&xml, annotation, image_dir),
+            None => list_images_with_stem(image_dir, std::ffi::OsStr::new(&id)),
+        };
+        match image {
+            Some(image) => annotated.push(Annotated {
+                image,
+                split,
+                xml: annotation.map(|a| (xml, a)),
+            }),
+            None => diagnostics.push(Diagnostic::at_line(
+                &list.path,
+                line,
+                if annotation.is_some() {
+                    DiagnosticKind::LabelWithoutImage
+                } else {
+                    DiagnosticKind::UnreadableImage
+                },
+                format!("no image for id {id} in {}", image_dir.display()),
+            )),
         }
     }
     annotated

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use super::assemble::{drop_unknown_classes, BoxGeometry, PendingBox, PendingItem, Split};
+use super::assemble::{drop_unknown_classes, BoxGeometry, Loaded, PendingBox, PendingItem, Split};
 use super::decode::list_images_recursive;
-use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
 
 /// One parsed label line.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,87 +65,121 @@ fn parse_class(field: &str) -> Result<usize, String> {
     }
 }
 
-/// What `data.yaml` says, with its paths resolved.
-pub(crate) struct YoloSpec {
-    pub class_names: Vec<String>,
-    /// False when `names` (and `nc`) are absent: names are then made from the labels.
-    pub names_known: bool,
-    pub items: Vec<PendingItem>,
+/// Reads `data.yaml` at `yaml_path` and every image and label file it leads to.
+pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
+    let Some(data) = DataYaml::read(yaml_path, diagnostics) else {
+        return Loaded::default();
+    };
+    let declared_names = data.class_names(diagnostics);
+    let mut items = Vec::new();
+    // An image listed by two splits belongs to the first.
+    let mut seen = BTreeSet::new();
+    for (key, split) in data.splits() {
+        for entry in data.entries(key, diagnostics) {
+            for image in data.images(key, &entry, diagnostics) {
+                if seen.insert(image.clone()) {
+                    items.push(read_labels(image, split, diagnostics));
+                }
+            }
+        }
+    }
+    let class_names = match declared_names {
+        Some(names) => {
+            drop_unknown_classes(&mut items, names.len(), "data.yaml", diagnostics);
+            names
+        }
+        None => names_from_labels(&items),
+    };
+    Loaded { class_names, items }
 }
 
-/// Reads `data.yaml` at `yaml_path` and every image and label file it leads to.
-pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> YoloSpec {
-    let mut spec = YoloSpec {
-        class_names: Vec::new(),
-        names_known: false,
-        items: Vec::new(),
-    };
-    let text = match std::fs::read_to_string(yaml_path) {
-        Ok(text) => text,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                yaml_path,
-                DiagnosticKind::MalformedLabel,
-                format!("cannot read the file: {e}"),
-            ));
-            return spec;
-        }
-    };
-    let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
-        Ok(yaml) => yaml,
-        Err(e) => {
-            let line = e.location().map(|l| l.line());
-            diagnostics.push(Diagnostic {
-                path: yaml_path.to_path_buf(),
-                line,
-                kind: DiagnosticKind::MalformedLabel,
-                message: format!("not valid YAML: {e}"),
-            });
-            return spec;
-        }
-    };
-    let yaml_dir = yaml_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let root = match yaml.get("path").and_then(|v| v.as_str()) {
-        // A `path` written on another machine (often absolute) is common: fall back to the
-        // folder that holds data.yaml.
-        Some(p) if yaml_dir.join(p).is_dir() => yaml_dir.join(p),
-        _ => yaml_dir.clone(),
-    };
-    match parse_names(&yaml) {
-        Ok(Some(names)) => {
-            spec.class_names = names;
-            spec.names_known = true;
-        }
-        Ok(None) => {}
-        Err(reason) => diagnostics.push(Diagnostic {
-            path: yaml_path.to_path_buf(),
-            line: key_line(&text, "names"),
-            kind: DiagnosticKind::MalformedLabel,
-            message: reason,
-        }),
+/// A parsed `data.yaml`, with the folders its paths are relative to.
+struct DataYaml {
+    path: PathBuf,
+    /// The raw text, for pointing diagnostics at a key's line.
+    text: String,
+    yaml: serde_yaml_ng::Value,
+    /// The folder that holds data.yaml.
+    dir: PathBuf,
+    /// The dataset root: `path:` when it exists here, otherwise `dir`.
+    root: PathBuf,
+}
+
+impl DataYaml {
+    /// Reads and parses `path`; `None` (with a diagnostic) when it cannot be used.
+    fn read(path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<Self> {
+        let text = read_or_note(path, "the file", std::fs::read_to_string, diagnostics)?;
+        let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+            Ok(yaml) => yaml,
+            Err(e) => {
+                diagnostics.push(Diagnostic {
+                    path: path.to_path_buf(),
+                    line: e.location().map(|l| l.line()),
+                    kind: DiagnosticKind::MalformedLabel,
+                    message: format!("not valid YAML: {e}"),
+                });
+                return None;
+            }
+        };
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let root = match yaml.get("path").and_then(|v| v.as_str()) {
+            // A `path` written on another machine (often absolute) is common: fall back to the
+            // folder that holds data.yaml.
+            Some(p) if dir.join(p).is_dir() => dir.join(p),
+            _ => dir.clone(),
+        };
+        Some(Self {
+            path: path.to_path_buf(),
+            text,
+            yaml,
+            dir,
+            root,
+        })
     }
 
-    let val_key = if yaml.get("val").is_some() {
-        Some("val")
-    } else if yaml.get("test").is_some() {
-        Some("test")
-    } else {
-        None
-    };
-    let mut splits = vec![(
-        "train",
-        if val_key.is_some() {
+    /// A diagnostic pointing at the line where `key:` is written.
+    fn at_key(&self, key: &str, kind: DiagnosticKind, message: String) -> Diagnostic {
+        Diagnostic {
+            path: self.path.clone(),
+            line: key_line(&self.text, key),
+            kind,
+            message,
+        }
+    }
+
+    /// The declared class names; `None` when `names` (and `nc`) are absent or unusable: names
+    /// are then made from the labels.
+    fn class_names(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<Vec<String>> {
+        match parse_names(&self.yaml) {
+            Ok(names) => names,
+            Err(reason) => {
+                diagnostics.push(self.at_key("names", DiagnosticKind::MalformedLabel, reason));
+                None
+            }
+        }
+    }
+
+    /// The keys that name images, with their split: `train`, and `val` (or else `test`) when
+    /// present; without either, the seeded split shares out the `train` images.
+    fn splits(&self) -> Vec<(&'static str, Split)> {
+        let val_key = ["val", "test"]
+            .into_iter()
+            .find(|key| self.yaml.get(key).is_some());
+        let train_split = if val_key.is_some() {
             Split::Train
         } else {
             Split::Unassigned
-        },
-    )];
-    if let Some(key) = val_key {
-        splits.push((key, Split::Val));
+        };
+        let mut splits = vec![("train", train_split)];
+        if let Some(key) = val_key {
+            splits.push((key, Split::Val));
+        }
+        splits
     }
-    let mut seen = BTreeSet::new();
-    for (key, split) in splits {
-        let entries = match yaml.get(key) {
+
+    /// The paths `key` names: one path or a list of them.
+    fn entries(&self, key: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<String> {
+        match self.yaml.get(key) {
             Some(serde_yaml_ng::Value::String(s)) => vec![s.clone()],
             Some(serde_yaml_ng::Value::Sequence(seq)) => seq
                 .iter()
@@ -154,64 +188,56 @@ pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> YoloS
             Some(serde_yaml_ng::Value::Null) | None => {
                 if key == "train" {
                     diagnostics.push(Diagnostic::new(
-                        yaml_path,
+                        &self.path,
                         DiagnosticKind::MalformedLabel,
                         "data.yaml names no `train` images",
                     ));
                 }
-                continue;
+                Vec::new()
             }
             Some(_) => {
-                diagnostics.push(Diagnostic {
-                    path: yaml_path.to_path_buf(),
-                    line: key_line(&text, key),
-                    kind: DiagnosticKind::MalformedLabel,
-                    message: format!("`{key}` must be a path or a list of paths"),
-                });
-                continue;
-            }
-        };
-        for entry in entries {
-            let Some(resolved) = resolve_entry(&root, &yaml_dir, &entry) else {
-                diagnostics.push(Diagnostic {
-                    path: yaml_path.to_path_buf(),
-                    line: key_line(&text, key),
-                    kind: DiagnosticKind::MissingFolder,
-                    message: format!(
-                        "`{key}: {entry}` names {}, which does not exist",
-                        root.join(&entry).display()
-                    ),
-                });
-                continue;
-            };
-            let images = if resolved.is_dir() {
-                report_labels_without_images(&resolved, diagnostics);
-                list_images_recursive(&resolved)
-            } else {
-                read_image_list(&resolved, &root, diagnostics)
-            };
-            for image in images {
-                if seen.insert(image.clone()) {
-                    spec.items.push(read_labels(image, split, diagnostics));
-                }
+                diagnostics.push(self.at_key(
+                    key,
+                    DiagnosticKind::MalformedLabel,
+                    format!("`{key}` must be a path or a list of paths"),
+                ));
+                Vec::new()
             }
         }
     }
 
-    if !spec.names_known {
-        let max_id = spec
-            .items
-            .iter()
-            .flat_map(|i| i.boxes.iter().map(|b| b.class_id))
-            .max();
-        spec.class_names = (0..max_id.map_or(0, |m| m + 1))
-            .map(|i| i.to_string())
-            .collect();
-    } else {
-        let class_count = spec.class_names.len();
-        drop_unknown_classes(&mut spec.items, class_count, "data.yaml", diagnostics);
+    /// The images one entry of `key` leads to: every image below a folder, or those an image
+    /// list names.
+    fn images(&self, key: &str, entry: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+        let Some(resolved) = resolve_entry(&self.root, &self.dir, entry) else {
+            diagnostics.push(self.at_key(
+                key,
+                DiagnosticKind::MissingFolder,
+                format!(
+                    "`{key}: {entry}` names {}, which does not exist",
+                    self.root.join(entry).display()
+                ),
+            ));
+            return Vec::new();
+        };
+        if resolved.is_dir() {
+            report_labels_without_images(&resolved, diagnostics);
+            list_images_recursive(&resolved)
+        } else {
+            read_image_list(&resolved, &self.root, diagnostics)
+        }
     }
-    spec
+}
+
+/// Class names `0`, `1`, … up to the largest class id the labels use.
+fn names_from_labels(items: &[PendingItem]) -> Vec<String> {
+    let max_id = items
+        .iter()
+        .flat_map(|i| i.boxes.iter().map(|b| b.class_id))
+        .max();
+    (0..max_id.map_or(0, |m| m + 1))
+        .map(|i| i.to_string())
+        .collect()
 }
 
 /// `names` as a list, or as a map from index to name (gaps filled with the index).
@@ -281,16 +307,8 @@ fn resolve_entry(root: &Path, yaml_dir: &Path, entry: &str) -> Option<PathBuf> {
 /// The images a `.txt` list names, one path per line (relative to the dataset root or to the
 /// list's folder).
 fn read_image_list(list: &Path, root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let bytes = match std::fs::read(list) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                list,
-                DiagnosticKind::MalformedLabel,
-                format!("cannot read the image list: {e}"),
-            ));
-            return Vec::new();
-        }
+    let Some(bytes) = read_or_note(list, "the image list", std::fs::read, diagnostics) else {
+        return Vec::new();
     };
     let text = String::from_utf8_lossy(&bytes);
     let list_dir = list.parent().unwrap_or(Path::new("."));

@@ -3,7 +3,7 @@
 //! more than the differences people look for; the OHEM paper's own re-runs varied by ±0.4 mAP.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::Path;
 
 use clap::Args;
 use serde::Serialize;
@@ -84,7 +84,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_rows(path: &PathBuf, rows: &[Row]) -> anyhow::Result<()> {
+fn write_rows(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
         writer.serialize(row)?;

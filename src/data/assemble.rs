@@ -16,7 +16,7 @@ use crate::geometry::Rect;
 
 /// Where an item goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Split {
+pub(crate) enum Assignment {
     Train,
     Val,
     /// A `pos/` crop: the whole image is one object.
@@ -52,14 +52,14 @@ pub(crate) struct PendingBox {
 #[derive(Clone, Debug)]
 pub(crate) struct PendingItem {
     pub image: PathBuf,
-    pub split: Split,
+    pub split: Assignment,
     pub boxes: Vec<PendingBox>,
     /// The size the annotation states, with the file that states it.
     pub stated_size: Option<(u32, u32, PathBuf)>,
 }
 
 impl PendingItem {
-    pub fn new(image: PathBuf, split: Split) -> Self {
+    pub fn new(image: PathBuf, split: Assignment) -> Self {
         Self {
             image,
             split,
@@ -90,7 +90,7 @@ pub(crate) fn assemble(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Assembled {
     assign_unsplit(&mut items, options);
-    let results: Vec<(Split, Result<ImageRecord, Diagnostic>, Vec<Diagnostic>)> = items
+    let results: Vec<(Assignment, Result<ImageRecord, Diagnostic>, Vec<Diagnostic>)> = items
         .into_par_iter()
         .map(|item| {
             let mut notes = Vec::new();
@@ -109,9 +109,9 @@ pub(crate) fn assemble(
             Ok(record) => {
                 diagnostics.extend(notes);
                 match split {
-                    Split::Train | Split::Unassigned => assembled.train.push(record),
-                    Split::Val => assembled.val.push(record),
-                    Split::Crop => assembled.crops.push(record),
+                    Assignment::Train | Assignment::Unassigned => assembled.train.push(record),
+                    Assignment::Val => assembled.val.push(record),
+                    Assignment::Crop => assembled.crops.push(record),
                 }
             }
             // An image that does not load makes its box problems moot: report only the image.
@@ -126,7 +126,7 @@ pub(crate) fn assemble(
 /// `val_fraction` of them go to validation (at least one when there are two or more).
 fn assign_unsplit(items: &mut [PendingItem], options: &LoadOptions) {
     let mut unsplit: Vec<usize> = (0..items.len())
-        .filter(|&i| items[i].split == Split::Unassigned)
+        .filter(|&i| items[i].split == Assignment::Unassigned)
         .collect();
     if unsplit.is_empty() {
         return;
@@ -146,9 +146,9 @@ fn assign_unsplit(items: &mut [PendingItem], options: &LoadOptions) {
     }
     for (rank, &index) in unsplit.iter().enumerate() {
         items[index].split = if rank < val_count {
-            Split::Val
+            Assignment::Val
         } else {
-            Split::Train
+            Assignment::Train
         };
     }
 }
@@ -281,14 +281,14 @@ mod tests {
     fn items(names: &[&str]) -> Vec<PendingItem> {
         names
             .iter()
-            .map(|n| PendingItem::new(PathBuf::from(n), Split::Unassigned))
+            .map(|n| PendingItem::new(PathBuf::from(n), Assignment::Unassigned))
             .collect()
     }
 
     fn val_names(items: &[PendingItem]) -> Vec<PathBuf> {
         let mut names: Vec<PathBuf> = items
             .iter()
-            .filter(|i| i.split == Split::Val)
+            .filter(|i| i.split == Assignment::Val)
             .map(|i| i.image.clone())
             .collect();
         names.sort();

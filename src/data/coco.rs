@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::assemble::{BoxGeometry, Loaded, PendingBox, PendingItem, Split};
+use super::assemble::{Assignment, BoxGeometry, Loaded, PendingBox, PendingItem};
 use super::decode::{file_name, list_dirs, list_files};
 use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
 use crate::geometry::Rect;
@@ -206,17 +206,17 @@ pub(crate) fn detect(root: &Path) -> Vec<PathBuf> {
 }
 
 /// The split a file name suggests: `instances_train2017.json` → train, `…val…`/`…test…` → val.
-fn split_of_file(json: &Path) -> Split {
+fn split_of_file(json: &Path) -> Assignment {
     let stem = json
         .file_stem()
         .map(|s| s.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     if stem.contains("train") {
-        Split::Train
+        Assignment::Train
     } else if stem.contains("val") || stem.contains("test") {
-        Split::Val
+        Assignment::Val
     } else {
-        Split::Unassigned
+        Assignment::Unassigned
     }
 }
 

@@ -121,6 +121,13 @@ impl Default for LoadOptions {
     }
 }
 
+/// One of a dataset's lists of full images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Val,
+}
+
 /// A loaded dataset: only good items; the problems are in the diagnostics beside it.
 #[derive(Clone, Debug)]
 pub struct Dataset {
@@ -131,6 +138,16 @@ pub struct Dataset {
     pub val: Vec<ImageRecord>,
     /// `pos/` crops (whole image = one object of class 0); empty for other layouts.
     pub positive_crops: Vec<ImageRecord>,
+}
+
+impl Dataset {
+    /// The images of one split.
+    pub fn images(&self, split: Split) -> &[ImageRecord] {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+        }
+    }
 }
 
 /// A layout found in a folder, with what loading it needs.

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::assemble::{drop_unknown_classes, BoxGeometry, Loaded, PendingBox, PendingItem, Split};
+use super::assemble::{
+    drop_unknown_classes, Assignment, BoxGeometry, Loaded, PendingBox, PendingItem,
+};
 use super::decode::list_images;
 use super::diagnostics::{Diagnostic, DiagnosticKind};
 use super::voc::VocAnnotation;
@@ -34,9 +36,9 @@ pub(crate) fn load(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
     let mut items = positive_crops(root, diagnostics);
     // With a validation folder every negative trains; without one the seeded split decides.
     let negative_split = if validation.is_some() {
-        Split::Train
+        Assignment::Train
     } else {
-        Split::Unassigned
+        Assignment::Unassigned
     };
     items.extend(negative_images(root, negative_split, diagnostics));
     let Some(validation) = validation else {
@@ -86,7 +88,7 @@ fn positive_crops(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pending
     list_images(&pos)
         .into_iter()
         .map(|image| {
-            let mut item = PendingItem::new(image.clone(), Split::Crop);
+            let mut item = PendingItem::new(image.clone(), Assignment::Crop);
             item.boxes.push(PendingBox {
                 class_id: 0,
                 geometry: BoxGeometry::WholeImage,
@@ -103,7 +105,7 @@ fn positive_crops(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pending
 /// Every image in `neg/`, with no object.
 fn negative_images(
     root: &Path,
-    split: Split,
+    split: Assignment,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<PendingItem> {
     let Some(neg) = first_dir(root, &NEGATIVE_FOLDERS) else {
@@ -121,7 +123,7 @@ fn negative_images(
 }
 
 /// A validation image whose VOC annotation waits for the class names.
-type VocValidation = (PathBuf, Split, PathBuf, VocAnnotation);
+type VocValidation = (PathBuf, Assignment, PathBuf, VocAnnotation);
 
 /// The validation images: those with YOLO labels (`<stem>.txt`) or none, ready; those with VOC
 /// XML (`<stem>.xml`), still to be given class indices.
@@ -134,17 +136,19 @@ fn read_validation(
     for image in list_images(validation) {
         let txt = image.with_extension("txt");
         if let Ok(bytes) = std::fs::read(&txt) {
-            let mut item = PendingItem::new(image, Split::Val);
+            let mut item = PendingItem::new(image, Assignment::Val);
             item.boxes =
                 super::yolo::parse_label_text(&String::from_utf8_lossy(&bytes), &txt, diagnostics);
             items.push(item);
             continue;
         }
         match super::voc::read_beside(&image, diagnostics) {
-            Some(Ok((xml, annotation))) => voc_items.push((image, Split::Val, xml, annotation)),
+            Some(Ok((xml, annotation))) => {
+                voc_items.push((image, Assignment::Val, xml, annotation))
+            }
             // An annotation that cannot be read leaves the image's objects unknown: skip it.
             Some(Err(())) => {}
-            None => items.push(PendingItem::new(image, Split::Val)),
+            None => items.push(PendingItem::new(image, Assignment::Val)),
         }
     }
     (items, voc_items)

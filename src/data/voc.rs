@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::assemble::{BoxGeometry, Loaded, PendingBox, PendingItem, Split};
+use super::assemble::{Assignment, BoxGeometry, Loaded, PendingBox, PendingItem};
 use super::decode::{file_name, list_files, list_images};
 use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
 use super::xml::{parse_tree, XmlNode};
@@ -148,7 +148,7 @@ fn read_annotation(xml: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<VocA
 /// An annotation waiting for class indices (known once every file is read).
 struct Annotated {
     image: PathBuf,
-    split: Split,
+    split: Assignment,
     xml: Option<(PathBuf, VocAnnotation)>,
 }
 
@@ -206,12 +206,12 @@ pub(crate) fn has_xml_beside_image(dir: &Path) -> bool {
     list_xml(dir).any(|x| x.file_stem().is_some_and(|s| stems.contains(s)))
 }
 
-/// Split folder names, as `train/` and `test/` in many exported sets.
-fn split_of_folder(name: &str) -> Split {
+/// Assignment folder names, as `train/` and `test/` in many exported sets.
+fn split_of_folder(name: &str) -> Assignment {
     match name.to_ascii_lowercase().as_str() {
-        "train" | "training" => Split::Train,
-        "val" | "valid" | "validation" | "test" | "testing" => Split::Val,
-        _ => Split::Unassigned,
+        "train" | "training" => Assignment::Train,
+        "val" | "valid" | "validation" | "test" | "testing" => Assignment::Val,
+        _ => Assignment::Unassigned,
     }
 }
 
@@ -224,13 +224,13 @@ pub(crate) fn load(
     let annotated = match arrangement {
         Arrangement::Standard => load_standard(root, diagnostics),
         Arrangement::SiblingFolders { xml_dir, image_dir } => {
-            load_pairs(&xml_dir, &image_dir, Split::Unassigned, diagnostics)
+            load_pairs(&xml_dir, &image_dir, Assignment::Unassigned, diagnostics)
         }
         Arrangement::Beside(folders) => {
             let mut all = Vec::new();
             for folder in folders {
                 let split = if folder == root {
-                    Split::Unassigned
+                    Assignment::Unassigned
                 } else {
                     split_of_folder(&file_name(&folder))
                 };
@@ -245,7 +245,7 @@ pub(crate) fn load(
 /// Gives every object its class index. With `known_names`, objects of other classes are
 /// dropped with a diagnostic; otherwise the names are the sorted unique names found.
 pub(crate) fn finish_with_names(
-    items: Vec<(PathBuf, Split, PathBuf, VocAnnotation)>,
+    items: Vec<(PathBuf, Assignment, PathBuf, VocAnnotation)>,
     known_names: &[String],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<PendingItem> {
@@ -345,7 +345,7 @@ fn list_images_with_stem(dir: &Path, stem: &std::ffi::OsStr) -> Option<PathBuf> 
 fn load_pairs(
     xml_dir: &Path,
     image_dir: &Path,
-    split: Split,
+    split: Assignment,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Annotated> {
     let mut annotated = Vec::new();
@@ -436,7 +436,7 @@ fn read_id_list(sets_dir: &Path, name: &str) -> Option<IdList> {
 
 /// The split files present in `sets_dir`, each with the split it fills; empty when there are
 /// none.
-fn split_lists(sets_dir: &Path) -> Vec<(IdList, Split)> {
+fn split_lists(sets_dir: &Path) -> Vec<(IdList, Assignment)> {
     let train = read_id_list(sets_dir, "train.txt")
         .map(|t| (t, false))
         .or_else(|| read_id_list(sets_dir, "trainval.txt").map(|t| (t, true)));
@@ -450,10 +450,10 @@ fn split_lists(sets_dir: &Path) -> Vec<(IdList, Split)> {
         // trainval.txt also holds the validation ids: keep them out of train.
         list.ids
             .retain(|(_, id)| !(is_trainval && val_ids.contains(id)));
-        lists.push((list, Split::Train));
+        lists.push((list, Assignment::Train));
     }
     if let Some(list) = val {
-        lists.push((list, Split::Val));
+        lists.push((list, Assignment::Val));
     }
     lists
 }
@@ -472,7 +472,7 @@ fn load_unlisted(
             "the VOC layout needs a JPEGImages folder beside Annotations",
         ));
     }
-    load_pairs(xml_dir, image_dir, Split::Unassigned, diagnostics)
+    load_pairs(xml_dir, image_dir, Assignment::Unassigned, diagnostics)
         .into_iter()
         .filter(|a| a.xml.is_some())
         .collect()
@@ -484,7 +484,7 @@ fn load_listed(
     xml_dir: &Path,
     image_dir: &Path,
     list: IdList,
-    split: Split,
+    split: Assignment,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Annotated> {
     let mut annotated = Vec::new();

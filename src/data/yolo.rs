@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use super::assemble::{drop_unknown_classes, BoxGeometry, Loaded, PendingBox, PendingItem, Split};
+use super::assemble::{
+    drop_unknown_classes, Assignment, BoxGeometry, Loaded, PendingBox, PendingItem,
+};
 use super::decode::list_images_recursive;
 use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
 
@@ -161,18 +163,18 @@ impl DataYaml {
 
     /// The keys that name images, with their split: `train`, and `val` (or else `test`) when
     /// present; without either, the seeded split shares out the `train` images.
-    fn splits(&self) -> Vec<(&'static str, Split)> {
+    fn splits(&self) -> Vec<(&'static str, Assignment)> {
         let val_key = ["val", "test"]
             .into_iter()
             .find(|key| self.yaml.get(key).is_some());
         let train_split = if val_key.is_some() {
-            Split::Train
+            Assignment::Train
         } else {
-            Split::Unassigned
+            Assignment::Unassigned
         };
         let mut splits = vec![("train", train_split)];
         if let Some(key) = val_key {
-            splits.push((key, Split::Val));
+            splits.push((key, Assignment::Val));
         }
         splits
     }
@@ -357,7 +359,7 @@ pub(crate) fn label_path_for(image: &Path) -> PathBuf {
 /// Reads the label file of `image` (none or empty: no object) into a pending item.
 pub(crate) fn read_labels(
     image: PathBuf,
-    split: Split,
+    split: Assignment,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> PendingItem {
     let label_path = label_path_for(&image);

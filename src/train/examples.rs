@@ -43,12 +43,7 @@ pub struct Example {
     pub window: Rect,
 }
 
-/// Which images examples are drawn from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Val,
-}
+pub use crate::data::Split;
 
 #[derive(Clone, Copy, Debug)]
 enum Positive {
@@ -110,10 +105,7 @@ impl ExampleSampler {
     }
 
     fn images(&self) -> &[ImageRecord] {
-        match self.split {
-            Split::Train => &self.dataset.train,
-            Split::Val => &self.dataset.val,
-        }
+        self.dataset.images(self.split)
     }
 
     pub fn has_positives(&self) -> bool {

@@ -7,12 +7,7 @@ use egui::{Color32, Pos2, Sense, Stroke, TextureHandle, TextureOptions, Vec2};
 use crate::data::ImageRecord;
 use crate::geometry::Rect;
 
-/// Which list of the dataset an image index refers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Split {
-    Train,
-    Val,
-}
+pub use crate::data::Split;
 
 /// Textures of dataset images, uploaded the first time each is shown.
 #[derive(Default)]

@@ -201,7 +201,7 @@ impl ExampleSampler {
                     record.to_decoded(&record.boxes[rng.random_range(0..record.boxes.len())].rect);
                 let window = near_miss_window(&object, self.shape, rng);
                 if max_overlap(record, &window) < NEGATIVE_MAX_IOU {
-                    return self.background(record, image, window);
+                    return self.background(record, Some(image), window);
                 }
             }
             let (iw, ih) = (record.pixels.width() as f32, record.pixels.height() as f32);
@@ -219,7 +219,7 @@ impl ExampleSampler {
             let window = Rect::new(x0, y0, x0 + ww, y0 + wh);
             let overlap = max_overlap(record, &window);
             if overlap < NEGATIVE_MAX_IOU {
-                return self.background(record, image, window);
+                return self.background(record, Some(image), window);
             }
             if fallback.is_none_or(|(_, _, best)| overlap < best) {
                 fallback = Some((image, window, overlap));
@@ -232,7 +232,7 @@ impl ExampleSampler {
             return self.positive(pick, rng);
         }
         let (image, window, _) = fallback.unwrap_or((0, Rect::new(0.0, 0.0, 1.0, 1.0), 0.0));
-        self.background(&images[image], image, window)
+        self.background(&images[image], Some(image), window)
     }
 
     /// Background cut from a `pos/` crop: half its object, or the object far too small or too
@@ -242,21 +242,16 @@ impl ExampleSampler {
     fn partial_crop(&self, record: &ImageRecord, rng: &mut ChaCha8Rng) -> Example {
         let (w, h) = (record.pixels.width() as f32, record.pixels.height() as f32);
         let window = partial_window(&Rect::new(0.0, 0.0, w, h), self.shape, rng);
-        Example {
-            pixels: sample_region(
-                &record.pixels,
-                window,
-                self.shape.width_px,
-                self.shape.height_px,
-            ),
-            label: 0,
-            target: [0.0; 4],
-            source_image: None,
-            window: record.to_original(&window),
-        }
+        self.background(record, None, window)
     }
 
-    fn background(&self, record: &ImageRecord, image: usize, window: Rect) -> Example {
+    /// `window` of `record` (`source_image` in its split, `None` for a crop) as background.
+    fn background(
+        &self,
+        record: &ImageRecord,
+        source_image: Option<usize>,
+        window: Rect,
+    ) -> Example {
         Example {
             pixels: sample_region(
                 &record.pixels,
@@ -266,7 +261,7 @@ impl ExampleSampler {
             ),
             label: 0,
             target: [0.0; 4],
-            source_image: Some(image),
+            source_image,
             window: record.to_original(&window),
         }
     }

@@ -14,6 +14,9 @@ use crate::geometry::Rect;
 use crate::train::config::Strategy;
 use crate::train::messages::EvalReport;
 
+/// Above this many false positives on an image, their types are left to the breakdown plot.
+const MAX_LABELLED_FALSE_POSITIVES: usize = 10;
+
 /// What the viewer shows.
 #[derive(Default)]
 pub struct DetectionsState {
@@ -95,6 +98,8 @@ pub fn detections_ui(
     legend_ui(ui);
 
     let mut boxes = ground_truth_boxes(dataset, image, Some(&report), threshold);
+    // Types written on every box of a crowded image would hide the image.
+    let label_types = counts.fp <= MAX_LABELLED_FALSE_POSITIVES;
     for (index, detection) in report.detections.iter().enumerate() {
         // A NaN score is never kept, as in the evaluation.
         let kept = detection.score >= threshold;
@@ -112,7 +117,11 @@ pub fn detections_ui(
                 color,
                 width: 2.0,
                 dashed: false,
-                label: report.evaluation.error_kind(index).map(|k| k.label()),
+                label: report
+                    .evaluation
+                    .error_kind(index)
+                    .filter(|_| label_types)
+                    .map(|k| k.label()),
             },
         ));
     }

@@ -249,7 +249,7 @@ pub fn error_breakdown_ui(
         .height(height)
         .legend(
             Legend::default()
-                .position(Corner::RightBottom)
+                .position(Corner::RightTop)
                 .text_style(egui::TextStyle::Small),
         )
         .x_axis_label(format!("false positives at ≥ {threshold:.2}"))
@@ -266,7 +266,8 @@ pub fn error_breakdown_ui(
         })
         .include_x(0.0)
         .include_y(-0.6)
-        .include_y(strategies.len().max(1) as f64 - 0.4)
+        // Room above the bars for the legend.
+        .include_y(strategies.len().max(1) as f64 + 1.4)
         .allow_drag(false)
         .allow_zoom(false)
         .allow_scroll(false)

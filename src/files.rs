@@ -6,17 +6,20 @@ use std::path::Path;
 
 use anyhow::Context;
 
+/// The last component of `path` for people (the whole path when it has none).
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = dir.join(format!(".{name}.partial"));
+    let partial = dir.join(format!(".{}.partial", file_name(path)));
     let mut file = std::fs::File::create(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     file.write_all(bytes)

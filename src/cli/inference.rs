@@ -122,10 +122,7 @@ pub(super) fn detect(
         for d in detector::detect(&model.net, &pixels, &model.info.scales, floor, model.device) {
             results.push(files::CocoResult {
                 image_id: image_id as u64 + 1,
-                file_name: path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                file_name: crate::files::file_name(path),
                 category_id: d.class_id as u64 + 1,
                 category_name: model
                     .info

@@ -61,11 +61,7 @@ pub(crate) fn list_images_recursive(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The last component of `path` for messages (the whole path when it has none, e.g. `..`).
-pub(crate) fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
-}
+pub(crate) use crate::files::file_name;
 
 fn is_hidden(path: &Path) -> bool {
     path.file_name()

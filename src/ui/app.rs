@@ -18,6 +18,7 @@ use super::picker::FolderPicker;
 use super::plots::{error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui};
 use super::theme;
 use crate::data::{Dataset, Diagnostic};
+use crate::files::file_name;
 use crate::train::config::Strategy;
 use crate::train::messages::{Command, EvalReport, Event, HardExampleBatch, RunInfo};
 use crate::train::thread::TrainerHandle;
@@ -491,11 +492,7 @@ impl OhemApp {
                     .max_height(220.0)
                     .show(ui, |ui| {
                         for d in &self.diagnostics {
-                            let file = d
-                                .path
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_else(|| d.path.display().to_string());
+                            let file = file_name(&d.path);
                             let place = match d.line {
                                 Some(line) => format!("{file}:{line}"),
                                 None => file,

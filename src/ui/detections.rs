@@ -10,6 +10,7 @@ use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Split};
 use super::theme;
 use crate::data::Dataset;
 use crate::eval::Outcome;
+use crate::files::file_name;
 use crate::geometry::Rect;
 use crate::train::config::Strategy;
 use crate::train::messages::EvalReport;
@@ -83,11 +84,7 @@ pub fn detections_ui(
     ui.horizontal_wrapped(|ui| {
         ui.label(format!(
             "{} · {} (step {})",
-            record
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            file_name(&record.path),
             report.strategy.label(),
             report.step
         ));

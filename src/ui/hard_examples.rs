@@ -8,6 +8,7 @@ use egui::{Color32, Sense, Stroke, TextureHandle, TextureOptions, Vec2};
 use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Split};
 use super::theme;
 use crate::data::{Dataset, ImageRecord};
+use crate::files::file_name;
 use crate::geometry::Rect;
 use crate::train::messages::{HardExample, HardExampleBatch};
 
@@ -210,8 +211,7 @@ fn hardest_images_ui(ui: &mut egui::Ui, state: &HardExamplesState, dataset: Opti
         for (image, count) in hardest {
             let name = dataset
                 .and_then(|d| d.train.get(image))
-                .and_then(|r| r.path.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|r| file_name(&r.path))
                 .unwrap_or_else(|| format!("#{image}"));
             ui.weak(format!("{name} ×{count}"));
         }

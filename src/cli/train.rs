@@ -14,6 +14,7 @@ use super::files::RunFiles;
 use super::DeviceArg;
 use crate::data::Dataset;
 use crate::detector::NetSize;
+use crate::train::config::HEADLESS_SELECTION_WARMUP_STEPS;
 use crate::train::messages::{EvalReport, RunInfo};
 use crate::train::{Command, Event, OhemLoss, Strategy, TrainConfig, TrainerHandle};
 
@@ -39,6 +40,12 @@ pub struct TrainArgs {
     /// Steps of linear learning-rate warm-up.
     #[arg(long, default_value_t = TrainConfig::default().warmup_steps)]
     pub warmup: u64,
+    /// Keep the learning rate constant after the warm-up instead of decaying it.
+    #[arg(long)]
+    pub no_lr_decay: bool,
+    /// Steps in which OHEM and random-M train on the whole batch before selecting.
+    #[arg(long, default_value_t = HEADLESS_SELECTION_WARMUP_STEPS)]
+    pub select_after: u64,
     /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     pub weight_decay: f64,
@@ -87,6 +94,8 @@ impl TrainArgs {
             strategies: Strategy::parse_list(&self.strategies)?,
             lr: self.lr,
             warmup_steps: self.warmup,
+            lr_decay: !self.no_lr_decay,
+            selection_warmup_steps: self.select_after,
             weight_decay: self.weight_decay,
             window_area_px: self.window_px,
             colour_jitter: self.colour_jitter,

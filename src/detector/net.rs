@@ -59,56 +59,12 @@ impl std::fmt::Display for NetSize {
 /// Weight of the box term next to classification, as in Fast R-CNN.
 const BOX_LOSS_WEIGHT: f64 = 1.0;
 
-/// Normalisation over the channels at each position (ConvNeXt's channels-first LayerNorm).
-///
-/// Not BatchNorm: its running statistics would move during OHEM's read-only pass, and it would
-/// score an example differently in a batch of 8 than in one of 256. Not GroupNorm either: its
-/// statistics span the whole spatial extent, a window in training but the whole image when the
-/// network slides over it, so the detector would see other features at test time. Statistics
-/// per position keep the network fully convolutional: a window scores the same alone or inside
-/// an image.
-#[derive(Debug)]
-struct ChannelNorm {
-    weight: Tensor,
-    bias: Tensor,
-    channels: i64,
-}
-
-impl ChannelNorm {
-    const EPS: f64 = 1e-5;
-
-    fn new(vs: nn::Path, channels: i64) -> Self {
-        Self {
-            weight: vs.ones("weight", &[channels]),
-            bias: vs.zeros("bias", &[channels]),
-            channels,
-        }
-    }
-}
-
-impl Module for ChannelNorm {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        // libtorch's fused layer norm over the last dimension, on a channels-last view: one
-        // kernel forward and one backward instead of a chain of small element-wise ones.
-        xs.permute([0, 2, 3, 1])
-            .layer_norm(
-                [self.channels],
-                Some(&self.weight),
-                Some(&self.bias),
-                Self::EPS,
-                false,
-            )
-            .permute([0, 3, 1, 2])
-    }
-}
-
 /// Background plus `num_classes` scores and four box deltas per window.
 #[derive(Debug)]
 pub struct DetectorNet {
-    stages: Vec<(nn::Conv2D, ChannelNorm)>,
+    stages: Vec<nn::Conv2D>,
     /// Covers a whole window's cells: on a window it yields one vector, on an image a map.
     head: nn::Conv2D,
-    head_norm: ChannelNorm,
     out: nn::Conv2D,
     pub num_classes: usize,
     /// The window it was trained on, in pixels.
@@ -136,15 +92,13 @@ impl DetectorNet {
             };
             nn::conv2d(vs / name, c_in, c_out, k, config)
         };
-        let norm = |name: &str, channels: i64| ChannelNorm::new(vs / name, channels);
         let mut c_in = 3;
         let mut stages = Vec::new();
         for (i, &(c_out, stride)) in size.stages().iter().enumerate() {
             // Strided convolutions rather than conv + max-pool: on the CPU, max-pooling took
             // more than half of the forward pass, which made OHEM's read-only pass nearly as
             // costly as a full training step.
-            let conv = conv(&format!("conv{}", i + 1), c_in, c_out, 3, stride);
-            stages.push((conv, norm(&format!("norm{}", i + 1), c_out)));
+            stages.push(conv(&format!("conv{}", i + 1), c_in, c_out, 3, stride));
             c_in = c_out;
         }
         let (cells_w, cells_h) = shape.cells();
@@ -155,7 +109,6 @@ impl DetectorNet {
             [cells_h as i64, cells_w as i64],
             nn::ConvConfigND::<[i64; 2]>::default(),
         );
-        let head_norm = norm("head_norm", size.head_channels());
         let out = conv(
             "out",
             size.head_channels(),
@@ -166,7 +119,6 @@ impl DetectorNet {
         Self {
             stages,
             head,
-            head_norm,
             out,
             num_classes,
             shape,
@@ -177,11 +129,10 @@ impl DetectorNet {
     /// one cell per window position (a single cell when the input is one window).
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let mut h = xs.shallow_clone();
-        for (conv, norm) in &self.stages {
-            h = norm.forward(&conv.forward(&h)).relu();
+        for stage in &self.stages {
+            h = stage.forward(&h).relu();
         }
-        self.out
-            .forward(&self.head_norm.forward(&self.head.forward(&h)).relu())
+        self.out.forward(&self.head.forward(&h).relu())
     }
 
     /// Logits `[N, C + 1]` and deltas `[N, 4]` for a batch of windows.

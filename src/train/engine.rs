@@ -156,6 +156,7 @@ impl Engine {
         let candidates = candidates(examples);
         let selection = self.selection();
         let count = self.learners.len();
+        let selecting = self.step >= self.config.selection_warmup_steps;
         let mut records: Vec<Option<StrategyStep>> = vec![None; count];
         let mut hard_examples = None;
         let mut non_finite = Vec::new();
@@ -165,12 +166,18 @@ impl Engine {
             let index = (turn + self.step as usize) % count;
             let learner = &mut self.learners[index];
             learner.set_lr(self.config.lr_at(self.step));
-            let outcome = learner.step(&batch, &candidates, &selection, self.config.ohem_loss)?;
+            let outcome = learner.step(
+                &batch,
+                &candidates,
+                &selection,
+                self.config.ohem_loss,
+                selecting,
+            )?;
             // Only a non-finite loss on the trained examples skips an update.
             if !outcome.selected.is_empty() && !outcome.record.trained_loss.is_finite() {
                 non_finite.push(learner.strategy());
             }
-            if learner.strategy() == Strategy::Ohem {
+            if learner.strategy() == Strategy::Ohem && selecting {
                 hard_examples = Some(self.hard_example_batch(examples, &outcome));
             }
             records[index] = Some(outcome.record);

@@ -91,11 +91,12 @@ impl Learner {
         candidates: &[Candidate],
         selection: &SelectionConfig,
         ranked_by: OhemLoss,
+        selecting: bool,
     ) -> anyhow::Result<Outcome> {
         // 1. The read-only pass: every example, no gradient, the weights the trained pass uses.
         //    Full batch trains on every example, so its trained pass doubles as this one.
         let clock = Instant::now();
-        let read_only = (self.strategy != Strategy::FullBatch).then(|| {
+        let read_only = (selecting && self.strategy != Strategy::FullBatch).then(|| {
             let _guard = tch::no_grad_guard();
             PerExample::of(
                 &self
@@ -109,6 +110,7 @@ impl Learner {
         let clock = Instant::now();
         let k = candidates.len();
         let selected = match (&read_only, self.strategy) {
+            _ if !selecting => (0..k).collect(),
             (Some(seen), Strategy::Ohem) => {
                 let ranking = match ranked_by {
                     OhemLoss::Classification => &seen.classification,

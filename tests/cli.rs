@@ -156,6 +156,8 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
             "cpu",
             "--seed",
             "3",
+            "--select-after",
+            "6",
             "--out",
             path(out),
         ])
@@ -189,9 +191,20 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
         "one evaluation per strategy at the end"
     );
     let hard = std::fs::read_to_string(first.join("hard_examples.csv")).expect("hard examples");
-    assert!(
-        hard.lines().count() > 12,
+    // OHEM trains on the whole batch for 6 steps, then picks M = 8 per step.
+    let pick_steps: Vec<u64> = hard
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().expect("step").parse().expect("a step"))
+        .collect();
+    assert_eq!(
+        pick_steps.len(),
+        6 * 8,
         "OHEM's picks are recorded per step"
+    );
+    assert!(
+        pick_steps.iter().all(|&s| s > 6),
+        "no picks during the warm-up"
     );
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("config.json")).expect("config"))
@@ -258,4 +271,52 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
         assert!(rows[0].get(key).is_some(), "{key} missing");
     }
     assert_eq!(rows[0]["bbox"].as_array().expect("bbox").len(), 4);
+}
+
+#[test]
+fn compare_runs_every_seed_and_reports_mean_and_std() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run(&[
+        "compare",
+        "--seeds",
+        "2",
+        "--data",
+        path(&sample_data()),
+        "--steps",
+        "4",
+        "--batch",
+        "16",
+        "--hard",
+        "4",
+        "--eval-every",
+        "4",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--out",
+        path(dir.path()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for seed in ["seed5", "seed6"] {
+        assert!(dir.path().join(seed).join("eval.csv").is_file(), "{seed}");
+    }
+    let rows = std::fs::read_to_string(dir.path().join("compare.csv")).expect("compare.csv");
+    assert_eq!(
+        rows.lines().count(),
+        1 + 2 * 3,
+        "a row per seed and strategy"
+    );
+    assert!(rows
+        .lines()
+        .next()
+        .expect("header")
+        .contains("fp_localisation"));
+    let summary = std::fs::read_to_string(dir.path().join("summary.txt")).expect("summary");
+    assert!(summary.contains(" ± "), "{summary}");
+    assert!(
+        summary.contains("OHEM beat full batch in") && summary.contains("of 2 seeds"),
+        "{summary}"
+    );
+    assert!(text(&out).contains("mAP@0.5"), "{}", text(&out));
 }

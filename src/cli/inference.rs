@@ -76,6 +76,15 @@ pub(super) fn evaluate(
         "{}",
         describe_errors(&evaluation.error_breakdown(threshold))
     );
+    let best = evaluation.best_f1_point();
+    println!(
+        "best F1 {:.4} at score ≥ {:.4} (precision {:.4}, recall {:.4}); there {}",
+        best.f1(),
+        best.score,
+        best.precision,
+        best.recall,
+        describe_errors(&evaluation.error_breakdown(best.score))
+    );
     Ok(())
 }
 

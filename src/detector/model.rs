@@ -81,11 +81,19 @@ impl ModelInfo {
                 .map(|r| (r.pixels.width() as f32, r.pixels.height() as f32)),
         );
         let window = WindowShape::from_box_sizes(&sizes, window_area_px);
-        let mut scales = window::pyramid_scales(&sizes, window);
-        if !dataset.positive_crops.is_empty() && dataset.train.iter().all(|r| r.boxes.is_empty()) {
-            // Crops say nothing about object sizes in full images: slide over a wide range.
-            scales = vec![1.0, 1.41, 2.0, 2.83, 4.0];
-        }
+        let crops_only =
+            !dataset.positive_crops.is_empty() && dataset.train.iter().all(|r| r.boxes.is_empty());
+        let scales = if crops_only {
+            // Crops are cut at the size their objects have in photos, but a test photo may show
+            // an object larger or smaller: slide from half to twice the crops' range.
+            let widened: Vec<(f32, f32)> = sizes
+                .iter()
+                .flat_map(|&(w, h)| [(w * 0.5, h * 0.5), (w, h), (w * 2.0, h * 2.0)])
+                .collect();
+            window::pyramid_scales(&widened, window)
+        } else {
+            window::pyramid_scales(&sizes, window)
+        };
         Self {
             class_names: dataset.class_names.clone(),
             window,
@@ -138,5 +146,47 @@ impl LoadedModel {
             device,
             _vs: vs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::data::{ImageRecord, Layout};
+
+    fn record(width: u32, height: u32) -> ImageRecord {
+        ImageRecord {
+            path: PathBuf::from("memory.png"),
+            width,
+            height,
+            boxes: Vec::new(),
+            pixels: Arc::new(image::RgbImage::new(width, height)),
+            scale: 1.0,
+        }
+    }
+
+    #[test]
+    fn crops_set_the_pyramid_around_their_own_size() {
+        // 240-pixel crops and a 32×32 window: the objects need a scale near 7.5, far beyond
+        // the 1–4 a fixed range would give.
+        let dataset = Dataset {
+            root: PathBuf::from("memory"),
+            layout: Layout::PosNeg,
+            class_names: vec!["kangaroo".into()],
+            train: vec![record(600, 400)],
+            val: Vec::new(),
+            positive_crops: (0..20).map(|i| record(200 + 4 * i, 220 + 4 * i)).collect(),
+        };
+        let info = ModelInfo::from_dataset(&dataset, 1152.0, NetSize::Small);
+        let covers = |scale: f32| info.scales.iter().any(|s| (s / scale).ln().abs() < 0.35);
+        assert!(covers(7.5), "{:?}", info.scales);
+        assert!(
+            covers(3.75) && covers(14.0),
+            "half and twice: {:?}",
+            info.scales
+        );
     }
 }

@@ -12,6 +12,7 @@ use clap::Args;
 
 use super::DeviceArg;
 use crate::data::{self, LoadOptions};
+use crate::detector::NetSize;
 use crate::train::examples::ExampleStream;
 use crate::train::{Engine, Strategy, TrainConfig};
 
@@ -113,18 +114,39 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(script) = &args.reference {
         let ours = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch));
-        compare_with_pytorch(script, args, ours);
+        compare_with_pytorch(script, args, &engine, ours);
     }
     Ok(())
 }
 
 /// Runs the PyTorch version of the step and prints our times as multiples of its times.
-fn compare_with_pytorch(script: &Path, args: &BenchArgs, ours: (Option<f64>, Option<f64>)) {
+fn compare_with_pytorch(
+    script: &Path,
+    args: &BenchArgs,
+    engine: &Engine,
+    ours: (Option<f64>, Option<f64>),
+) {
+    let info = engine.info();
+    let width = match info.size {
+        NetSize::Small => 1,
+        NetSize::Large => 2,
+    };
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let output = std::process::Command::new(&python)
         .arg(script)
         .args(["--k", &args.batch_size.to_string()])
-        .args(["--m", &args.hard_examples.to_string()])
+        .args(["--m", &args.hard_examples.min(args.batch_size).to_string()])
+        .args(["--window-w", &info.window.width_px.to_string()])
+        .args(["--window-h", &info.window.height_px.to_string()])
+        .args(["--width", &width.to_string()])
+        .args([
+            "--device",
+            if engine.device_name() == "CPU" {
+                "cpu"
+            } else {
+                "cuda"
+            },
+        ])
         .args(["--steps", &args.steps.to_string()])
         .output();
     let text = match output {

@@ -65,15 +65,29 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         anyhow::bail!("--seeds must be at least 1");
     }
     let base = args.train.config()?;
+    if base.eval_every == 0 {
+        anyhow::bail!("compare needs evaluations: --eval-every must be at least 1");
+    }
+    let interrupted = train::interrupt_flag();
     let mut rows = Vec::new();
     for i in 0..args.seeds {
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("stopped before seed {}", base.seed.wrapping_add(i));
+            break;
+        }
         let seed = base.seed.wrapping_add(i);
         eprintln!("— seed {seed} ({} of {}) —", i + 1, args.seeds);
         let mut config = base.clone();
         config.seed = seed;
         let out = args.train.out.join(format!("seed{seed}"));
-        let evaluations = train::run(&args.train.data, &out, config)?;
+        let evaluations = train::run(&args.train.data, &out, config, &interrupted)?;
         rows.extend(evaluations.iter().map(|e| Row::new(seed, e)));
+    }
+    if rows.is_empty() {
+        anyhow::bail!(
+            "no run was evaluated: {} has no validation images to compare on",
+            args.train.data.display()
+        );
     }
     let csv_path = args.train.out.join("compare.csv");
     write_rows(&csv_path, &rows)?;

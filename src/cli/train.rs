@@ -14,7 +14,7 @@ use super::files::RunFiles;
 use super::DeviceArg;
 use crate::data::Dataset;
 use crate::detector::NetSize;
-use crate::train::config::HEADLESS_SELECTION_WARMUP_STEPS;
+use crate::train::config::SELECTION_WARMUP_SHARE;
 use crate::train::messages::{EvalReport, RunInfo};
 use crate::train::{Command, Event, OhemLoss, Strategy, TrainConfig, TrainerHandle};
 
@@ -43,9 +43,10 @@ pub struct TrainArgs {
     /// Keep the learning rate constant after the warm-up instead of decaying it.
     #[arg(long)]
     pub no_lr_decay: bool,
-    /// Steps in which OHEM and random-M train on the whole batch before selecting.
-    #[arg(long, default_value_t = HEADLESS_SELECTION_WARMUP_STEPS)]
-    pub select_after: u64,
+    /// Steps in which OHEM and random-M train on the whole batch before selecting
+    /// [default: a tenth of --steps].
+    #[arg(long)]
+    pub select_after: Option<u64>,
     /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     pub weight_decay: f64,
@@ -95,7 +96,9 @@ impl TrainArgs {
             lr: self.lr,
             warmup_steps: self.warmup,
             lr_decay: !self.no_lr_decay,
-            selection_warmup_steps: self.select_after,
+            selection_warmup_steps: self
+                .select_after
+                .unwrap_or((self.steps as f64 * SELECTION_WARMUP_SHARE).round() as u64),
             weight_decay: self.weight_decay,
             window_area_px: self.window_px,
             colour_jitter: self.colour_jitter,
@@ -117,12 +120,30 @@ impl TrainArgs {
 
 /// `train`: one run into `--out`.
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    run(&args.data, &args.out, args.config()?).map(|_| ())
+    let config = args.config()?;
+    run(&args.data, &args.out, config, &interrupt_flag()).map(|_| ())
+}
+
+/// Set by Ctrl-C. One handler per process (the `ctrlc` crate allows no second one), so a
+/// command that trains several runs shares it between them.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    if let Err(error) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+        eprintln!("warning: Ctrl-C will end the process without saving: {error}");
+    }
+    interrupted
 }
 
 /// Trains `config` on the dataset in `data_dir`, writing the run folder `out`; returns the last
-/// evaluation of each strategy.
-pub fn run(data_dir: &Path, out: &Path, config: TrainConfig) -> anyhow::Result<Vec<EvalReport>> {
+/// evaluation of each strategy. When `interrupted` is set, the run stops at the next step and
+/// still saves its weights.
+pub fn run(
+    data_dir: &Path,
+    out: &Path,
+    config: TrainConfig,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Vec<EvalReport>> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
     let mut trainer = TrainerHandle::spawn(Arc::new(|| {}))?;
@@ -140,10 +161,6 @@ pub fn run(data_dir: &Path, out: &Path, config: TrainConfig) -> anyhow::Result<V
     };
     trainer.send(Command::Start(session.config.clone()));
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    // A second Ctrl-C falls through to the default handler and ends the process.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     let mut stop_sent = false;
     loop {
         if interrupted.load(Ordering::SeqCst) && !stop_sent && session.phase == Phase::Training {

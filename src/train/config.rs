@@ -69,9 +69,10 @@ impl std::fmt::Display for Strategy {
     }
 }
 
-/// The CLI's selection warm-up: on the kangaroo photos (1,500 OHEM steps, seed 1) it took the
-/// whole-batch loss to 0.44 where OHEM from random weights was still at 0.70.
-pub const HEADLESS_SELECTION_WARMUP_STEPS: u64 = 300;
+/// The CLI's selection warm-up, as a share of the step budget: 300 of 1,500 OHEM steps on the
+/// kangaroo photos took the whole-batch loss to 0.44 where OHEM from random weights was still at
+/// 0.70.
+pub const SELECTION_WARMUP_SHARE: f64 = 0.1;
 
 /// What OHEM ranks the examples of a batch by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -119,7 +120,7 @@ pub struct TrainConfig {
     /// from random weights every window scores alike, and OHEM's picks hold the model at a
     /// constant score for hundreds of steps (the paper starts from ImageNet weights). 0 in the
     /// app, which shows OHEM's picks from the first batch; the CLI's default is
-    /// [`HEADLESS_SELECTION_WARMUP_STEPS`].
+    /// [`SELECTION_WARMUP_SHARE`] of the step budget.
     pub selection_warmup_steps: u64,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
@@ -199,6 +200,16 @@ impl TrainConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.strategies.is_empty() {
             bail!("no strategy chosen: pick at least one of ohem, full, random");
+        }
+        let selects = self.strategies.iter().any(|&s| s != Strategy::FullBatch);
+        if let Some(steps) = self
+            .steps
+            .filter(|&n| selects && self.selection_warmup_steps >= n)
+        {
+            bail!(
+                "the selection warm-up ({} steps) covers the whole run ({steps} steps): OHEM would never select; lower --select-after",
+                self.selection_warmup_steps
+            );
         }
         self.validate_settings()
     }

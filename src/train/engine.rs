@@ -189,7 +189,12 @@ impl Engine {
                 step: self.step,
                 elapsed_secs: 0.0,
                 batch_size: examples.len(),
-                hard_examples: self.config.hard_examples,
+                // During the warm-up every strategy trains on the whole batch.
+                hard_examples: if selecting {
+                    self.config.hard_examples
+                } else {
+                    examples.len()
+                },
                 examples_per_sec: examples.len() as f32 / secs,
                 strategies: records.into_iter().flatten().collect(),
             },

@@ -311,8 +311,8 @@ fn near_miss_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> 
 }
 
 /// A window of the detector's aspect on `object` that must count as background (IoU below
-/// [`NEGATIVE_MAX_IOU`]): shifted by half a window or more, or two to three times too large, or
-/// half the object's size or less.
+/// [`NEGATIVE_MAX_IOU`]): the snug window around it shifted by half a window or more, or scaled
+/// two to three times up, or down to half its size or less.
 pub fn partial_window(object: &Rect, shape: WindowShape, rng: &mut ChaCha8Rng) -> Rect {
     let snug = window_around(object, shape);
     let (cx, cy) = snug.center();

@@ -276,7 +276,10 @@ impl Trainer {
 
     fn start(&mut self, config: TrainConfig) -> Result<(), Gone> {
         self.end_run("a new run started")?;
-        self.settings = config.clone();
+        // Settings that fail validation would make every later live change fail with them.
+        if config.validate().is_ok() {
+            self.settings = config.clone();
+        }
         let Some(dataset) = self.dataset.clone() else {
             return self
                 .outbox

@@ -304,7 +304,7 @@ impl PlotsState {
                     out.serialize((
                         strategy.key(),
                         name,
-                        series.steps[i],
+                        series.steps[i] as u64,
                         series.secs[i],
                         series.values[i],
                     ))?;
@@ -313,7 +313,7 @@ impl PlotsState {
         }
         for (strategy, rows) in &self.map_history {
             for r in rows {
-                out.serialize((strategy.key(), "map", r[0], r[1], r[2]))?;
+                out.serialize((strategy.key(), "map", r[0] as u64, r[1], r[2]))?;
             }
         }
         let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -319,5 +319,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("learning rate"));
+        let never_selects = TrainConfig {
+            steps: Some(100),
+            selection_warmup_steps: 100,
+            ..TrainConfig::default()
+        };
+        let error = never_selects.validate().unwrap_err().to_string();
+        assert!(error.contains("never select"), "{error}");
+        let full_only = TrainConfig {
+            strategies: vec![Strategy::FullBatch],
+            ..never_selects
+        };
+        assert!(full_only.validate().is_ok());
     }
 }

@@ -85,13 +85,22 @@ fn candidates_at_scale(
 ) -> Vec<RawDetection> {
     let shape = net.shape;
     let classes = net.num_classes;
-    let out_w = (image.width() as f32 / scale).floor() as usize;
-    let out_h = (image.height() as f32 / scale).floor() as usize;
-    if out_w < shape.width_px || out_h < shape.height_px {
+    let fit_w = ((image.width() as f32 / scale).floor() as usize).max(1);
+    let fit_h = ((image.height() as f32 / scale).floor() as usize).max(1);
+    // An object that fills the photo needs a window as large as the photo or larger: pad the
+    // resampled image with grey up to one window, as training crops near an edge are padded.
+    // Only while the image still fills half of the window's side.
+    if 2 * fit_w < shape.width_px || 2 * fit_h < shape.height_px {
         return Vec::new();
     }
-    let whole = Rect::new(0.0, 0.0, image.width() as f32, image.height() as f32);
-    let pixels = window::sample_region(image, whole, out_w, out_h);
+    let (out_w, out_h) = (fit_w.max(shape.width_px), fit_h.max(shape.height_px));
+    // The image was resampled to whole pixels: the true factors differ a little per axis.
+    let (sx, sy) = (
+        image.width() as f32 / fit_w as f32,
+        image.height() as f32 / fit_h as f32,
+    );
+    let region = Rect::new(0.0, 0.0, out_w as f32 * sx, out_h as f32 * sy);
+    let pixels = window::sample_region(image, region, out_w, out_h);
     let out = net.forward(&pixels_to_tensor(&pixels, 1, out_h, out_w, device));
     let (map_h, map_w) = (out.size()[2] as usize, out.size()[3] as usize);
     let probs = out
@@ -102,11 +111,6 @@ fn candidates_at_scale(
     let probs = Vec::<f32>::try_from(probs.flatten(0, -1)).unwrap_or_default();
     let deltas = Vec::<f32>::try_from(deltas.flatten(0, -1)).unwrap_or_default();
     let cells = map_h * map_w;
-    // The image was resampled to whole pixels: the true factors differ a little per axis.
-    let (sx, sy) = (
-        image.width() as f32 / out_w as f32,
-        image.height() as f32 / out_h as f32,
-    );
     let mut candidates = Vec::new();
     for cell in 0..cells {
         let (y, x) = (cell / map_w, cell % map_w);

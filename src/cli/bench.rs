@@ -86,21 +86,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .zip(&totals)
         .map(|(learner, t)| (learner.strategy(), t.iter().sum::<f64>() / n))
         .collect();
-    println!(
-        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>12}",
-        "strategy", "forward", "select", "train", "step", "examples/s"
-    );
-    for ((strategy, step_ms), t) in per_step.iter().zip(&totals) {
-        println!(
-            "{:<12} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>12.0}",
-            strategy.label(),
-            t[0] / n,
-            t[1] / n,
-            t[2] / n,
-            step_ms,
-            k as f64 / (step_ms / 1000.0)
-        );
-    }
+    print_table(&per_step, &totals, n, k);
     let time_of = |s: Strategy| per_step.iter().find(|(x, _)| *x == s).map(|(_, t)| *t);
     if let (Some(ohem), Some(full)) = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch)) {
         let expected = (k + 3 * m) as f64 / (3 * k) as f64;
@@ -117,6 +103,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         compare_with_pytorch(script, args, &engine, ours);
     }
     Ok(())
+}
+
+/// One row per strategy: mean milliseconds of each part of the step, and examples per second.
+fn print_table(per_step: &[(Strategy, f64)], totals: &[[f64; 3]], n: f64, k: usize) {
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "strategy", "forward", "select", "train", "step", "examples/s"
+    );
+    for ((strategy, step_ms), t) in per_step.iter().zip(totals) {
+        println!(
+            "{:<12} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>12.0}",
+            strategy.label(),
+            t[0] / n,
+            t[1] / n,
+            t[2] / n,
+            step_ms,
+            k as f64 / (step_ms / 1000.0)
+        );
+    }
 }
 
 /// Runs the PyTorch version of the step and prints our times as multiples of its times.

@@ -126,6 +126,18 @@ fn open_and_start(harness: &mut Harness<'_, OhemApp>) {
     wait_for(harness, "the first steps", |h| shown_step(h) > 0);
 }
 
+/// Starts a run that evaluates every second step, so the views have an evaluation to show.
+fn start_evaluating_every_two_steps(harness: &mut Harness<'_, OhemApp>) {
+    wait_for(harness, "the dataset to load", |h| {
+        has_label(h, "ready: press Start")
+    });
+    harness
+        .get_by_role_and_label(Role::Slider, "evaluate every")
+        .set_value_accesskit(2.0);
+    harness.run_steps(2);
+    open_and_start(harness);
+}
+
 #[test]
 fn typing_a_path_and_enter_opens_the_dataset() {
     let data = fixture();
@@ -194,14 +206,7 @@ fn training_shows_hard_examples_and_a_new_m_applies_to_later_batches() {
 fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     let data = fixture();
     let mut harness = app_harness(Some(data.path().to_path_buf()), false, None);
-    wait_for(&mut harness, "the dataset to load", |h| {
-        has_label(h, "ready: press Start")
-    });
-    harness
-        .get_by_role_and_label(Role::Slider, "evaluate every")
-        .set_value_accesskit(2.0);
-    harness.run_steps(2);
-    open_and_start(&mut harness);
+    start_evaluating_every_two_steps(&mut harness);
     wait_for(&mut harness, "an evaluation", |h| {
         count_labels_containing(h, "OHEM @ ") > 0 && count_labels_containing(h, "hard example ") > 0
     });
@@ -243,4 +248,128 @@ fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
 
     harness.get_by_label("Resume").click();
     wait_for(&mut harness, "training to go on", |h| shown_step(h) > step);
+}
+
+/// One step of a single-strategy run with M = `m` whose losses are `loss`.
+fn step_event(step: u64, m: usize, loss: f32) -> ohem_studio::train::messages::Event {
+    use ohem_studio::train::config::Strategy;
+    use ohem_studio::train::messages::{Event, StepReport, StrategyStep};
+    Event::Step(StepReport {
+        step,
+        elapsed_secs: step as f64 * 0.05,
+        batch_size: 128,
+        hard_examples: m,
+        examples_per_sec: 1000.0,
+        strategies: vec![StrategyStep {
+            strategy: Strategy::Ohem,
+            trained_loss: loss,
+            batch_loss: loss * 0.8,
+            forward_ms: 1.0,
+            select_ms: 0.1,
+            train_ms: 1.0,
+        }],
+    })
+}
+
+#[test]
+fn a_loss_spike_is_clipped_until_outliers_are_asked_for() {
+    let mut harness = app_harness(None, false, None);
+    // Losses around 0.5 with one step near 30, as when M drops from 32 to 3 mid-run.
+    for step in 1..=300u64 {
+        let (m, loss) = match step {
+            ..200 => (32, 0.5 + 0.05 * ((step % 7) as f32 / 7.0)),
+            200 => (3, 29.0),
+            _ => (3, 0.6 + 0.05 * ((step % 5) as f32 / 5.0)),
+        };
+        harness.state_mut().apply_event(step_event(step, m, loss));
+    }
+    harness.run_steps(3);
+    let (low, high) = harness.state().loss_plot_y_range().unwrap();
+    assert!(
+        high < 2.0 && low > 0.0,
+        "the y range fits the bulk of the losses, not the spike: {low}..{high}"
+    );
+    harness.run_steps(30);
+    assert_eq!(
+        harness.state().loss_plot_y_range().unwrap().1,
+        high,
+        "the range holds still from frame to frame (the M-change label does not widen it)"
+    );
+
+    harness.get_by_label("ignore outliers").click();
+    harness.run_steps(3);
+    let (_, high) = harness.state().loss_plot_y_range().unwrap();
+    assert!(
+        high >= 29.0,
+        "with outliers shown the spike is in range: ..{high}"
+    );
+}
+
+/// The numbers of the viewer's "showing N of M detections" line.
+fn shown_detections(harness: &Harness<'_, OhemApp>) -> (usize, usize) {
+    let text = text_of(&harness.get_by_label_contains("detections at ≥"));
+    let numbers: Vec<usize> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn the_viewer_shows_top_n_false_positives_or_misses_and_best_f1_sets_the_threshold() {
+    let data = fixture();
+    let mut harness = app_harness(Some(data.path().to_path_buf()), false, None);
+    start_evaluating_every_two_steps(&mut harness);
+    wait_for(&mut harness, "an evaluation", |h| {
+        count_labels_containing(h, "detections at ≥") > 0
+    });
+    harness.get_by_label("Pause").click();
+    wait_for(&mut harness, "the pause", |h| has_label(h, "paused"));
+    harness.run_steps(3);
+
+    // Until the slider is moved, the threshold follows the evaluation's best F1.
+    let best = harness.state().best_f1_score().unwrap().clamp(0.05, 0.99);
+    assert_eq!(harness.state().score_threshold(), best);
+
+    harness
+        .get_by_role_and_label(Role::Slider, "score threshold")
+        .set_value_accesskit(0.05);
+    harness.get_by_label("sort by false positives").click();
+    harness.run_steps(3);
+    let (all, total) = shown_detections(&harness);
+    assert!(
+        total >= 2,
+        "an early model finds several boxes at 0.05 ({total})"
+    );
+    assert_eq!(all, total.min(20), "top 20 by default");
+
+    harness
+        .get_by_role_and_label(Role::Slider, "top N")
+        .set_value_accesskit(1.0);
+    harness.run_steps(3);
+    assert_eq!(shown_detections(&harness), (1, total), "top 1");
+
+    harness
+        .get_by_role_and_label(Role::Slider, "top N")
+        .set_value_accesskit(100.0);
+    harness.get_by_label("false positives only").click();
+    harness.run_steps(3);
+    // The viewer's own "FP n" for this image.
+    let false_positives: usize = harness
+        .query_all_by_label_contains("FP ")
+        .find_map(|node| text_of(&node).strip_prefix("FP ")?.parse().ok())
+        .unwrap();
+    assert_eq!(shown_detections(&harness), (false_positives, total));
+
+    harness.get_by_label("misses only").click();
+    harness.run_steps(3);
+    assert_eq!(
+        shown_detections(&harness),
+        (0, total),
+        "misses only: no detections"
+    );
+
+    harness.get_by_label("best F1").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().score_threshold(), best);
 }

@@ -11,7 +11,7 @@ use egui::RichText;
 
 use super::controls::{controls_ui, ControlAction, Controls};
 use super::curves::{PlotsState, REFRESH_INTERVAL};
-use super::detections::{detections_ui, DetectionsState};
+use super::detections::{detections_ui, shown_report, DetectionsState};
 use super::hard_examples::{hard_examples_ui, HardExamplesState};
 use super::images::ImageTextures;
 use super::picker::FolderPicker;
@@ -267,6 +267,11 @@ impl OhemApp {
             Event::Evaluated(report) => {
                 self.plots.record_evaluation(&report);
                 self.latest_evaluations.insert(report.strategy, report);
+                if self.controls.threshold_follows_best_f1 {
+                    if let Some(score) = self.best_f1_score() {
+                        self.controls.set_threshold_to_best_f1(score);
+                    }
+                }
             }
             Event::Paused => self.status = Status::Paused,
             Event::Resumed => self.status = Status::Running,
@@ -308,6 +313,22 @@ impl OhemApp {
     /// The hard-example batch on screen.
     pub fn shown_hard_examples(&self) -> Option<&HardExampleBatch> {
         self.hard_examples.shown_batch()
+    }
+
+    /// The y range (low, high) the loss plot was last drawn with.
+    pub fn loss_plot_y_range(&self) -> Option<(f64, f64)> {
+        self.plots.drawn_loss_y_range
+    }
+
+    /// The score of the best-F1 point of the evaluation the detections viewer shows.
+    pub fn best_f1_score(&self) -> Option<f32> {
+        shown_report(&self.detections, &self.latest_evaluations)
+            .map(|r| r.evaluation.best_f1_point().score)
+    }
+
+    /// The score threshold every view applies.
+    pub fn score_threshold(&self) -> f32 {
+        self.controls.score_threshold
     }
 
     /// Whether the trainer thread has ended (or was never started).
@@ -442,11 +463,13 @@ impl OhemApp {
     }
 
     fn controls_panel_ui(&mut self, ui: &mut egui::Ui) {
+        let best_f1 = self.best_f1_score();
         egui::ScrollArea::vertical()
             .id_salt("controls_scroll")
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                let (commands, action) = controls_ui(ui, &mut self.controls, self.has_weights);
+                let (commands, action) =
+                    controls_ui(ui, &mut self.controls, self.has_weights, best_f1);
                 for command in commands {
                     // Settings for the next run are kept by the trainer too, so send them even
                     // when no run is active.

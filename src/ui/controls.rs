@@ -17,6 +17,8 @@ pub struct Controls {
     pub hard_examples: usize,
     /// Detections and examples scored at or above this count as "object".
     pub score_threshold: f32,
+    /// Until the user moves the threshold, each evaluation sets it to its best-F1 point.
+    pub threshold_follows_best_f1: bool,
     pub lr: f64,
     pub strategies: Vec<Strategy>,
     pub nms_by_loss: bool,
@@ -33,6 +35,7 @@ impl Default for Controls {
             batch_size: config.batch_size,
             hard_examples: config.hard_examples,
             score_threshold: 0.5,
+            threshold_follows_best_f1: true,
             lr: config.lr,
             strategies: config.strategies,
             nms_by_loss: config.nms_by_loss,
@@ -72,11 +75,26 @@ pub enum ControlAction {
     SaveWeights,
 }
 
+/// The score threshold's slider range.
+pub const THRESHOLD_RANGE: std::ops::RangeInclusive<f32> = 0.05..=0.99;
+
+impl Controls {
+    /// Moves the threshold to an evaluation's best-F1 score, within the slider's range.
+    pub fn set_threshold_to_best_f1(&mut self, best_f1_score: f32) {
+        if best_f1_score.is_finite() {
+            self.score_threshold =
+                best_f1_score.clamp(*THRESHOLD_RANGE.start(), *THRESHOLD_RANGE.end());
+        }
+    }
+}
+
 /// Draws the controls; returns the commands to send for what changed, and any button pressed.
+/// `best_f1` is the score of the latest evaluation's best-F1 point.
 pub fn controls_ui(
     ui: &mut egui::Ui,
     controls: &mut Controls,
     run_active: bool,
+    best_f1: Option<f32>,
 ) -> (Vec<Command>, Option<ControlAction>) {
     let mut commands = Vec::new();
     let mut action = None;
@@ -108,8 +126,7 @@ pub fn controls_ui(
     if m_changed {
         commands.push(Command::SetHardExamples(controls.hard_examples));
     }
-    ui.add(egui::Slider::new(&mut controls.score_threshold, 0.05..=0.99).text("score threshold"))
-        .on_hover_text("Applies at once to every view; training is not affected");
+    threshold_ui(ui, controls, best_f1);
 
     let lr_changed = ui
         .add(
@@ -188,4 +205,36 @@ pub fn controls_ui(
         }
     });
     (commands, action)
+}
+
+/// The score threshold's slider and its "best F1" button.
+fn threshold_ui(ui: &mut egui::Ui, controls: &mut Controls, best_f1: Option<f32>) {
+    let moved = ui
+        .add(
+            egui::Slider::new(&mut controls.score_threshold, THRESHOLD_RANGE)
+                .text("score threshold"),
+        )
+        .on_hover_text("Applies at once to every view; training is not affected")
+        .changed();
+    if moved {
+        controls.threshold_follows_best_f1 = false;
+    }
+    ui.horizontal(|ui| {
+        let hint = match best_f1 {
+            Some(score) => format!("The latest evaluation's highest F1 is at {score:.2}"),
+            None => "Available after the first evaluation".to_string(),
+        };
+        if ui
+            .add_enabled(best_f1.is_some(), egui::Button::new("best F1"))
+            .on_hover_text(hint)
+            .clicked()
+        {
+            if let Some(score) = best_f1 {
+                controls.set_threshold_to_best_f1(score);
+            }
+        }
+        if controls.threshold_follows_best_f1 {
+            ui.weak("follows each evaluation's best F1");
+        }
+    });
 }

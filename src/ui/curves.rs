@@ -161,12 +161,24 @@ pub struct SettingChange {
     pub text: String,
 }
 
+/// Share of the loss points left out at each end when outliers are ignored in the y range.
+const OUTLIER_QUANTILE: f64 = 0.01;
+
 /// Everything the plots show, and how.
 pub struct PlotsState {
     pub x_by_time: bool,
     /// EMA weight, 0 (raw) to 0.99.
     pub smoothing: f32,
     pub log_y: bool,
+    /// Scale the loss plot's y axis to the bulk of the points: a spike is drawn clipped at the
+    /// edge instead of flattening every curve (TensorBoard's "ignore outliers").
+    pub ignore_outliers: bool,
+    /// The loss plot's y range without outliers, in drawn units (log10 under `log_y`).
+    pub(super) robust_y_range: Option<(f64, f64)>,
+    /// The highest loss point drawn, in drawn units.
+    pub(super) loss_y_max: Option<f64>,
+    /// The y range the loss plot was last drawn with.
+    pub(super) drawn_loss_y_range: Option<(f64, f64)>,
     pub curves: BTreeMap<Strategy, StrategyCurves>,
     pub changes: Vec<SettingChange>,
     /// mAP per strategy: `[step, secs, map]`.
@@ -184,6 +196,10 @@ impl Default for PlotsState {
             x_by_time: false,
             smoothing: 0.6,
             log_y: false,
+            ignore_outliers: true,
+            robust_y_range: None,
+            loss_y_max: None,
+            drawn_loss_y_range: None,
             curves: BTreeMap::new(),
             changes: Vec::new(),
             map_history: BTreeMap::new(),
@@ -199,11 +215,11 @@ impl Default for PlotsState {
 impl PlotsState {
     /// Forgets the last run's curves.
     pub fn clear(&mut self) {
-        let (x_by_time, smoothing, log_y) = (self.x_by_time, self.smoothing, self.log_y);
         *self = Self {
-            x_by_time,
-            smoothing,
-            log_y,
+            x_by_time: self.x_by_time,
+            smoothing: self.smoothing,
+            log_y: self.log_y,
+            ignore_outliers: self.ignore_outliers,
             ..Self::default()
         };
     }
@@ -262,6 +278,7 @@ impl PlotsState {
     pub fn refresh_views(&mut self) -> bool {
         let now = Instant::now();
         let mut waiting = false;
+        let mut rebuilt = false;
         for curves in self.curves.values_mut() {
             for series in [&mut curves.trained, &mut curves.batch] {
                 let key = ViewKey {
@@ -270,8 +287,19 @@ impl PlotsState {
                     smoothing: self.smoothing,
                     log_y: self.log_y,
                 };
+                let before = series.view_key;
                 waiting |= series.refresh(key, now);
+                rebuilt |= series.view_key != before;
             }
+        }
+        if rebuilt {
+            let drawn = self
+                .curves
+                .values()
+                .flat_map(|c| c.trained.raw_view.iter().chain(&c.batch.raw_view));
+            let ys: Vec<f64> = drawn.map(|p| p.y).filter(|y| y.is_finite()).collect();
+            self.loss_y_max = ys.iter().copied().reduce(f64::max);
+            self.robust_y_range = robust_range(ys, OUTLIER_QUANTILE);
         }
         if self.map_view_by_time != Some(self.x_by_time) {
             let column = usize::from(self.x_by_time);
@@ -320,6 +348,25 @@ impl PlotsState {
         crate::files::write_atomically(path, &bytes)
     }
 }
+/// The range of `values` without the lowest and highest `quantile` of them, widened by a tenth
+/// on each side; `None` when no value is finite.
+pub fn robust_range(mut values: Vec<f64>, quantile: f64) -> Option<(f64, f64)> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    let last = values.len() - 1;
+    let rank = |q: f64| (last as f64 * q).floor() as usize;
+    let low = *values
+        .select_nth_unstable_by(rank(quantile), f64::total_cmp)
+        .1;
+    let high = *values
+        .select_nth_unstable_by(last - rank(quantile), f64::total_cmp)
+        .1;
+    let pad = ((high - low) * 0.1).max(1e-6);
+    Some((low - pad, high + pad))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +398,16 @@ mod tests {
         series.push(3_001.0, 3_001.0, 70.0);
         assert!(!series.refresh(key(3_002), start + Duration::from_millis(300)));
         assert_eq!(peak(&series), 70.0);
+    }
+
+    #[test]
+    fn robust_range_leaves_a_spike_out() {
+        let mut values = vec![0.5; 300];
+        values[150] = 30.0;
+        values[10] = f64::NAN;
+        let (low, high) = robust_range(values, OUTLIER_QUANTILE).unwrap();
+        assert!(low < 0.5 && high > 0.5 && high < 1.0, "{low}..{high}");
+        assert_eq!(robust_range(vec![f64::NAN], OUTLIER_QUANTILE), None);
     }
 
     #[test]

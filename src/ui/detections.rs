@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use egui::RichText;
 
-use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Split};
+use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Labels, Split};
 use super::theme;
 use crate::data::Dataset;
 use crate::eval::Outcome;
@@ -15,17 +15,43 @@ use crate::geometry::Rect;
 use crate::train::config::Strategy;
 use crate::train::messages::EvalReport;
 
-/// Above this many false positives on an image, their types are left to the breakdown plot.
-const MAX_LABELLED_FALSE_POSITIVES: usize = 10;
+/// Up to this many boxes on an image, each is labelled; above it only the one under the pointer.
+const MAX_LABELLED_BOXES: usize = 8;
+
+/// Which of an image's boxes the viewer draws.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BoxFilter {
+    /// Every detection at the threshold (up to the top N) and every annotated box.
+    #[default]
+    All,
+    /// False positives only, over the annotated boxes.
+    FalsePositives,
+    /// The annotated boxes no detection found, nothing else.
+    Misses,
+}
 
 /// What the viewer shows.
-#[derive(Default)]
 pub struct DetectionsState {
     /// Position in the (possibly sorted) image order.
     pub position: usize,
     pub sort_by_false_positives: bool,
     /// Show the full-batch model's detections instead of OHEM's.
     pub show_full_batch: bool,
+    /// At most this many detections per image, highest score first.
+    pub top_n: usize,
+    pub filter: BoxFilter,
+}
+
+impl Default for DetectionsState {
+    fn default() -> Self {
+        Self {
+            position: 0,
+            sort_by_false_positives: false,
+            show_full_batch: false,
+            top_n: 20,
+            filter: BoxFilter::All,
+        }
+    }
 }
 
 pub fn detections_ui(
@@ -40,15 +66,7 @@ pub fn detections_ui(
         ui.weak("No validation images.");
         return;
     };
-    let wanted = if state.show_full_batch {
-        Strategy::FullBatch
-    } else {
-        Strategy::Ohem
-    };
-    let report = latest
-        .get(&wanted)
-        .or_else(|| latest.values().next())
-        .cloned();
+    let report = shown_report(state, latest).cloned();
     let order = image_order(
         dataset,
         report.as_deref(),
@@ -56,28 +74,21 @@ pub fn detections_ui(
         state.sort_by_false_positives,
     );
     state.position = state.position.min(order.len() - 1);
-
-    ui.horizontal_wrapped(|ui| {
-        if ui.button("< prev").clicked() {
-            state.position = state.position.checked_sub(1).unwrap_or(order.len() - 1);
-        }
-        if ui.button("next >").clicked() {
-            state.position = (state.position + 1) % order.len();
-        }
-        ui.label(format!("{}/{}", state.position + 1, order.len()));
-        ui.checkbox(
-            &mut state.sort_by_false_positives,
-            "sort by false positives",
-        );
-        ui.checkbox(&mut state.show_full_batch, "full-batch model");
-    });
+    viewer_settings_ui(ui, state, order.len());
     let image = order[state.position];
     let record = &dataset.val[image];
     let Some(report) = report else {
         ui.weak("No evaluation yet: boxes appear after the first one (or press Evaluate now).");
         let texture = textures.get(ui.ctx(), Split::Val, image, record);
-        let boxes = ground_truth_boxes(dataset, image, None, threshold);
-        image_with_boxes_ui(ui, &texture, record, &boxes, ui.available_size());
+        let boxes = ground_truth_boxes(dataset, image, None, threshold, state.filter);
+        image_with_boxes_ui(
+            ui,
+            &texture,
+            record,
+            &boxes,
+            ui.available_size(),
+            Labels::OnHover,
+        );
         return;
     };
     let counts = report.evaluation.image_counts(image, threshold);
@@ -94,37 +105,130 @@ pub fn detections_ui(
     });
     legend_ui(ui);
 
-    let mut boxes = ground_truth_boxes(dataset, image, Some(&report), threshold);
-    // Types written on every box of a crowded image would hide the image.
-    let label_types = counts.fp <= MAX_LABELLED_FALSE_POSITIVES;
-    for (index, detection) in report.detections.iter().enumerate() {
-        // A NaN score is never kept, as in the evaluation.
-        let kept = detection.score >= threshold;
-        if detection.image != image || !kept {
-            continue;
-        }
-        let color = match report.evaluation.outcome(index) {
-            Outcome::TruePositive { .. } => theme::TRUE_POSITIVE,
-            Outcome::FalsePositive => theme::FALSE_POSITIVE,
-            Outcome::Ignored => theme::IGNORED,
-        };
-        boxes.push((
-            detection.rect,
-            BoxStyle {
-                color,
-                width: 2.0,
-                dashed: false,
-                label: report
-                    .evaluation
-                    .error_kind(index)
-                    .filter(|_| label_types)
-                    .map(|k| k.label()),
-            },
-        ));
-    }
+    let mut boxes = ground_truth_boxes(dataset, image, Some(&report), threshold, state.filter);
+    let detections = detection_boxes(&report, image, threshold, state);
+    ui.weak(format!(
+        "showing {} of {} detections at ≥ {threshold:.2}",
+        detections.shown.len(),
+        detections.total
+    ));
+    boxes.extend(detections.shown);
+    let labels = if boxes.len() <= MAX_LABELLED_BOXES {
+        Labels::Always
+    } else {
+        Labels::OnHover
+    };
     let texture = textures.get(ui.ctx(), Split::Val, image, record);
-    let response = image_with_boxes_ui(ui, &texture, record, &boxes, ui.available_size());
+    let response = image_with_boxes_ui(ui, &texture, record, &boxes, ui.available_size(), labels);
     response.on_hover_text(record.path.display().to_string());
+}
+
+/// The evaluation the viewer shows: OHEM's (or full batch's when asked), else the first there is.
+pub fn shown_report<'a>(
+    state: &DetectionsState,
+    latest: &'a BTreeMap<Strategy, Arc<EvalReport>>,
+) -> Option<&'a Arc<EvalReport>> {
+    let wanted = if state.show_full_batch {
+        Strategy::FullBatch
+    } else {
+        Strategy::Ohem
+    };
+    latest.get(&wanted).or_else(|| latest.values().next())
+}
+
+/// Image navigation, sorting, the model shown, top N and the box filter.
+fn viewer_settings_ui(ui: &mut egui::Ui, state: &mut DetectionsState, images: usize) {
+    ui.horizontal_wrapped(|ui| {
+        if ui.button("< prev").clicked() {
+            state.position = state.position.checked_sub(1).unwrap_or(images - 1);
+        }
+        if ui.button("next >").clicked() {
+            state.position = (state.position + 1) % images;
+        }
+        ui.label(format!("{}/{}", state.position + 1, images));
+        ui.checkbox(
+            &mut state.sort_by_false_positives,
+            "sort by false positives",
+        );
+        ui.checkbox(&mut state.show_full_batch, "full-batch model");
+    });
+    ui.horizontal_wrapped(|ui| {
+        ui.add(
+            egui::Slider::new(&mut state.top_n, 1..=100)
+                .logarithmic(true)
+                .text("top N"),
+        )
+        .on_hover_text("At most this many detections per image, highest score first");
+        ui.selectable_value(&mut state.filter, BoxFilter::All, "all");
+        ui.selectable_value(
+            &mut state.filter,
+            BoxFilter::FalsePositives,
+            "false positives only",
+        );
+        ui.selectable_value(&mut state.filter, BoxFilter::Misses, "misses only");
+    });
+}
+
+/// The detections the viewer draws on one image, and how many pass the threshold.
+struct DetectionBoxes {
+    shown: Vec<(Rect, BoxStyle)>,
+    total: usize,
+}
+
+/// The image's detections at the threshold, highest score first, filtered and cut to the top N;
+/// each labelled with its score and, for a false positive, its error type.
+fn detection_boxes(
+    report: &EvalReport,
+    image: usize,
+    threshold: f32,
+    state: &DetectionsState,
+) -> DetectionBoxes {
+    // A NaN score is never kept, as in the evaluation.
+    let mut kept: Vec<usize> = (0..report.detections.len())
+        .filter(|&i| report.detections[i].image == image && report.detections[i].score >= threshold)
+        .collect();
+    let total = kept.len();
+    kept.sort_by(|&a, &b| {
+        report.detections[b]
+            .score
+            .total_cmp(&report.detections[a].score)
+    });
+    let shown = kept
+        .into_iter()
+        .filter_map(|index| {
+            let outcome = report.evaluation.outcome(index);
+            let wanted = match state.filter {
+                BoxFilter::All => true,
+                BoxFilter::FalsePositives => outcome == Outcome::FalsePositive,
+                BoxFilter::Misses => false,
+            };
+            wanted.then(|| detection_box(report, index, outcome))
+        })
+        .take(state.top_n)
+        .collect();
+    DetectionBoxes { shown, total }
+}
+
+fn detection_box(report: &EvalReport, index: usize, outcome: Outcome) -> (Rect, BoxStyle) {
+    let detection = &report.detections[index];
+    let color = match outcome {
+        Outcome::TruePositive { .. } => theme::TRUE_POSITIVE,
+        Outcome::FalsePositive => theme::FALSE_POSITIVE,
+        Outcome::Ignored => theme::IGNORED,
+    };
+    let label = match report.evaluation.error_kind(index) {
+        Some(kind) => format!("{} {:.2}", kind.label(), detection.score),
+        None => format!("{:.2}", detection.score),
+    };
+    (
+        detection.rect,
+        BoxStyle {
+            color,
+            width: 2.0,
+            dashed: false,
+            label: Some(label),
+        },
+    )
 }
 
 fn legend_ui(ui: &mut egui::Ui) {
@@ -176,6 +280,7 @@ fn ground_truth_boxes(
     image: usize,
     report: Option<&EvalReport>,
     threshold: f32,
+    filter: BoxFilter,
 ) -> Vec<(Rect, BoxStyle)> {
     // Ground-truth indices run over the validation images in order, each image's boxes in order.
     let first: usize = dataset.val[..image].iter().map(|r| r.boxes.len()).sum();
@@ -183,15 +288,18 @@ fn ground_truth_boxes(
         .boxes
         .iter()
         .enumerate()
-        .map(|(i, b)| {
+        .filter_map(|(i, b)| {
             let missed =
                 report.is_some_and(|r| r.evaluation.is_false_negative(first + i, threshold));
+            if filter == BoxFilter::Misses && !missed {
+                return None;
+            }
             let style = if missed {
                 BoxStyle {
                     color: theme::MISSED,
                     width: 3.0,
                     dashed: true,
-                    label: None,
+                    label: Some("missed".to_string()),
                 }
             } else {
                 BoxStyle {
@@ -201,7 +309,7 @@ fn ground_truth_boxes(
                     label: None,
                 }
             };
-            (b.rect, style)
+            Some((b.rect, style))
         })
         .collect()
 }

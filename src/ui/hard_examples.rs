@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use egui::{Color32, Sense, Stroke, TextureHandle, TextureOptions, Vec2};
 
-use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Split};
+use super::images::{image_with_boxes_ui, BoxStyle, ImageTextures, Labels, Split};
 use super::theme;
 use crate::data::{Dataset, ImageRecord};
 use crate::files::file_name;
@@ -379,7 +379,11 @@ fn window_in_source_ui(
         dashed: true,
         label: None,
     };
-    let mut boxes: Vec<(Rect, BoxStyle)> = record.boxes.iter().map(|b| (b.rect, object)).collect();
+    let mut boxes: Vec<(Rect, BoxStyle)> = record
+        .boxes
+        .iter()
+        .map(|b| (b.rect, object.clone()))
+        .collect();
     boxes.push((
         window,
         BoxStyle {
@@ -389,7 +393,7 @@ fn window_in_source_ui(
             label: None,
         },
     ));
-    image_with_boxes_ui(ui, &texture, record, &boxes, max_size);
+    image_with_boxes_ui(ui, &texture, record, &boxes, max_size, Labels::Always);
 }
 
 fn opened_source_ui(

@@ -43,13 +43,21 @@ impl ImageTextures {
 }
 
 /// How one box is drawn.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BoxStyle {
     pub color: Color32,
     pub width: f32,
     pub dashed: bool,
     /// Written above the box's top-left corner, in its colour.
-    pub label: Option<&'static str>,
+    pub label: Option<String>,
+}
+
+/// When box labels are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    Always,
+    /// Only the label of the smallest box under the pointer: many labels would hide the image.
+    OnHover,
 }
 
 /// Draws `texture` (the downscaled pixels of `record`) fitted into `max_size`, with `boxes`
@@ -60,6 +68,7 @@ pub fn image_with_boxes_ui(
     record: &ImageRecord,
     boxes: &[(Rect, BoxStyle)],
     max_size: Vec2,
+    labels: Labels,
 ) -> egui::Response {
     let original = Vec2::new(record.width.max(1) as f32, record.height.max(1) as f32);
     let fit = (max_size.x / original.x)
@@ -73,11 +82,25 @@ pub fn image_with_boxes_ui(
         egui::Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
         Color32::WHITE,
     );
-    for (b, style) in boxes {
-        let screen = egui::Rect::from_min_max(
+    let to_screen = |b: &Rect| {
+        egui::Rect::from_min_max(
             rect.min + Vec2::new(b.x0, b.y0) * fit,
             rect.min + Vec2::new(b.x1, b.y1) * fit,
-        );
+        )
+    };
+    let hovered = match labels {
+        Labels::Always => None,
+        Labels::OnHover => response.hover_pos().and_then(|pointer| {
+            boxes
+                .iter()
+                .enumerate()
+                .filter(|(_, (b, style))| style.label.is_some() && to_screen(b).contains(pointer))
+                .min_by(|(_, (a, _)), (_, (b, _))| a.area().total_cmp(&b.area()))
+                .map(|(i, _)| i)
+        }),
+    };
+    for (i, (b, style)) in boxes.iter().enumerate() {
+        let screen = to_screen(b);
         let stroke = Stroke::new(style.width, style.color);
         if style.dashed {
             let c = [
@@ -91,10 +114,11 @@ pub fn image_with_boxes_ui(
         } else {
             painter.rect_stroke(screen, 0.0, stroke, egui::StrokeKind::Middle);
         }
-        if let Some(label) = style.label {
+        let show_label = labels == Labels::Always || hovered == Some(i);
+        if let Some(label) = style.label.as_ref().filter(|_| show_label) {
             let at = screen.left_top();
             let galley = painter.layout_no_wrap(
-                label.to_string(),
+                label.clone(),
                 egui::FontId::proportional(11.0),
                 Color32::WHITE,
             );

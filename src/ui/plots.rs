@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use egui::{Color32, Id};
 use egui_plot::{
-    Bar, BarChart, ColorConflictHandling, Corner, Legend, Line, LineStyle, Plot, PlotPoint,
-    PlotPoints, Points, Text, VLine,
+    Bar, BarChart, ColorConflictHandling, Corner, Legend, Line, LineStyle, MarkerShape, Plot,
+    PlotPoint, PlotPoints, Points, Text, VLine,
 };
 
 use super::curves::PlotsState;
@@ -24,6 +24,10 @@ pub fn plot_settings_ui(ui: &mut egui::Ui, state: &mut PlotsState) {
         ui.separator();
         ui.add(egui::Slider::new(&mut state.smoothing, 0.0..=0.99).text("smoothing"));
         ui.checkbox(&mut state.log_y, "log y");
+        ui.checkbox(&mut state.ignore_outliers, "ignore outliers")
+            .on_hover_text(
+            "Scale the loss axis to the bulk of the points; a spike is drawn clipped at the edge",
+        );
     });
 }
 
@@ -65,36 +69,44 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
             .y_grid_spacer(egui_plot::log_grid_spacer(10))
             .y_axis_formatter(|mark, _| format_log_tick(mark.value));
     }
-    let state: &PlotsState = state;
-    plot.show(ui, |plot_ui| {
-        for (strategy, curves) in &state.curves {
+    let clip_range = state.robust_y_range.filter(|_| state.ignore_outliers);
+    let drawn: &PlotsState = state;
+    let response = plot.show(ui, |plot_ui| {
+        for (strategy, curves) in &drawn.curves {
             let color = theme::strategy(*strategy);
             let name = format!("{} · trained examples", strategy.label());
             if smoothing > 0.0 {
                 plot_ui.line(
-                    Line::new(name.clone(), PlotPoints::Borrowed(&curves.trained.raw_view))
+                    Line::new(name.clone(), clipped(&curves.trained.raw_view, clip_range))
                         .color(color.gamma_multiply(0.25))
                         .width(1.0)
                         .allow_hover(false),
                 );
             }
             plot_ui.line(
-                Line::new(name, PlotPoints::Borrowed(&curves.trained.smooth_view))
+                Line::new(name, clipped(&curves.trained.smooth_view, clip_range))
                     .color(color)
                     .width(1.8),
             );
             plot_ui.line(
                 Line::new(
                     format!("{} · whole batch", strategy.label()),
-                    PlotPoints::Borrowed(&curves.batch.smooth_view),
+                    clipped(&curves.batch.smooth_view, clip_range),
                 )
                 .color(color.gamma_multiply(0.8))
                 .width(1.2)
                 .style(LineStyle::dashed_dense()),
             );
         }
-        let top = plot_ui.plot_bounds().max()[1];
-        for change in &state.changes {
+        // At the top of the data, not of the plot: an item placed at the plot's edge would
+        // widen the automatic bounds a little more every frame.
+        let Some(top) = drawn
+            .loss_y_max
+            .map(|max| clip_range.map_or(max, |(_, high)| max.min(high)))
+        else {
+            return;
+        };
+        for change in &drawn.changes {
             let x = if x_by_time {
                 change.elapsed_secs
             } else {
@@ -112,6 +124,21 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
             );
         }
     });
+    let bounds = response.transform.bounds();
+    state.drawn_loss_y_range = Some((bounds.min()[1], bounds.max()[1]));
+}
+
+/// The points of `view`, with y clamped into `range` when there is one: the plot then scales to
+/// the range and an outlier is drawn at its edge.
+fn clipped(view: &[PlotPoint], range: Option<(f64, f64)>) -> PlotPoints<'_> {
+    match range {
+        None => PlotPoints::Borrowed(view),
+        Some((low, high)) => PlotPoints::Owned(
+            view.iter()
+                .map(|p| PlotPoint::new(p.x, p.y.clamp(low, high)))
+                .collect(),
+        ),
+    }
 }
 
 fn format_log_tick(log_value: f64) -> String {
@@ -169,7 +196,7 @@ pub fn map_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
 }
 
 /// The precision–recall curve of each strategy's latest evaluation, with the point at the
-/// score threshold marked; P/R/F1 at the threshold are written below by the caller.
+/// score threshold marked (filled) and the best-F1 point (a hollow diamond); P/R/F1 at the threshold are written below by the caller.
 pub fn pr_plot_ui(
     ui: &mut egui::Ui,
     latest: &BTreeMap<Strategy, std::sync::Arc<EvalReport>>,
@@ -205,10 +232,24 @@ pub fn pr_plot_ui(
                 plot_ui.line(Line::new(name.clone(), curve).color(color).width(1.5));
                 let at = report.evaluation.point_at(threshold);
                 plot_ui.points(
-                    Points::new(name, vec![[f64::from(at.recall), f64::from(at.precision)]])
-                        .color(color)
-                        .radius(5.0)
-                        .filled(true),
+                    Points::new(
+                        name.clone(),
+                        vec![[f64::from(at.recall), f64::from(at.precision)]],
+                    )
+                    .color(color)
+                    .radius(5.0)
+                    .filled(true),
+                );
+                let best = report.evaluation.best_f1_point();
+                plot_ui.points(
+                    Points::new(
+                        name,
+                        vec![[f64::from(best.recall), f64::from(best.precision)]],
+                    )
+                    .color(color)
+                    .shape(MarkerShape::Diamond)
+                    .radius(6.0)
+                    .filled(false),
                 );
             }
         });

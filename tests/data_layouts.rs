@@ -3,7 +3,10 @@
 mod common;
 
 use common::*;
-use ohem_studio::data::{load_dataset, summary, Layout, LoadOptions};
+use ohem_studio::data::{
+    decode_image, detect_layout, load_dataset, summary, Diagnostic, DiagnosticKind, ImageRecord,
+    Layout, LoadOptions,
+};
 
 fn options() -> LoadOptions {
     LoadOptions::default()
@@ -391,4 +394,285 @@ fn boxes_map_onto_downscaled_pixels_per_axis() {
     );
     let back = record.to_original(&whole);
     assert!((back.x1 - 2000.0).abs() < 1e-2 && (back.y1 - 57.0).abs() < 1e-3);
+}
+
+/// Notes (choices the loader made) among `diagnostics`, as text.
+fn notes(diagnostics: &[Diagnostic]) -> Vec<String> {
+    diagnostics
+        .iter()
+        .filter(|d| d.kind == DiagnosticKind::Note)
+        .map(|d| d.to_string())
+        .collect()
+}
+
+#[track_caller]
+fn assert_only_notes(diagnostics: &[Diagnostic]) {
+    assert!(
+        diagnostics.iter().all(|d| d.kind == DiagnosticKind::Note),
+        "{diagnostics:#?}"
+    );
+}
+
+#[test]
+fn yolo_folders_without_data_yaml_name_classes_after_the_label_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_image(root, "images/train/a.png", 100, 50);
+    write_text(
+        root,
+        "labels/train/a.txt",
+        "2 0.5 0.5 0.2 0.4\n0 0.25 0.5 0.1 0.2\n",
+    );
+    write_image(root, "images/train/b.jpg", 80, 60);
+    write_text(root, "labels/train/b.txt", "");
+    write_image(root, "images/val/c.png", 40, 40);
+    write_text(root, "labels/val/c.txt", "0 0.5 0.5 0.5 0.5\n");
+
+    assert_eq!(detect_layout(root), Some(Layout::Yolo));
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert_only_notes(&diagnostics);
+    assert_eq!(dataset.layout, Layout::Yolo);
+    assert_eq!(dataset.class_names, ["class0", "class1", "class2"]);
+    assert_eq!(names(&dataset.train), ["a.png", "b.jpg"]);
+    assert_eq!(names(&dataset.val), ["c.png"]);
+    let a = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("a.png"))
+        .expect("a");
+    assert_eq!(a.boxes[0].class_id, 2);
+    assert_rect(a.boxes[0].rect, [40.0, 15.0, 60.0, 35.0]);
+    let s = summary(&dataset);
+    assert_eq!((s.train.boxes, s.val.boxes), (2, 1));
+    assert_eq!(s.boxes_per_class, [2, 0, 1]);
+    let notes = notes(&diagnostics).join("\n");
+    assert!(notes.contains("class0…class2"), "{notes}");
+    assert!(notes.contains("train/ → train"), "{notes}");
+    assert!(notes.contains("val/ → validation"), "{notes}");
+}
+
+#[test]
+fn yolo_folders_without_data_yaml_take_class_names_from_classes_txt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_text(root, "classes.txt", "cat\ndog\n");
+    for name in ["w", "x", "y", "z"] {
+        write_image(root, &format!("images/{name}.png"), 40, 30);
+        write_text(root, &format!("labels/{name}.txt"), "1 0.5 0.5 0.5 0.5\n");
+    }
+    // Class 5 on line 2: classes.txt names only two classes.
+    write_text(
+        root,
+        "labels/x.txt",
+        "0 0.5 0.5 0.5 0.5\n5 0.5 0.5 0.2 0.2\n",
+    );
+
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert_eq!(dataset.class_names, ["cat", "dog"]);
+    // No split folder: the seeded split shares out the four images.
+    assert_eq!((dataset.train.len(), dataset.val.len()), (3, 1));
+    assert_eq!(summary(&dataset).boxes_per_class, [1, 3]);
+    let unknown: Vec<&Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.kind == DiagnosticKind::UnknownClass)
+        .collect();
+    assert_eq!(unknown.len(), 1, "{diagnostics:#?}");
+    assert!(unknown[0].path.ends_with("labels/x.txt"));
+    assert_eq!(unknown[0].line, Some(2));
+    assert!(unknown[0].message.contains("classes.txt"), "{}", unknown[0]);
+    let notes = notes(&diagnostics).join("\n");
+    assert!(notes.contains("class names from classes.txt"), "{notes}");
+    assert!(notes.contains("seeded split"), "{notes}");
+}
+
+#[test]
+fn yolo_folders_without_data_yaml_read_a_darknet_names_file_in_labels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_text(root, "labels/obj.names", "kangaroo\nwallaby\n");
+    write_image(root, "images/train/a.png", 40, 30);
+    write_text(root, "labels/train/a.txt", "1 0.5 0.5 0.5 0.5\n");
+    write_image(root, "images/test/b.png", 40, 30);
+
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert_only_notes(&diagnostics);
+    assert_eq!(dataset.class_names, ["kangaroo", "wallaby"]);
+    assert_eq!(names(&dataset.train), ["a.png"]);
+    assert_eq!(names(&dataset.val), ["b.png"]);
+    assert!(notes(&diagnostics)
+        .iter()
+        .any(|n| n.contains("class names from obj.names")));
+}
+
+#[test]
+fn voc_and_coco_sets_with_images_and_labels_folders_keep_their_layout() {
+    let voc = tempfile::tempdir().expect("tempdir");
+    write_image(voc.path(), "images/a.jpg", 32, 32);
+    write_text(
+        voc.path(),
+        "labels/a.xml",
+        &voc_xml("a.jpg", (32, 32), &[("cat", [1.0, 1.0, 9.0, 9.0], false)]),
+    );
+    assert_eq!(detect_layout(voc.path()), Some(Layout::Voc));
+
+    let coco = tempfile::tempdir().expect("tempdir");
+    write_image(coco.path(), "images/train2017/a.jpg", 32, 32);
+    write_text(coco.path(), "labels/train2017/a.txt", "0 0.5 0.5 0.5 0.5\n");
+    write_text(
+        coco.path(),
+        "annotations/instances_train2017.json",
+        r#"{"images": [{"id": 1, "file_name": "a.jpg", "width": 32, "height": 32}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 8, 8]}],
+            "categories": [{"id": 1, "name": "cat"}]}"#,
+    );
+    assert_eq!(detect_layout(coco.path()), Some(Layout::Coco));
+}
+
+/// A stored 64×40 photo: dark, with a bright 16×12 patch at columns 40..56, rows 8..20, near the
+/// top-right corner. Under EXIF orientation 6 (turn 90° clockwise) it stands 40×64 with the
+/// patch at columns 20..32, rows 40..56.
+const STORED_SIZE: (u32, u32) = (64, 40);
+const STORED_PATCH: [u32; 4] = [40, 8, 56, 20];
+const UPRIGHT_PATCH: [f32; 4] = [20.0, 40.0, 32.0, 56.0];
+
+/// JPEG bytes of the stored photo, with EXIF orientation 6.
+fn photo_turned_by_exif() -> Vec<u8> {
+    let [x0, y0, x1, y1] = STORED_PATCH;
+    let photo = image::RgbImage::from_fn(STORED_SIZE.0, STORED_SIZE.1, |x, y| {
+        let inside = (x0..x1).contains(&x) && (y0..y1).contains(&y);
+        image::Rgb(if inside { [235; 3] } else { [25; 3] })
+    });
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    photo
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .expect("encode jpeg");
+    with_exif_orientation(&jpeg.into_inner(), 6)
+}
+
+/// `jpeg` with an APP1 Exif segment right after its start marker that holds only the
+/// orientation tag (0x0112): a little-endian TIFF header and an IFD of one entry.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"II".to_vec();
+    tiff.extend_from_slice(&42u16.to_le_bytes());
+    tiff.extend_from_slice(&8u32.to_le_bytes()); // the IFD follows the 8-byte header
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_le_bytes()); // one value
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0]); // the value field's unused half
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    let mut payload = b"Exif\0\0".to_vec();
+    payload.extend(tiff);
+    // The segment length counts its own two bytes.
+    let length = u16::try_from(payload.len() + 2).expect("a short segment");
+    assert_eq!(jpeg[..2], [0xFF, 0xD8], "a JPEG starts with SOI");
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend(payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// Mean brightness of the decoded pixels inside `rect` (original pixels) and outside it.
+fn brightness_inside_and_outside(
+    record: &ImageRecord,
+    rect: ohem_studio::geometry::Rect,
+) -> (f64, f64) {
+    let inside = record.to_decoded(&rect);
+    let (mut sums, mut counts) = ([0.0f64; 2], [0usize; 2]);
+    for (x, y, pixel) in record.pixels.enumerate_pixels() {
+        let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+        let is_inside = cx > inside.x0 && cx < inside.x1 && cy > inside.y0 && cy < inside.y1;
+        let slot = usize::from(!is_inside);
+        sums[slot] += pixel.0.iter().map(|&v| f64::from(v)).sum::<f64>() / 3.0;
+        counts[slot] += 1;
+    }
+    (sums[0] / counts[0] as f64, sums[1] / counts[1] as f64)
+}
+
+/// The record stands upright and its one box covers the bright patch.
+#[track_caller]
+fn assert_upright_with_box_on_patch(record: &ImageRecord) {
+    assert_eq!((record.width, record.height), (40, 64), "{:?}", record.path);
+    assert_eq!(record.pixels.dimensions(), (40, 64));
+    assert_eq!(record.boxes.len(), 1);
+    assert_rect(record.boxes[0].rect, UPRIGHT_PATCH);
+    let (inside, outside) = brightness_inside_and_outside(record, record.boxes[0].rect);
+    assert!(
+        inside > 200.0 && outside < 50.0,
+        "{:?}: brightness {inside:.0} inside the box, {outside:.0} outside",
+        record.path
+    );
+}
+
+#[test]
+fn exif_orientation_6_turns_the_photo_and_its_voc_boxes_upright() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let photo = photo_turned_by_exif();
+    // Drawn on the stored pixels: the annotation states the stored 64×40 size.
+    write_bytes(root, "stored.jpg", &photo);
+    let [x0, y0, x1, y1] = STORED_PATCH.map(|v| v as f32);
+    write_text(
+        root,
+        "stored.xml",
+        &voc_xml(
+            "stored.jpg",
+            STORED_SIZE,
+            &[("patch", [x0 + 1.0, y0 + 1.0, x1, y1], false)],
+        ),
+    );
+    // Drawn on the upright image: the annotation states the upright 40×64 size.
+    write_bytes(root, "upright.jpg", &photo);
+    let [x0, y0, x1, y1] = UPRIGHT_PATCH;
+    write_text(
+        root,
+        "upright.xml",
+        &voc_xml(
+            "upright.jpg",
+            (40, 64),
+            &[("patch", [x0 + 1.0, y0 + 1.0, x1, y1], false)],
+        ),
+    );
+
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert_eq!(dataset.layout, Layout::Voc);
+    assert_only_notes(&diagnostics);
+    let records: Vec<&ImageRecord> = dataset.train.iter().chain(&dataset.val).collect();
+    assert_eq!(records.len(), 2);
+    for record in records {
+        assert_upright_with_box_on_patch(record);
+    }
+    let notes = notes(&diagnostics).join("\n");
+    assert!(
+        notes.contains("2 images were turned upright by their EXIF orientation")
+            && notes.contains("the boxes of 1 of them were drawn on the stored pixels"),
+        "{notes}"
+    );
+    let report = summary(&dataset).to_string();
+    assert!(report.contains("1 class: patch"), "{report}");
+}
+
+#[test]
+fn exif_orientation_6_keeps_yolo_labels_in_the_upright_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_bytes(root, "images/photo.jpg", &photo_turned_by_exif());
+    // Normalised to the upright 40×64 image, as Ultralytics writes them.
+    let [x0, y0, x1, y1] = UPRIGHT_PATCH;
+    let (cx, cy) = ((x0 + x1) / 2.0 / 40.0, (y0 + y1) / 2.0 / 64.0);
+    let (w, h) = ((x1 - x0) / 40.0, (y1 - y0) / 64.0);
+    write_text(root, "labels/photo.txt", &format!("0 {cx} {cy} {w} {h}\n"));
+
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert_only_notes(&diagnostics);
+    assert_eq!(dataset.train.len(), 1);
+    assert_upright_with_box_on_patch(&dataset.train[0]);
+    assert!(notes(&diagnostics)
+        .iter()
+        .any(|n| n.contains("1 image was turned upright") && n.contains("90° clockwise")));
+    let (pixels, width, height) =
+        decode_image(&root.join("images/photo.jpg"), &options()).expect("decodes");
+    assert_eq!((pixels.dimensions(), width, height), ((40, 64), 40, 64));
 }

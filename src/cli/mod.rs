@@ -121,7 +121,11 @@ fn inspect(data_dir: &Path) -> anyhow::Result<()> {
     let (dataset, diagnostics) = data::load_dataset(data_dir, &LoadOptions::default())
         .with_context(|| format!("cannot open dataset {}", data_dir.display()))?;
     println!("{}", data::summary(&dataset));
-    println!("{} problem(s) found", diagnostics.len());
+    let notes = diagnostics.iter().filter(|d| d.is_note()).count();
+    println!(
+        "{} problem(s) found, {notes} note(s)",
+        diagnostics.len() - notes
+    );
     for d in &diagnostics {
         println!("  {d}");
     }

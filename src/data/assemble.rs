@@ -1,16 +1,23 @@
 //! The step every layout shares: the parsers describe each image and its boxes as a
 //! [`PendingItem`]; here the images are decoded in parallel, the boxes turned into original-image
 //! pixels and checked, and the splits filled.
+//!
+//! Images are turned upright by their EXIF orientation as they are decoded. Normalised (YOLO)
+//! boxes are taken as drawn on the upright image, as Ultralytics takes them. Pixel boxes (VOC,
+//! COCO) are too, unless the annotation states the stored size and a quarter turn makes that
+//! differ from the upright one: those were drawn on the stored pixels and turn with them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use image::metadata::Orientation;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::decode::{decode_image, file_name};
+use super::decode::{decode_upright, file_name, Decoded};
 use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::orientation::{describe, turned_size, upright_rect};
 use super::{GtBox, ImageRecord, LoadOptions};
 use crate::geometry::Rect;
 
@@ -81,6 +88,63 @@ pub(crate) struct Assembled {
     pub train: Vec<ImageRecord>,
     pub val: Vec<ImageRecord>,
     pub crops: Vec<ImageRecord>,
+    /// The images their EXIF orientation turned upright.
+    pub turned: TurnedImages,
+}
+
+/// How one image was turned upright.
+#[derive(Clone, Copy, Debug)]
+struct Turn {
+    orientation: Orientation,
+    /// Its pixel boxes were drawn on the stored pixels and were turned with them.
+    boxes_turned: bool,
+}
+
+/// The images their EXIF orientation turned upright, counted for a note.
+#[derive(Debug, Default)]
+pub(crate) struct TurnedImages {
+    images: usize,
+    /// Of `images`, those whose boxes were turned with the pixels.
+    with_boxes_turned: usize,
+    /// The first one, and how it was turned, to name in the note.
+    first: Option<(PathBuf, Orientation)>,
+}
+
+impl TurnedImages {
+    fn add(&mut self, path: &Path, turn: Turn) {
+        if turn.orientation == Orientation::NoTransforms {
+            return;
+        }
+        self.images += 1;
+        self.with_boxes_turned += usize::from(turn.boxes_turned);
+        if self.first.is_none() {
+            self.first = Some((path.to_path_buf(), turn.orientation));
+        }
+    }
+
+    /// The note about the dataset in `root`; `None` when no image was turned.
+    pub fn note(&self, root: &Path) -> Option<Diagnostic> {
+        let (first, orientation) = self.first.as_ref()?;
+        let example = format!("{}, {}", file_name(first), describe(*orientation));
+        let turned = match self.images {
+            1 => format!("1 image was turned upright by its EXIF orientation ({example})"),
+            n => format!(
+                "{n} images were turned upright by their EXIF orientation (the first: {example})"
+            ),
+        };
+        const STORED: &str = "were drawn on the stored pixels (the annotation states the stored \
+                              size) and were turned with the pixels";
+        let boxes = match (self.with_boxes_turned, self.images - self.with_boxes_turned) {
+            (0, _) => "boxes are taken as drawn on the upright image".to_string(),
+            (_, 0) if self.images == 1 => format!("its boxes {STORED}"),
+            (_, 0) => format!("their boxes {STORED}"),
+            (turned, upright) => format!(
+                "the boxes of {turned} of them {STORED}; those of the other {upright} are taken \
+                 as drawn on the upright image"
+            ),
+        };
+        Some(Diagnostic::note(root, format!("{turned}; {boxes}")))
+    }
 }
 
 /// Assigns the unassigned items, decodes every image in parallel and checks every box.
@@ -90,7 +154,12 @@ pub(crate) fn assemble(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Assembled {
     assign_unsplit(&mut items, options);
-    let results: Vec<(Assignment, Result<ImageRecord, Diagnostic>, Vec<Diagnostic>)> = items
+    type Built = (
+        Assignment,
+        Result<(ImageRecord, Turn), Diagnostic>,
+        Vec<Diagnostic>,
+    );
+    let results: Vec<Built> = items
         .into_par_iter()
         .map(|item| {
             let mut notes = Vec::new();
@@ -103,11 +172,13 @@ pub(crate) fn assemble(
         train: Vec::new(),
         val: Vec::new(),
         crops: Vec::new(),
+        turned: TurnedImages::default(),
     };
     for (split, record, notes) in results {
         match record {
-            Ok(record) => {
+            Ok((record, turn)) => {
                 diagnostics.extend(notes);
+                assembled.turned.add(&record.path, turn);
                 match split {
                     Assignment::Train | Assignment::Unassigned => assembled.train.push(record),
                     Assignment::Val => assembled.val.push(record),
@@ -154,40 +225,81 @@ fn assign_unsplit(items: &mut [PendingItem], options: &LoadOptions) {
 }
 
 fn build_record(
-    item: PendingItem,
+    mut item: PendingItem,
     options: &LoadOptions,
     notes: &mut Vec<Diagnostic>,
-) -> Result<ImageRecord, Diagnostic> {
-    let (pixels, width, height) = decode_image(&item.image, options)?;
-    if let Some((stated_width, stated_height, source)) = &item.stated_size {
-        // Zero means "unknown" to many annotation tools; only a real disagreement is worth a note.
-        let stated_known = *stated_width > 0 && *stated_height > 0;
-        if stated_known && (*stated_width != width || *stated_height != height) {
-            notes.push(Diagnostic::new(
-                source,
-                DiagnosticKind::SizeMismatch,
-                format!(
-                    "the annotation says the image is {stated_width}×{stated_height} but {} is \
-                     {width}×{height}; using the decoded size",
-                    file_name(&item.image)
-                ),
-            ));
+) -> Result<(ImageRecord, Turn), Diagnostic> {
+    let decoded = decode_upright(&item.image, options)?;
+    let (width, height) = (decoded.width, decoded.height);
+    let boxes_turned = drawn_on_stored_pixels(&item, &decoded);
+    if boxes_turned {
+        let (stored_width, stored_height) = turned_size(decoded.orientation, width, height);
+        for pending in &mut item.boxes {
+            if let BoxGeometry::Pixels(rect) = pending.geometry {
+                pending.geometry = BoxGeometry::Pixels(upright_rect(
+                    &rect,
+                    decoded.orientation,
+                    stored_width as f32,
+                    stored_height as f32,
+                ));
+            }
         }
+    } else {
+        note_size_mismatch(&item, width, height, notes);
     }
     let boxes = item
         .boxes
         .iter()
         .filter_map(|b| check_box(b, width, height, notes))
         .collect();
+    let pixels = decoded.pixels;
     let scale = pixels.width() as f32 / width as f32;
-    Ok(ImageRecord {
+    let record = ImageRecord {
         path: item.image,
         width,
         height,
         boxes,
         pixels: Arc::new(pixels),
         scale,
-    })
+    };
+    let turn = Turn {
+        orientation: decoded.orientation,
+        boxes_turned,
+    };
+    Ok((record, turn))
+}
+
+/// Whether the item's boxes were drawn on the stored pixels of an image that EXIF turns
+/// upright: its annotation states the stored size, and that differs from the upright size
+/// (a quarter turn of a non-square image). A size that fits both, or neither, is no evidence:
+/// the boxes are then taken as drawn upright.
+fn drawn_on_stored_pixels(item: &PendingItem, decoded: &Decoded) -> bool {
+    let Some((stated_width, stated_height, _)) = &item.stated_size else {
+        return false;
+    };
+    let stated = (*stated_width, *stated_height);
+    let upright = (decoded.width, decoded.height);
+    stated != upright && stated == turned_size(decoded.orientation, upright.0, upright.1)
+}
+
+/// Notes an annotation that states a size other than the decoded one.
+fn note_size_mismatch(item: &PendingItem, width: u32, height: u32, notes: &mut Vec<Diagnostic>) {
+    let Some((stated_width, stated_height, source)) = &item.stated_size else {
+        return;
+    };
+    // Zero means "unknown" to many annotation tools; only a real disagreement is worth a note.
+    let stated_known = *stated_width > 0 && *stated_height > 0;
+    if stated_known && (*stated_width != width || *stated_height != height) {
+        notes.push(Diagnostic::new(
+            source,
+            DiagnosticKind::SizeMismatch,
+            format!(
+                "the annotation says the image is {stated_width}×{stated_height} but {} is \
+                 {width}×{height}; using the decoded size",
+                file_name(&item.image)
+            ),
+        ));
+    }
 }
 
 /// Turns a box into original-image pixels. A box partly outside the image is clipped to it

@@ -1,13 +1,15 @@
 //! Finding and decoding image files: any supported format whatever the extension says, any
-//! colour type turned into 8-bit RGB, downscaled on load.
+//! colour type turned into 8-bit RGB, turned upright by its EXIF orientation, downscaled on load.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
+use image::metadata::Orientation;
 use image::{ImageDecoder, ImageReader, RgbImage};
 
 use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::orientation::turned_size;
 use super::LoadOptions;
 
 /// File extensions treated as images (compared case-insensitively).
@@ -69,8 +71,9 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
-/// Decodes one image file into RGB, downscaled so that its longer side is at most
-/// `options.max_side_px`; also returns the original width and height.
+/// Decodes one image file into RGB, turned upright by its EXIF orientation and downscaled so
+/// that its longer side is at most `options.max_side_px`; also returns the upright width and
+/// height of the original.
 ///
 /// The format is guessed from the content, so a PNG named `.jpg` loads. Images larger than
 /// `options.max_pixels` are refused from their header, before any pixel is decoded.
@@ -78,6 +81,22 @@ pub fn decode_image(
     path: &Path,
     options: &LoadOptions,
 ) -> Result<(RgbImage, u32, u32), Diagnostic> {
+    decode_upright(path, options).map(|d| (d.pixels, d.width, d.height))
+}
+
+/// A decoded image standing upright, and how it was stored.
+pub(crate) struct Decoded {
+    /// Upright and downscaled.
+    pub pixels: RgbImage,
+    /// The upright size of the original.
+    pub width: u32,
+    pub height: u32,
+    /// The turn that made the stored pixels upright.
+    pub orientation: Orientation,
+}
+
+/// [`decode_image`], also telling how the stored pixels were turned.
+pub(crate) fn decode_upright(path: &Path, options: &LoadOptions) -> Result<Decoded, Diagnostic> {
     let unreadable =
         |reason: String| Diagnostic::new(path, DiagnosticKind::UnreadableImage, reason);
     let reader = ImageReader::open(path)
@@ -87,24 +106,14 @@ pub fn decode_image(
     let Some(format) = reader.format() else {
         return Err(unreadable("not an image in a known format".to_string()));
     };
-    let decoder = reader
+    let mut decoder = reader
         .into_decoder()
         .map_err(|e| unreadable(format!("cannot decode the {format:?} image: {e}")))?;
     let (width, height) = decoder.dimensions();
-    let pixel_count = u64::from(width) * u64::from(height);
-    if pixel_count > options.max_pixels {
-        return Err(Diagnostic::new(
-            path,
-            DiagnosticKind::ImageTooLarge,
-            format!(
-                "the {width}×{height} image has {pixel_count} pixels, more than the limit of {}",
-                options.max_pixels
-            ),
-        ));
-    }
-    if width == 0 || height == 0 {
-        return Err(unreadable(format!("the image is {width}×{height} pixels")));
-    }
+    check_size(path, width, height, options)?;
+    // A metadata block that cannot be read leaves the pixels as stored; a real fault of the
+    // file shows when the pixels are decoded.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let missing_end_marker = format == image::ImageFormat::Jpeg && lacks_end_marker(path);
     let decoded = image::DynamicImage::from_decoder(decoder).map_err(|e| match e {
         image::ImageError::Limits(limit) => Diagnostic::new(
@@ -123,7 +132,45 @@ pub fn decode_image(
             "the JPEG file is truncated: its bottom rows are missing".to_string(),
         ));
     }
-    Ok((downscale(rgb, options.max_side_px), width, height))
+    // Turning after the downscale moves fewer pixels and gives the same image: the downscale
+    // treats both axes alike.
+    let mut upright = image::DynamicImage::ImageRgb8(downscale(rgb, options.max_side_px));
+    upright.apply_orientation(orientation);
+    let (width, height) = turned_size(orientation, width, height);
+    Ok(Decoded {
+        pixels: upright.into_rgb8(),
+        width,
+        height,
+        orientation,
+    })
+}
+
+/// Refuses an image over the pixel limit, or one with no pixel, from its header size.
+fn check_size(
+    path: &Path,
+    width: u32,
+    height: u32,
+    options: &LoadOptions,
+) -> Result<(), Diagnostic> {
+    let pixel_count = u64::from(width) * u64::from(height);
+    if pixel_count > options.max_pixels {
+        return Err(Diagnostic::new(
+            path,
+            DiagnosticKind::ImageTooLarge,
+            format!(
+                "the {width}×{height} image has {pixel_count} pixels, more than the limit of {}",
+                options.max_pixels
+            ),
+        ));
+    }
+    if width == 0 || height == 0 {
+        return Err(Diagnostic::new(
+            path,
+            DiagnosticKind::UnreadableImage,
+            format!("the image is {width}×{height} pixels"),
+        ));
+    }
+    Ok(())
 }
 
 /// Shrinks `rgb` (never enlarges it) so that its longer side is at most `max_side_px`,

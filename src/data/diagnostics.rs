@@ -27,6 +27,10 @@ pub enum DiagnosticKind {
     /// An annotation states an image size that differs from the decoded one (a warning: the
     /// decoded size is used).
     SizeMismatch,
+    /// Not a problem: a choice the loader made where the dataset left it open (class names it
+    /// made up, how it read the split folders, images it turned upright), said so that it can
+    /// be checked.
+    Note,
 }
 
 /// One problem found while loading, tied to the file (and line, when known) it comes from.
@@ -62,18 +66,35 @@ impl Diagnostic {
         }
     }
 
-    /// Whether the problem is only a warning: the item it concerns still loads unchanged.
+    /// A [`DiagnosticKind::Note`] about `path`.
+    pub fn note(path: &Path, message: impl Into<String>) -> Self {
+        Self::new(path, DiagnosticKind::Note, message)
+    }
+
+    /// Whether this is a note on a choice the loader made rather than a problem.
+    pub fn is_note(&self) -> bool {
+        self.kind == DiagnosticKind::Note
+    }
+
+    /// Whether the problem is only a warning or a note: the item it concerns still loads.
     pub fn is_warning(&self) -> bool {
-        self.kind == DiagnosticKind::SizeMismatch
+        matches!(
+            self.kind,
+            DiagnosticKind::SizeMismatch | DiagnosticKind::Note
+        )
     }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
         }
+        if self.kind == DiagnosticKind::Note {
+            f.write_str(": note")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -106,9 +127,9 @@ pub enum DatasetError {
     #[error("{} is not a folder", .0.display())]
     NotAFolder(PathBuf),
     #[error(
-        "no known dataset layout in {}: looked for data.yaml (YOLO), Annotations/ or annots/ or \
-         XML beside images (Pascal VOC), a COCO JSON at the top or in annotations/, and pos/ + \
-         neg/ folders",
+        "no known dataset layout in {}: looked for data.yaml or images/ + labels/ (YOLO), \
+         Annotations/ or annots/ or XML beside images (Pascal VOC), a COCO JSON at the top or in \
+         annotations/, and pos/ + neg/ folders",
         .root.display()
     )]
     UnknownLayout { root: PathBuf },

@@ -8,11 +8,13 @@ mod assemble;
 pub mod coco;
 mod decode;
 mod diagnostics;
+mod orientation;
 mod posneg;
 mod summary;
 pub mod voc;
 mod xml;
 pub mod yolo;
+mod yolo_folders;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,8 @@ pub use summary::{summary, DatasetSummary, SplitSummary};
 pub enum Layout {
     /// `pos/` crops of the object, `neg/` images with no object, optional `val/` or `test/`.
     PosNeg,
-    /// `data.yaml` + `images/…` + `labels/…/<stem>.txt`.
+    /// `images/…` + `labels/…/<stem>.txt`, described by `data.yaml` or, without it, by the
+    /// folder names, `classes.txt` or `*.names`, and the label files.
     Yolo,
     /// Pascal VOC XML (standard `Annotations/` + `JPEGImages/`, or XML beside / near each image).
     Voc,
@@ -48,7 +51,7 @@ impl fmt::Display for Layout {
     }
 }
 
-/// One ground-truth object, in the original image's pixel coordinates.
+/// One ground-truth object, in the original image's pixel coordinates (upright).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GtBox {
     /// Index into [`Dataset::class_names`].
@@ -62,7 +65,8 @@ pub struct GtBox {
 #[derive(Clone, Debug)]
 pub struct ImageRecord {
     pub path: PathBuf,
-    /// Decoded size of the original file (trusted over any size an annotation states).
+    /// Decoded size of the original file, upright by its EXIF orientation (trusted over any
+    /// size an annotation states).
     pub width: u32,
     pub height: u32,
     pub boxes: Vec<GtBox>,
@@ -153,13 +157,17 @@ impl Dataset {
 /// A layout found in a folder, with what loading it needs.
 enum Detected {
     Yolo(PathBuf),
+    /// `images/` + `labels/` without `data.yaml`.
+    YoloFolders,
     Voc(voc::Arrangement),
     Coco(Vec<PathBuf>),
     PosNeg,
 }
 
-/// Looks for each layout in turn: YOLO (`data.yaml`), Pascal VOC, COCO, pos/neg. XML beside
-/// images only counts as VOC when there is no `pos/`/`neg/` folder, whose `val/` may hold it.
+/// Looks for each layout in turn: YOLO (`data.yaml`), Pascal VOC, COCO, YOLO without
+/// `data.yaml` (`images/` + `labels/`), pos/neg. XML beside images only counts as VOC when there
+/// is no `pos/`/`neg/` folder, whose `val/` may hold it. VOC and COCO come before the bare YOLO
+/// folders because their sets often keep an `images/` folder too, and a `labels/` one beside it.
 fn detect(root: &Path) -> Option<Detected> {
     for name in ["data.yaml", "data.yml", "dataset.yaml"] {
         let yaml = root.join(name);
@@ -175,13 +183,16 @@ fn detect(root: &Path) -> Option<Detected> {
     if !coco_files.is_empty() {
         return Some(Detected::Coco(coco_files));
     }
+    if yolo_folders::detect(root) {
+        return Some(Detected::YoloFolders);
+    }
     posneg.then_some(Detected::PosNeg)
 }
 
 /// The layout of the dataset in `root`, without loading it; `None` when none is recognised.
 pub fn detect_layout(root: &Path) -> Option<Layout> {
     detect(root).map(|d| match d {
-        Detected::Yolo(_) => Layout::Yolo,
+        Detected::Yolo(_) | Detected::YoloFolders => Layout::Yolo,
         Detected::Voc(_) => Layout::Voc,
         Detected::Coco(_) => Layout::Coco,
         Detected::PosNeg => Layout::PosNeg,
@@ -209,11 +220,13 @@ pub fn load_dataset(
     let mut diagnostics = Vec::new();
     let (layout, loaded) = match detected {
         Detected::Yolo(yaml) => (Layout::Yolo, yolo::load(&yaml, &mut diagnostics)),
+        Detected::YoloFolders => (Layout::Yolo, yolo_folders::load(root, &mut diagnostics)),
         Detected::Voc(arrangement) => (Layout::Voc, voc::load(root, arrangement, &mut diagnostics)),
         Detected::Coco(files) => (Layout::Coco, coco::load(root, &files, &mut diagnostics)),
         Detected::PosNeg => (Layout::PosNeg, posneg::load(root, &mut diagnostics)),
     };
     let assembled = assemble::assemble(loaded.items, options, &mut diagnostics);
+    diagnostics.extend(assembled.turned.note(root));
     if assembled.train.is_empty() && assembled.val.is_empty() && assembled.crops.is_empty() {
         return Err(DatasetError::Empty {
             root: root.to_path_buf(),

@@ -65,14 +65,7 @@ pub(crate) fn load(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
 
 /// The non-empty lines of `names.txt`; `None` when there is no such file.
 fn read_names_file(root: &Path) -> Option<Vec<String>> {
-    std::fs::read(root.join("names.txt")).ok().map(|bytes| {
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    })
+    super::yolo::read_name_list(&root.join("names.txt")).ok()
 }
 
 /// Every image in `pos/`, each one whole object of class 0.

@@ -207,7 +207,7 @@ pub(crate) fn has_xml_beside_image(dir: &Path) -> bool {
 }
 
 /// Assignment folder names, as `train/` and `test/` in many exported sets.
-fn split_of_folder(name: &str) -> Assignment {
+pub(crate) fn split_of_folder(name: &str) -> Assignment {
     match name.to_ascii_lowercase().as_str() {
         "train" | "training" => Assignment::Train,
         "val" | "valid" | "validation" | "test" | "testing" => Assignment::Val,

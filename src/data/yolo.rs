@@ -1,6 +1,7 @@
 //! The YOLO (Ultralytics) layout: `data.yaml` naming the split folders (or list files) and the
 //! class names; one `labels/…/<stem>.txt` per image with `class cx cy w h` lines normalised to
-//! 0–1. A missing or empty label file means an image with no object.
+//! 0–1. A missing or empty label file means an image with no object. The same folders without
+//! `data.yaml` are read by [`super::yolo_folders`].
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -73,26 +74,38 @@ pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loade
         return Loaded::default();
     };
     let declared_names = data.class_names(diagnostics);
-    let mut items = Vec::new();
-    // An image listed by two splits belongs to the first.
-    let mut seen = BTreeSet::new();
+    let mut images = Vec::new();
     for (key, split) in data.splits() {
         for entry in data.entries(key, diagnostics) {
-            for image in data.images(key, &entry, diagnostics) {
-                if seen.insert(image.clone()) {
-                    items.push(read_labels(image, split, diagnostics));
-                }
-            }
+            let found = data.images(key, &entry, diagnostics);
+            images.extend(found.into_iter().map(|image| (image, split)));
         }
     }
+    let mut items = read_all_labels(images, diagnostics);
     let class_names = match declared_names {
         Some(names) => {
             drop_unknown_classes(&mut items, names.len(), "data.yaml", diagnostics);
             names
         }
-        None => names_from_labels(&items),
+        None => names_from_labels(&items, ""),
     };
     Loaded { class_names, items }
+}
+
+/// Each image with the boxes of its label file. An image listed twice belongs to the split it
+/// was first listed with.
+pub(crate) fn read_all_labels(
+    images: Vec<(PathBuf, Assignment)>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PendingItem> {
+    let mut seen = BTreeSet::new();
+    let mut items = Vec::with_capacity(images.len());
+    for (image, split) in images {
+        if seen.insert(image.clone()) {
+            items.push(read_labels(image, split, diagnostics));
+        }
+    }
+    items
 }
 
 /// A parsed `data.yaml`, with the folders its paths are relative to.
@@ -231,15 +244,30 @@ impl DataYaml {
     }
 }
 
-/// Class names `0`, `1`, … up to the largest class id the labels use.
-fn names_from_labels(items: &[PendingItem]) -> Vec<String> {
+/// Class names `{prefix}0`, `{prefix}1`, … up to the largest class id the labels use.
+pub(crate) fn names_from_labels(items: &[PendingItem], prefix: &str) -> Vec<String> {
     let max_id = items
         .iter()
         .flat_map(|i| i.boxes.iter().map(|b| b.class_id))
         .max();
     (0..max_id.map_or(0, |m| m + 1))
-        .map(|i| i.to_string())
+        .map(|i| format!("{prefix}{i}"))
         .collect()
+}
+
+/// The class names of a names file (`classes.txt`, darknet `*.names`, `names.txt`): one per
+/// line, blank lines skipped.
+pub(crate) fn read_name_list(path: &Path) -> std::io::Result<Vec<String>> {
+    let bytes = std::fs::read(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    // Editors on Windows may start the file with a byte-order mark.
+    Ok(text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 /// `names` as a list, or as a map from index to name (gaps filled with the index).
@@ -407,7 +435,7 @@ pub(crate) fn parse_label_text(
 }
 
 /// Label files under the labels folder matching `images_dir` whose image does not exist.
-fn report_labels_without_images(images_dir: &Path, diagnostics: &mut Vec<Diagnostic>) {
+pub(crate) fn report_labels_without_images(images_dir: &Path, diagnostics: &mut Vec<Diagnostic>) {
     // Only a folder literally called `images` has a separate labels folder to check.
     let probe = label_path_for(&images_dir.join("probe.jpg"));
     let Some(labels_dir) = probe.parent() else {

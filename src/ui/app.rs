@@ -502,7 +502,14 @@ impl OhemApp {
                 ui.weak("none loaded");
             }
         }
-        let title = format!("Dataset problems ({})", self.diagnostics.len());
+        let notes = self.diagnostics.iter().filter(|d| d.is_note()).count();
+        let title = match notes {
+            0 => format!("Dataset problems ({})", self.diagnostics.len()),
+            _ => format!(
+                "Dataset problems ({}) and notes ({notes})",
+                self.diagnostics.len() - notes
+            ),
+        };
         egui::CollapsingHeader::new(title)
             .id_salt("dataset_problems")
             .default_open(!self.diagnostics.is_empty())
@@ -522,7 +529,12 @@ impl OhemApp {
                             };
                             ui.label(RichText::new(place).monospace().small())
                                 .on_hover_text(d.to_string());
-                            ui.label(RichText::new(&d.message).small());
+                            let message = if d.is_note() {
+                                format!("note: {}", d.message)
+                            } else {
+                                d.message.clone()
+                            };
+                            ui.label(RichText::new(message).small());
                             ui.add_space(2.0);
                         }
                     });

@@ -494,3 +494,426 @@ proptest! {
         let _ = ohem_studio::data::coco::parse_json(&String::from_utf8_lossy(&bytes));
     }
 }
+
+// Nothing outside the dataset folder is read, and no walk goes on forever.
+
+#[cfg(unix)]
+fn symlink(target: impl AsRef<Path>, link: &Path) {
+    std::os::unix::fs::symlink(target, link).expect("symlink");
+}
+
+/// Images, images without objects and boxes of each split.
+fn counts(dataset: &ohem_studio::data::Dataset) -> [(usize, usize, usize); 2] {
+    let summary = ohem_studio::data::summary(dataset);
+    [&summary.train, &summary.val].map(|s| (s.images, s.negative_images, s.boxes))
+}
+
+/// `images/` + `labels/` without data.yaml: two labelled training images, one validation image.
+fn yolo_folders_root(root: &Path) {
+    for (split, name) in [("train", "a"), ("train", "b"), ("val", "c")] {
+        write_image(root, &format!("images/{split}/{name}.png"), 60, 40);
+        write_text(
+            root,
+            &format!("labels/{split}/{name}.txt"),
+            "0 0.5 0.5 0.2 0.2\n",
+        );
+    }
+}
+
+/// The diagnostics of `kind`, as `path: message` with paths relative to `root`, sorted.
+fn reported(diagnostics: &[Diagnostic], kind: DiagnosticKind, root: &Path) -> Vec<String> {
+    let mut reported: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.kind == kind)
+        .map(|d| {
+            let path = d.path.strip_prefix(root).unwrap_or(&d.path);
+            format!("{}: {}", path.display(), d.message)
+        })
+        .collect();
+    reported.sort();
+    reported
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symbolic_link_loop_is_cut_and_reported_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    yolo_folders_root(root);
+    let (without_loop, _) = load(root);
+    symlink("..", &root.join("images/train/loop"));
+    let (with_loop, diagnostics) = load(root);
+    assert_eq!(counts(&with_loop), counts(&without_loop));
+    assert_eq!(counts(&with_loop), [(2, 0, 2), (1, 0, 1)]);
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::Symlink, root),
+        ["images/train/loop: symbolic link makes a cycle (→ ..)"]
+    );
+    assert!(diagnostics
+        .iter()
+        .all(|d| d.is_note() || d.kind == DiagnosticKind::Symlink));
+}
+
+#[cfg(unix)]
+#[test]
+fn symbolic_links_out_of_the_dataset_are_not_followed() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    write_image(outside.path(), "secret.png", 20, 20);
+    write_image(outside.path(), "more/x.png", 20, 20);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    yolo_root(root);
+    symlink("/", &root.join("images/train/everything"));
+    symlink(outside.path(), &root.join("images/train/elsewhere"));
+    symlink(
+        outside.path().join("secret.png"),
+        &root.join("images/train/secret.png"),
+    );
+    let started = std::time::Instant::now();
+    let (dataset, diagnostics) = load(root);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(dataset.train.len(), 2);
+    let outside_path = outside.path().display();
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::Symlink, root),
+        [
+            format!("images/train/elsewhere: symbolic link leads outside the dataset (→ {outside_path})"),
+            "images/train/everything: symbolic link leads outside the dataset (→ /)".to_string(),
+            format!("images/train/secret.png: symbolic link leads outside the dataset (→ {outside_path}/secret.png)"),
+        ]
+    );
+    assert_eq!(diagnostics.len(), 3, "{diagnostics:#?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_label_file_that_leads_outside_is_not_read_and_its_image_left_out() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret = write_text(outside.path(), "secret.txt", "0 0.5 0.5 0.2 0.2\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    yolo_root(root);
+    std::fs::remove_file(root.join("labels/train/good2.txt")).expect("remove");
+    symlink(&secret, &root.join("labels/train/good2.txt"));
+    let (dataset, diagnostics) = load(root);
+    assert_eq!(names(&dataset.train), ["good1.png"]);
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::Symlink, root),
+        [format!(
+            "labels/train/good2.txt: symbolic link leads outside the dataset (→ {})",
+            secret.display()
+        )]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_reached_twice_through_a_link_loads_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    yolo_root(root);
+    symlink("good1.png", &root.join("images/train/same.png"));
+    let (dataset, diagnostics) = load(root);
+    assert_eq!(names(&dataset.train), ["good1.png", "good2.png"]);
+    let expected = format!(
+        "images/train/same.png: the same file as {}: it loads once, as that file",
+        root.join("images/train/good1.png").display()
+    );
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::Duplicate, root),
+        [expected]
+    );
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+}
+
+#[test]
+fn the_walk_stops_at_the_scan_limit_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    yolo_root(root);
+    for i in 0..20 {
+        write_image(root, &format!("images/train/more{i}.png"), 20, 20);
+    }
+    let options = LoadOptions {
+        max_files_scanned: 5,
+        ..LoadOptions::default()
+    };
+    let (dataset, diagnostics) = load_dataset(root, &options).expect("what was found loads");
+    assert!(
+        (1..=5).contains(&dataset.train.len()),
+        "{}",
+        dataset.train.len()
+    );
+    let d = only(&diagnostics, DiagnosticKind::ScanLimit);
+    assert_eq!(d.path, root);
+    assert_eq!(
+        d.message,
+        "stopped after scanning 5 files: is this the dataset folder?"
+    );
+    assert_eq!(diagnostics[0], *d, "the walk's problems come first");
+}
+
+#[test]
+fn a_cancelled_load_stops_with_the_cancelled_error() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    let options = LoadOptions {
+        cancel: Some(Arc::new(AtomicBool::new(true))),
+        ..LoadOptions::default()
+    };
+    let error = load_dataset(dir.path(), &options).expect_err("cancelled");
+    assert!(matches!(error, DatasetError::Cancelled), "{error:?}");
+    assert_eq!(error.to_string(), "loading cancelled");
+    assert_eq!(error.to_string(), ohem_studio::data::LOADING_CANCELLED);
+}
+
+/// A COCO set in `root`: `annotations.json` as given, and images `a.png`, `b.png`, `c.png`.
+fn coco_root(root: &Path, json: &str) {
+    for name in ["a", "b", "c"] {
+        write_image(root, &format!("images/{name}.png"), 40, 30);
+    }
+    write_text(root, "annotations.json", json);
+}
+
+fn all_images(dataset: &ohem_studio::data::Dataset) -> Vec<&ohem_studio::data::ImageRecord> {
+    let mut all: Vec<_> = dataset.train.iter().chain(&dataset.val).collect();
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    all
+}
+
+#[test]
+fn coco_image_id_given_twice_keeps_the_first_image_and_its_boxes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    coco_root(
+        dir.path(),
+        r#"{"images": [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"},
+                       {"id": 2, "file_name": "c.png"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]},
+                            {"image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10]}],
+            "categories": [{"id": 1, "name": "car"}]}"#,
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let all = all_images(&dataset);
+    let boxes: Vec<usize> = all.iter().map(|r| r.boxes.len()).collect();
+    let all: Vec<_> = all.into_iter().cloned().collect();
+    assert_eq!(names(&all), ["a.png", "c.png"]);
+    assert_eq!(boxes, [2, 0]);
+    let d = only(&diagnostics, DiagnosticKind::Duplicate);
+    assert!(d.path.ends_with("annotations.json"));
+    assert_eq!(
+        d.message,
+        "image id 1 is given twice (a.png, then b.png): b.png is left out and every annotation \
+         of image id 1 goes to a.png"
+    );
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+}
+
+#[test]
+fn coco_category_id_given_twice_keeps_its_first_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    coco_root(
+        dir.path(),
+        r#"{"images": [{"id": 1, "file_name": "a.png"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]},
+                            {"image_id": 1, "category_id": "2", "bbox": [1, 1, 10, 10]}],
+            "categories": [{"id": 1, "name": "car"}, {"id": 1, "name": "truck"},
+                           {"id": 2, "name": "bus"}, {"id": "2", "name": "bus"}]}"#,
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.class_names, ["car", "bus"]);
+    let classes: Vec<usize> = all_images(&dataset)[0]
+        .boxes
+        .iter()
+        .map(|b| b.class_id)
+        .collect();
+    assert_eq!(classes, [0, 1]);
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::Duplicate, dir.path()),
+        [
+            "annotations.json: category id 1 is declared twice (car, then truck): its boxes are \
+             of class car",
+            "annotations.json: category id 2 is declared twice (bus, then bus): its boxes are of \
+             class bus",
+        ]
+    );
+    assert_eq!(diagnostics.len(), 2, "{diagnostics:#?}");
+}
+
+#[test]
+fn coco_categories_of_one_name_make_one_class() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    coco_root(
+        dir.path(),
+        r#"{"images": [{"id": 1, "file_name": "a.png"}],
+            "annotations": [{"image_id": 1, "category_id": 3, "bbox": [1, 1, 10, 10]},
+                            {"image_id": 1, "category_id": 2, "bbox": [1, 1, 10, 10]},
+                            {"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+            "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "person"},
+                           {"id": 3, "name": "car"}]}"#,
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.class_names, ["car", "person"]);
+    let classes: Vec<usize> = all_images(&dataset)[0]
+        .boxes
+        .iter()
+        .map(|b| b.class_id)
+        .collect();
+    assert_eq!(classes, [0, 1, 0]);
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::Duplicate, dir.path()),
+        ["annotations.json: categories 1 and 3 are both named car: their boxes make one class, car"]
+    );
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+}
+
+#[test]
+fn coco_file_name_outside_the_dataset_is_not_read() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let secret = write_image(outer.path(), "secret.png", 40, 30);
+    let root = outer.path().join("dataset");
+    coco_root(
+        &root,
+        r#"{"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "../secret.png"},
+                       {"id": 3, "file_name": "../../../../../../../../../../etc/passwd"}],
+            "annotations": [], "categories": [{"id": 1, "name": "car"}]}"#,
+    );
+    let (dataset, diagnostics) = load(&root);
+    assert_eq!(names(&dataset.train), ["a.png"]);
+    let mut expected = vec![format!(
+        "annotations.json: image id 2: file_name leads outside the dataset (../secret.png → {}); \
+         skipped",
+        secret.display()
+    )];
+    if Path::new("/etc/passwd").is_file() {
+        expected.push(
+            "annotations.json: image id 3: file_name leads outside the dataset \
+             (../../../../../../../../../../etc/passwd → /etc/passwd); skipped"
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::OutsideDataset, &root),
+        expected
+    );
+}
+
+#[test]
+fn data_yaml_paths_outside_the_dataset_or_missing_are_reported() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    write_image(outer.path(), "other/images/x.png", 20, 20);
+    let stray = write_image(outer.path(), "stray.png", 20, 20);
+    let root = outer.path().join("dataset");
+    yolo_root(&root);
+    let other = outer.path().join("other/images");
+    write_text(
+        &root,
+        "data.yaml",
+        &format!(
+            "path: ..\ntrain: train.txt\nval: {}\nnames: [a, b]\n",
+            other.display()
+        ),
+    );
+    write_text(
+        &root,
+        "train.txt",
+        "images/train/good1.png\n../stray.png\nimages/train/good2.png\n",
+    );
+    let (dataset, diagnostics) = load(&root);
+    assert_eq!(names(&dataset.train), ["good1.png", "good2.png"]);
+    assert!(dataset.val.is_empty());
+    let outer_path = outer.path().display();
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::OutsideDataset, &root),
+        [
+            format!(
+                "data.yaml: `path: ..` leads outside the dataset folder (→ {outer_path}): the \
+                 paths are read from the folder of data.yaml instead"
+            ),
+            format!(
+                "data.yaml: `val: {}` leads outside the dataset folder (→ {}); skipped",
+                other.display(),
+                other.display()
+            ),
+            format!(
+                "train.txt: the listed image ../stray.png leads outside the dataset (→ {}); \
+                 skipped",
+                stray.display()
+            ),
+        ]
+    );
+    let lines: Vec<Option<usize>> = diagnostics
+        .iter()
+        .filter(|d| d.kind == DiagnosticKind::OutsideDataset)
+        .map(|d| d.line)
+        .collect();
+    assert_eq!(lines, [Some(1), Some(2), Some(3)]);
+}
+
+#[test]
+fn data_yaml_path_that_does_not_exist_is_noted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_text(
+        dir.path(),
+        "data.yaml",
+        "path: /no/such/dataset\ntrain: images/train\nval: /no/such/val\nnames: [a, b]\n",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.train.len(), 2);
+    let note = only(&diagnostics, DiagnosticKind::Note);
+    assert_eq!(
+        note.message,
+        "`path: /no/such/dataset` names /no/such/dataset, which does not exist here: the paths \
+         are read from the folder of data.yaml"
+    );
+    let missing = only(&diagnostics, DiagnosticKind::MissingFolder);
+    assert_eq!(missing.line, Some(3));
+    assert_eq!(
+        missing.message,
+        "`val: /no/such/val` names /no/such/val, which does not exist"
+    );
+}
+
+#[test]
+fn voc_image_set_ids_that_lead_outside_are_skipped() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let annotation = "<annotation><object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin>\
+                      <xmax>20</xmax><ymax>20</ymax></bndbox></object></annotation>";
+    let escaped_xml = write_text(outer.path(), "escaped.xml", annotation);
+    write_image(outer.path(), "escaped.png", 40, 30);
+    let root = outer.path().join("voc");
+    write_image(&root, "JPEGImages/a.png", 40, 30);
+    write_text(&root, "Annotations/a.xml", annotation);
+    write_text(&root, "ImageSets/Main/train.txt", "a\n../../escaped\n");
+    let (dataset, diagnostics) = load(&root);
+    assert_eq!(names(&dataset.train), ["a.png"]);
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::OutsideDataset, &root),
+        [format!(
+            "ImageSets/Main/train.txt: id ../../escaped leads outside the dataset (→ {}); skipped",
+            escaped_xml.display()
+        )]
+    );
+    assert_eq!(diagnostics[0].line, Some(2));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_to_another_split_folder_does_not_take_its_images() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    yolo_folders_root(root);
+    symlink("../val", &root.join("images/train/from_val"));
+    let (dataset, diagnostics) = load(root);
+    assert_eq!(names(&dataset.train), ["a.png", "b.png"]);
+    assert_eq!(names(&dataset.val), ["c.png"]);
+    assert_eq!(
+        reported(&diagnostics, DiagnosticKind::Duplicate, root),
+        [format!(
+            "images/train/from_val/c.png: the same file as {}: it loads once, as that file",
+            root.join("images/val/c.png").display()
+        )]
+    );
+}

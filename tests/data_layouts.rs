@@ -676,3 +676,34 @@ fn exif_orientation_6_keeps_yolo_labels_in_the_upright_frame() {
         decode_image(&root.join("images/photo.jpg"), &options()).expect("decodes");
     assert_eq!((pixels.dimensions(), width, height), ((40, 64), 40, 64));
 }
+
+#[cfg(unix)]
+#[test]
+fn symbolic_links_that_stay_inside_the_dataset_are_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    // The images are kept in a folder of their own and linked in where the layout wants them.
+    write_image(root, "store/train/a.png", 60, 40);
+    write_image(root, "store/b.png", 60, 40);
+    write_text(root, "labels/train/a.txt", "0 0.5 0.5 0.2 0.2\n");
+    write_text(
+        root,
+        "labels/val/b.txt",
+        "0 0.5 0.5 0.2 0.2\n0 0.2 0.2 0.1 0.1\n",
+    );
+    std::fs::create_dir_all(root.join("images/val")).expect("folders");
+    std::os::unix::fs::symlink("../store/train", root.join("images/train")).expect("symlink");
+    std::os::unix::fs::symlink("../../store/b.png", root.join("images/val/b.png"))
+        .expect("symlink");
+    write_text(
+        root,
+        "data.yaml",
+        "train: images/train\nval: images/val\nnames: [car]\n",
+    );
+    let (dataset, diagnostics) = load_dataset(root, &options()).expect("loads");
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    assert_eq!(names(&dataset.train), ["a.png"]);
+    assert_eq!(names(&dataset.val), ["b.png"]);
+    assert_eq!(dataset.train[0].boxes.len(), 1);
+    assert_eq!(dataset.val[0].boxes.len(), 2);
+}

@@ -7,6 +7,7 @@
 //! COCO) are too, unless the annotation states the stored size and a quarter turn makes that
 //! differ from the upright one: those were drawn on the stored pixels and turn with them.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use rayon::prelude::*;
 use super::decode::{decode_upright, file_name, Decoded};
 use super::diagnostics::{Diagnostic, DiagnosticKind};
 use super::orientation::{describe, turned_size, upright_rect};
+use super::walk::Scan;
 use super::{GtBox, ImageRecord, LoadOptions};
 use crate::geometry::Rect;
 
@@ -147,7 +149,77 @@ impl TurnedImages {
     }
 }
 
-/// Assigns the unassigned items, decodes every image in parallel and checks every box.
+/// The items that may be decoded: an image that leads outside the dataset (through a symbolic
+/// link) is left out, and of the items for one file (given twice, or reached by two paths
+/// through a link) only one is kept, each with a diagnostic. The one kept is the first reached
+/// without a link, else the first: a link never takes an image away from its own folder. An
+/// image that cannot be resolved stays, for decoding to report.
+pub(crate) fn admit(
+    items: Vec<PendingItem>,
+    scan: &Scan,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PendingItem> {
+    let canonical: Vec<Option<PathBuf>> = items
+        .iter()
+        .map(|item| std::fs::canonicalize(&item.image).ok())
+        .collect();
+    // Canonical path → the index of the item kept for it, and whether that one is direct.
+    let mut kept: HashMap<&Path, (usize, bool)> = HashMap::new();
+    for (index, (item, canonical)) in items.iter().zip(&canonical).enumerate() {
+        let Some(canonical) = canonical.as_deref().filter(|c| scan.holds(c)) else {
+            continue;
+        };
+        let direct = scan.is_direct(&item.image, canonical);
+        match kept.entry(canonical) {
+            Entry::Vacant(slot) => {
+                slot.insert((index, direct));
+            }
+            Entry::Occupied(mut slot) if direct && !slot.get().1 => {
+                slot.insert((index, direct));
+            }
+            Entry::Occupied(_) => {}
+        }
+    }
+    let keep: Vec<bool> = items
+        .iter()
+        .zip(&canonical)
+        .enumerate()
+        .map(|(index, (item, canonical))| {
+            let keeper = canonical.as_deref().and_then(|c| kept.get(c));
+            match keeper {
+                Some(&(keeper, _)) if keeper != index => {
+                    diagnostics.push(duplicate(&item.image, &items[keeper].image));
+                    false
+                }
+                Some(_) => true,
+                // Outside the dataset (reported here), or not there at all (reported when
+                // decoding fails).
+                None => scan.admit(&item.image),
+            }
+        })
+        .collect();
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, keep)| keep.then_some(item))
+        .collect()
+}
+
+/// The diagnostic for an item left out because `kept` is the same file.
+fn duplicate(image: &Path, kept: &Path) -> Diagnostic {
+    let message = if image == kept {
+        "given twice: it loads once, where it was given first".to_string()
+    } else {
+        format!(
+            "the same file as {}: it loads once, as that file",
+            kept.display()
+        )
+    };
+    Diagnostic::new(image, DiagnosticKind::Duplicate, message)
+}
+
+/// Assigns the unassigned items, decodes every image in parallel and checks every box. Once
+/// [`LoadOptions::cancel`] is set, the images not yet decoded are left out.
 pub(crate) fn assemble(
     mut items: Vec<PendingItem>,
     options: &LoadOptions,
@@ -159,13 +231,16 @@ pub(crate) fn assemble(
         Result<(ImageRecord, Turn), Diagnostic>,
         Vec<Diagnostic>,
     );
-    let results: Vec<Built> = items
+    let results: Vec<Option<Built>> = items
         .into_par_iter()
         .map(|item| {
+            if options.cancelled() {
+                return None;
+            }
             let mut notes = Vec::new();
             let split = item.split;
             let record = build_record(item, options, &mut notes);
-            (split, record, notes)
+            Some((split, record, notes))
         })
         .collect();
     let mut assembled = Assembled {
@@ -174,7 +249,7 @@ pub(crate) fn assemble(
         crops: Vec::new(),
         turned: TurnedImages::default(),
     };
-    for (split, record, notes) in results {
+    for (split, record, notes) in results.into_iter().flatten() {
         match record {
             Ok((record, turn)) => {
                 diagnostics.extend(notes);

@@ -2,14 +2,16 @@
 //! in pixels) and `categories`. Category ids map to contiguous class indices in sorted id order;
 //! `iscrowd` boxes are kept as difficult.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::assemble::{Assignment, BoxGeometry, Loaded, PendingBox, PendingItem};
-use super::decode::{file_name, list_dirs, list_files};
+use super::decode::file_name;
 use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
+use super::walk::{Resolved, Scan};
 use crate::geometry::Rect;
 
 /// One entry of `images`.
@@ -39,7 +41,8 @@ pub struct CocoAnnotation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CocoCategory {
     pub id: String,
-    /// Numeric ids sort as numbers, others after them as text.
+    /// The id as a whole number, whether written as a number or as text (`1` and `"1"` are
+    /// the same id); numeric ids sort as numbers, others after them as text.
     pub numeric_id: Option<i64>,
     pub name: String,
 }
@@ -109,7 +112,7 @@ pub fn parse_json(text: &str) -> Result<CocoFile, JsonError> {
             let name = entry.get("name").and_then(Value::as_str);
             match (id, name) {
                 (Some(id), Some(name)) => file.categories.push(CocoCategory {
-                    numeric_id: entry.get("id").and_then(Value::as_i64),
+                    numeric_id: id.parse().ok(),
                     id,
                     name: name.to_string(),
                 }),
@@ -187,9 +190,9 @@ fn as_dimension(value: &Value) -> Option<u32> {
 
 /// The JSON files at the top of `root` or in `root/annotations/` that look like COCO
 /// annotations (they mention both `images` and `annotations`).
-pub(crate) fn detect(root: &Path) -> Vec<PathBuf> {
-    let mut candidates = list_files(root);
-    candidates.extend(list_files(&root.join("annotations")));
+pub(crate) fn detect(root: &Path, scan: &Scan) -> Vec<PathBuf> {
+    let mut candidates = scan.files(root);
+    candidates.extend(scan.files(&root.join("annotations")));
     candidates
         .into_iter()
         .filter(|p| {
@@ -221,17 +224,22 @@ fn split_of_file(json: &Path) -> Assignment {
 }
 
 /// Loads every COCO file found: the class names are the categories of all files together.
-pub(crate) fn load(root: &Path, files: &[PathBuf], diagnostics: &mut Vec<Diagnostic>) -> Loaded {
+pub(crate) fn load(
+    root: &Path,
+    files: &[PathBuf],
+    scan: &Scan,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Loaded {
     let parsed: Vec<(PathBuf, CocoFile)> = files
         .iter()
         .filter_map(|json| read_coco_file(json, diagnostics).map(|file| (json.clone(), file)))
         .collect();
-    let classes = Classes::of(&parsed);
+    let classes = Classes::of(&parsed, diagnostics);
     let mut items = Vec::new();
     // An image named by two files (a train and a trainval JSON, say) loads once, from the first.
     let mut seen = BTreeSet::new();
     for (json, file) in &parsed {
-        let mut images = FileImages::find(root, json, file, &mut seen, diagnostics);
+        let mut images = FileImages::find(root, json, file, &mut seen, scan, diagnostics);
         for annotation in &file.annotations {
             images.add_annotation(json, annotation, &classes.index_of, diagnostics);
         }
@@ -277,91 +285,161 @@ struct Classes {
     index_of: BTreeMap<String, usize>,
 }
 
+/// How category ids sort: whole numbers as numbers, other ids after them as text.
+fn sort_key(id: &str) -> (i64, String) {
+    (id.parse().unwrap_or(i64::MAX), id.to_string())
+}
+
+/// A category's name and the file that declares it.
+type Declared = (String, PathBuf);
+
 impl Classes {
     /// The union of every file's categories in sorted id order; when no file has categories, the
-    /// category ids the annotations use, named by themselves.
-    fn of(parsed: &[(PathBuf, CocoFile)]) -> Self {
-        let mut categories: BTreeMap<(i64, String), String> = BTreeMap::new();
-        for (_, file) in parsed {
-            for category in &file.categories {
-                let key = (category.numeric_id.unwrap_or(i64::MAX), category.id.clone());
-                categories
-                    .entry(key)
-                    .or_insert_with(|| category.name.clone());
-            }
-        }
+    /// category ids the annotations use, named by themselves. Categories of one name under
+    /// several ids make one class, at the place of the first id (with a diagnostic).
+    fn of(parsed: &[(PathBuf, CocoFile)], diagnostics: &mut Vec<Diagnostic>) -> Self {
+        let mut categories = declared_categories(parsed, diagnostics);
         if parsed.iter().all(|(_, f)| f.categories.is_empty()) {
-            for (_, file) in parsed {
+            for (json, file) in parsed {
                 for annotation in &file.annotations {
-                    let numeric = annotation.category_id.parse::<i64>().unwrap_or(i64::MAX);
+                    let id = &annotation.category_id;
                     categories
-                        .entry((numeric, annotation.category_id.clone()))
-                        .or_insert_with(|| annotation.category_id.clone());
+                        .entry(sort_key(id))
+                        .or_insert_with(|| (id.clone(), json.clone()));
                 }
             }
         }
-        let index_of = categories
-            .keys()
-            .enumerate()
-            .map(|(i, (_, id))| (id.clone(), i))
-            .collect();
-        Self {
-            names: categories.into_values().collect(),
-            index_of,
+        let mut names = Vec::new();
+        let mut index_of = BTreeMap::new();
+        // Name → (class index, the first id of that name).
+        let mut by_name: HashMap<String, (usize, String)> = HashMap::new();
+        for ((_, id), (name, json)) in categories {
+            if let Some((index, first_id)) = by_name.get(&name) {
+                diagnostics.push(Diagnostic::new(
+                    &json,
+                    DiagnosticKind::Duplicate,
+                    format!(
+                        "categories {first_id} and {id} are both named {name}: their boxes make \
+                         one class, {name}"
+                    ),
+                ));
+                index_of.insert(id, *index);
+                continue;
+            }
+            by_name.insert(name.clone(), (names.len(), id.clone()));
+            index_of.insert(id, names.len());
+            names.push(name);
+        }
+        Self { names, index_of }
+    }
+}
+
+/// Every category the files declare, by sorted id. An id declared twice in one file, or under
+/// two names in two files, keeps its first name, with a diagnostic.
+fn declared_categories(
+    parsed: &[(PathBuf, CocoFile)],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> BTreeMap<(i64, String), Declared> {
+    let mut categories: BTreeMap<(i64, String), Declared> = BTreeMap::new();
+    for (json, file) in parsed {
+        let mut in_this_file = BTreeSet::new();
+        for category in &file.categories {
+            let twice_in_file = !in_this_file.insert(sort_key(&category.id));
+            match categories.entry(sort_key(&category.id)) {
+                Entry::Vacant(slot) => {
+                    slot.insert((category.name.clone(), json.clone()));
+                }
+                // The same category in a second file (train and val JSON) is no news.
+                Entry::Occupied(first) if !twice_in_file && first.get().0 == category.name => {}
+                Entry::Occupied(first) => {
+                    let first_name = &first.get().0;
+                    diagnostics.push(Diagnostic::new(
+                        json,
+                        DiagnosticKind::Duplicate,
+                        format!(
+                            "category id {} is declared twice ({first_name}, then {}): its boxes \
+                             are of class {first_name}",
+                            category.id, category.name
+                        ),
+                    ));
+                }
+            }
         }
     }
+    categories
 }
 
 /// The images of one COCO file, in its order, waiting for their annotations.
 struct FileImages<'a> {
-    /// Image id → position in `slots`.
-    by_id: BTreeMap<&'a str, usize>,
+    /// Image id → position in `slots`, and the file name given with the id.
+    by_id: BTreeMap<&'a str, (usize, &'a str)>,
     /// `None` for an image that is missing or already loaded from another file: its
     /// annotations are dropped.
     slots: Vec<Option<PendingItem>>,
 }
 
 impl<'a> FileImages<'a> {
-    /// Finds every image `file` lists; a missing one is noted, one in `seen` is left out.
+    /// Finds every image `file` lists; a missing one, or one that leads outside the dataset, is
+    /// noted, and one in `seen` is left out. An image id given twice keeps its first image.
     fn find(
         root: &Path,
         json: &Path,
         file: &'a CocoFile,
         seen: &mut BTreeSet<PathBuf>,
+        scan: &Scan,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Self {
         let split = split_of_file(json);
-        let bases = image_bases(root, json);
+        let bases = image_bases(root, json, scan);
         let mut images = FileImages {
             by_id: BTreeMap::new(),
             slots: Vec::with_capacity(file.images.len()),
         };
         for image in &file.images {
-            let slot = match resolve_image(&bases, &image.file_name) {
-                Some(path) if seen.insert(path.clone()) => {
-                    let mut item = PendingItem::new(path, split);
-                    if let (Some(w), Some(h)) = (image.width, image.height) {
-                        item.stated_size = Some((w, h, json.to_path_buf()));
-                    }
-                    Some(item)
+            if let Some(&(_, first)) = images.by_id.get(image.id.as_str()) {
+                diagnostics.push(duplicate_image(json, image, first));
+                continue;
+            }
+            let (kind, message) = match resolve_image(&bases, &image.file_name, scan) {
+                Resolved::Inside(path) => {
+                    let slot = seen.insert(path.clone()).then(|| {
+                        let mut item = PendingItem::new(path, split);
+                        if let (Some(w), Some(h)) = (image.width, image.height) {
+                            item.stated_size = Some((w, h, json.to_path_buf()));
+                        }
+                        item
+                    });
+                    images.add_slot(image, slot);
+                    continue;
                 }
-                Some(_) => None,
-                None => {
-                    diagnostics.push(Diagnostic::new(
-                        json,
-                        DiagnosticKind::LabelWithoutImage,
-                        format!(
-                            "image id {}: {} not found beside the JSON or in an images/ folder",
-                            image.id, image.file_name
-                        ),
-                    ));
-                    None
-                }
+                Resolved::Outside(target) => (
+                    DiagnosticKind::OutsideDataset,
+                    format!(
+                        "image id {}: file_name leads outside the dataset ({} → {}); skipped",
+                        image.id,
+                        image.file_name,
+                        target.display()
+                    ),
+                ),
+                Resolved::Missing => (
+                    DiagnosticKind::LabelWithoutImage,
+                    format!(
+                        "image id {}: {} not found beside the JSON or in an images/ folder",
+                        image.id, image.file_name
+                    ),
+                ),
             };
-            images.by_id.insert(image.id.as_str(), images.slots.len());
-            images.slots.push(slot);
+            diagnostics.push(Diagnostic::new(json, kind, message));
+            images.add_slot(image, None);
         }
         images
+    }
+
+    /// Records the slot of `image` (`None`: its annotations are dropped).
+    fn add_slot(&mut self, image: &'a CocoImage, slot: Option<PendingItem>) {
+        let entry = (self.slots.len(), image.file_name.as_str());
+        self.by_id.insert(image.id.as_str(), entry);
+        self.slots.push(slot);
     }
 
     /// Adds one annotation's box to its image; an unknown image id or category id is noted.
@@ -373,7 +451,7 @@ impl<'a> FileImages<'a> {
         diagnostics: &mut Vec<Diagnostic>,
     ) {
         let label = format!("annotation {} ", annotation.index);
-        let Some(&slot) = self.by_id.get(annotation.image_id.as_str()) else {
+        let Some(&(slot, _)) = self.by_id.get(annotation.image_id.as_str()) else {
             diagnostics.push(Diagnostic::new(
                 json,
                 DiagnosticKind::MalformedLabel,
@@ -414,10 +492,29 @@ impl<'a> FileImages<'a> {
     }
 }
 
+/// The diagnostic for a second image under the id of `first`: the first is kept, and it gets
+/// the annotations of that id.
+fn duplicate_image(json: &Path, image: &CocoImage, first: &str) -> Diagnostic {
+    let id = &image.id;
+    let message = if image.file_name == first {
+        format!(
+            "image id {id} is given twice ({first} both times): it loads once, with every \
+             annotation of image id {id}"
+        )
+    } else {
+        format!(
+            "image id {id} is given twice ({first}, then {}): {} is left out and every \
+             annotation of image id {id} goes to {first}",
+            image.file_name, image.file_name
+        )
+    };
+    Diagnostic::new(json, DiagnosticKind::Duplicate, message)
+}
+
 /// Folders where a COCO file's images may be: beside it, in `images/` beside it, and the same
 /// one level up (for JSON kept in `annotations/`), plus their immediate subfolders
 /// (`images/train2017/`).
-fn image_bases(root: &Path, json: &Path) -> Vec<PathBuf> {
+fn image_bases(root: &Path, json: &Path, scan: &Scan) -> Vec<PathBuf> {
     let json_dir = json.parent().unwrap_or(root).to_path_buf();
     let mut bases = vec![json_dir.clone(), json_dir.join("images")];
     if json_dir != root {
@@ -427,7 +524,7 @@ fn image_bases(root: &Path, json: &Path) -> Vec<PathBuf> {
     let mut extra = Vec::new();
     for base in &bases {
         extra.extend(
-            list_dirs(base)
+            scan.dirs(base)
                 .into_iter()
                 .filter(|d| !d.ends_with("annotations")),
         );
@@ -442,18 +539,21 @@ fn image_bases(root: &Path, json: &Path) -> Vec<PathBuf> {
     unique
 }
 
-fn resolve_image(bases: &[PathBuf], file_name: &str) -> Option<PathBuf> {
-    let relative = Path::new(file_name);
-    if relative.is_absolute() && relative.is_file() {
-        return Some(relative.to_path_buf());
+/// Where an image's `file_name` leads: the path as written (absolute, or below one of
+/// `bases`), else its last component in one of `bases`. A path outside the dataset is taken
+/// only to say so.
+fn resolve_image(bases: &[PathBuf], file_name: &str, scan: &Scan) -> Resolved {
+    let written = Path::new(file_name);
+    let mut candidates = Vec::new();
+    if written.is_absolute() {
+        candidates.push(written.to_path_buf());
     }
-    let base_name = relative.file_name().map(Path::new);
-    bases.iter().find_map(|base| {
-        let direct = base.join(relative);
-        if !relative.is_absolute() && direct.is_file() {
-            return Some(direct);
+    let base_name = written.file_name().map(Path::new);
+    for base in bases {
+        if !written.is_absolute() {
+            candidates.push(base.join(written));
         }
-        let by_name = base.join(base_name?);
-        by_name.is_file().then_some(by_name)
-    })
+        candidates.extend(base_name.map(|name| base.join(name)));
+    }
+    scan.resolve(candidates, Path::is_file)
 }

@@ -23,43 +23,19 @@ pub fn is_image_path(path: &Path) -> bool {
 }
 
 /// The image files directly inside `dir` (not in subfolders), sorted; empty when `dir` cannot
-/// be read.
+/// be read. A plain listing of one folder, for folders of images that are not a dataset; the
+/// loaders list dataset folders through their walk, which keeps inside the dataset.
 pub fn list_images(dir: &Path) -> Vec<PathBuf> {
-    list_entries(dir, |p| p.is_file() && is_image_path(p))
-}
-
-/// Regular files directly inside `dir`, sorted; hidden files (`.DS_Store`, `._x.jpg`) skipped.
-pub(crate) fn list_files(dir: &Path) -> Vec<PathBuf> {
-    list_entries(dir, Path::is_file)
-}
-
-/// Folders directly inside `dir`, sorted; hidden ones skipped.
-pub(crate) fn list_dirs(dir: &Path) -> Vec<PathBuf> {
-    list_entries(dir, Path::is_dir)
-}
-
-/// Entries directly inside `dir` that `keep` accepts, sorted; hidden ones skipped.
-fn list_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| !is_hidden(p) && keep(p))
+        .filter(|p| !is_hidden(p) && p.is_file() && is_image_path(p))
         .collect();
     paths.sort();
     paths
-}
-
-/// Image files anywhere below `dir`, sorted.
-pub(crate) fn list_images_recursive(dir: &Path) -> Vec<PathBuf> {
-    let mut images = list_images(dir);
-    for sub in list_dirs(dir) {
-        images.extend(list_images_recursive(&sub));
-    }
-    images.sort();
-    images
 }
 
 /// The last component of `path` for messages (the whole path when it has none, e.g. `..`).

@@ -27,6 +27,18 @@ pub enum DiagnosticKind {
     /// An annotation states an image size that differs from the decoded one (a warning: the
     /// decoded size is used).
     SizeMismatch,
+    /// A symbolic link that leads outside the dataset folder, or back into a folder the walk is
+    /// already in (a cycle); it is not followed.
+    Symlink,
+    /// A path that data.yaml, a list file or an annotation names leads outside the dataset
+    /// folder; it is not read.
+    OutsideDataset,
+    /// An image, image id or category given twice, or one file reached by two paths; the
+    /// first is kept and the message says what becomes of the other.
+    Duplicate,
+    /// The walk stopped after reading [`super::LoadOptions::max_files_scanned`] entries; what it
+    /// found by then loads.
+    ScanLimit,
     /// Not a problem: a choice the loader made where the dataset left it open (class names it
     /// made up, how it read the split folders, images it turned upright), said so that it can
     /// be checked.
@@ -119,9 +131,15 @@ pub(crate) fn read_or_note<'p, T>(
     }
 }
 
+/// The message of [`DatasetError::Cancelled`], for callers that only see the error as text.
+pub const LOADING_CANCELLED: &str = "loading cancelled";
+
 /// A problem that leaves nothing to load.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    /// [`super::LoadOptions::cancel`] was set while loading.
+    #[error("{}", LOADING_CANCELLED)]
+    Cancelled,
     #[error("dataset folder {} does not exist", .0.display())]
     MissingFolder(PathBuf),
     #[error("{} is not a folder", .0.display())]

@@ -12,18 +12,21 @@ mod orientation;
 mod posneg;
 mod summary;
 pub mod voc;
+mod walk;
 mod xml;
 pub mod yolo;
 mod yolo_folders;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::geometry::Rect;
+use walk::Scan;
 
 pub use decode::{decode_image, is_image_path, list_images, IMAGE_EXTENSIONS};
-pub use diagnostics::{DatasetError, Diagnostic, DiagnosticKind};
+pub use diagnostics::{DatasetError, Diagnostic, DiagnosticKind, LOADING_CANCELLED};
 pub use summary::{summary, DatasetSummary, SplitSummary};
 
 /// The folder layouts the loader recognises.
@@ -112,6 +115,12 @@ pub struct LoadOptions {
     pub split_seed: u64,
     /// Share of images put in validation when the dataset has no split.
     pub val_fraction: f32,
+    /// Folder entries read at most: past them the walk stops with a diagnostic, so that
+    /// opening a folder far larger than a dataset (a home folder, `/`) stays short.
+    pub max_files_scanned: usize,
+    /// Set to `true` (from another thread) to stop loading soon: the walk and the decoding stop
+    /// and [`load_dataset`] returns [`DatasetError::Cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for LoadOptions {
@@ -121,7 +130,18 @@ impl Default for LoadOptions {
             max_pixels: 64_000_000,
             split_seed: 0,
             val_fraction: 0.2,
+            max_files_scanned: 200_000,
+            cancel: None,
         }
+    }
+}
+
+impl LoadOptions {
+    /// Whether [`LoadOptions::cancel`] is set.
+    pub fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|cancel| cancel.load(Ordering::Relaxed))
     }
 }
 
@@ -168,7 +188,7 @@ enum Detected {
 /// `data.yaml` (`images/` + `labels/`), pos/neg. XML beside images only counts as VOC when there
 /// is no `pos/`/`neg/` folder, whose `val/` may hold it. VOC and COCO come before the bare YOLO
 /// folders because their sets often keep an `images/` folder too, and a `labels/` one beside it.
-fn detect(root: &Path) -> Option<Detected> {
+fn detect(root: &Path, scan: &Scan) -> Option<Detected> {
     for name in ["data.yaml", "data.yml", "dataset.yaml"] {
         let yaml = root.join(name);
         if yaml.is_file() {
@@ -176,10 +196,10 @@ fn detect(root: &Path) -> Option<Detected> {
         }
     }
     let posneg = posneg::detect(root);
-    if let Some(arrangement) = voc::detect(root, !posneg) {
+    if let Some(arrangement) = voc::detect(root, !posneg, scan) {
         return Some(Detected::Voc(arrangement));
     }
-    let coco_files = coco::detect(root);
+    let coco_files = coco::detect(root, scan);
     if !coco_files.is_empty() {
         return Some(Detected::Coco(coco_files));
     }
@@ -191,7 +211,8 @@ fn detect(root: &Path) -> Option<Detected> {
 
 /// The layout of the dataset in `root`, without loading it; `None` when none is recognised.
 pub fn detect_layout(root: &Path) -> Option<Layout> {
-    detect(root).map(|d| match d {
+    let options = LoadOptions::default();
+    detect(root, &Scan::new(root, &options)).map(|d| match d {
         Detected::Yolo(_) | Detected::YoloFolders => Layout::Yolo,
         Detected::Voc(_) => Layout::Voc,
         Detected::Coco(_) => Layout::Coco,
@@ -203,7 +224,8 @@ pub fn detect_layout(root: &Path) -> Option<Layout> {
 ///
 /// Returns only the items that loaded, and a diagnostic for every problem met on the way
 /// (the items around a problem still load). Fails only when `root` is not a folder, holds no
-/// known layout, or yields no usable image.
+/// known layout, or yields no usable image, or when loading is cancelled. Nothing outside
+/// `root` is read, even through a symbolic link.
 pub fn load_dataset(
     root: &Path,
     options: &LoadOptions,
@@ -214,18 +236,24 @@ pub fn load_dataset(
     if !root.is_dir() {
         return Err(DatasetError::NotAFolder(root.to_path_buf()));
     }
-    let detected = detect(root).ok_or_else(|| DatasetError::UnknownLayout {
+    let scan = Scan::new(root, options);
+    let detected = detect(root, &scan);
+    if scan.cancelled() {
+        return Err(DatasetError::Cancelled);
+    }
+    let detected = detected.ok_or_else(|| DatasetError::UnknownLayout {
         root: root.to_path_buf(),
     })?;
-    let mut diagnostics = Vec::new();
-    let (layout, loaded) = match detected {
-        Detected::Yolo(yaml) => (Layout::Yolo, yolo::load(&yaml, &mut diagnostics)),
-        Detected::YoloFolders => (Layout::Yolo, yolo_folders::load(root, &mut diagnostics)),
-        Detected::Voc(arrangement) => (Layout::Voc, voc::load(root, arrangement, &mut diagnostics)),
-        Detected::Coco(files) => (Layout::Coco, coco::load(root, &files, &mut diagnostics)),
-        Detected::PosNeg => (Layout::PosNeg, posneg::load(root, &mut diagnostics)),
-    };
-    let assembled = assemble::assemble(loaded.items, options, &mut diagnostics);
+    let mut found = Vec::new();
+    let (layout, loaded) = load_layout(root, detected, &scan, &mut found);
+    let items = assemble::admit(loaded.items, &scan, &mut found);
+    let assembled = assemble::assemble(items, options, &mut found);
+    if scan.cancelled() {
+        return Err(DatasetError::Cancelled);
+    }
+    // What the walk met (links, the scan limit) comes first: it explains what is missing.
+    let mut diagnostics = scan.into_diagnostics();
+    diagnostics.extend(found);
     diagnostics.extend(assembled.turned.note(root));
     if assembled.train.is_empty() && assembled.val.is_empty() && assembled.crops.is_empty() {
         return Err(DatasetError::Empty {
@@ -242,4 +270,22 @@ pub fn load_dataset(
         positive_crops: assembled.crops,
     };
     Ok((dataset, diagnostics))
+}
+
+/// Reads the annotations of the layout found, and lists the images they lead to.
+fn load_layout(
+    root: &Path,
+    detected: Detected,
+    scan: &Scan,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Layout, assemble::Loaded) {
+    match detected {
+        Detected::Yolo(yaml) => (Layout::Yolo, yolo::load(&yaml, scan, diagnostics)),
+        Detected::YoloFolders => (Layout::Yolo, yolo_folders::load(root, scan, diagnostics)),
+        Detected::Voc(arrangement) => {
+            (Layout::Voc, voc::load(root, arrangement, scan, diagnostics))
+        }
+        Detected::Coco(files) => (Layout::Coco, coco::load(root, &files, scan, diagnostics)),
+        Detected::PosNeg => (Layout::PosNeg, posneg::load(root, scan, diagnostics)),
+    }
 }

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use super::assemble::{
     drop_unknown_classes, Assignment, BoxGeometry, Loaded, PendingBox, PendingItem,
 };
-use super::decode::list_images;
 use super::diagnostics::{Diagnostic, DiagnosticKind};
 use super::voc::VocAnnotation;
+use super::walk::Scan;
 
 const POSITIVE_FOLDERS: [&str; 3] = ["pos", "positive", "positives"];
 const NEGATIVE_FOLDERS: [&str; 3] = ["neg", "negative", "negatives"];
@@ -26,26 +26,26 @@ pub(crate) fn detect(root: &Path) -> bool {
 }
 
 /// Loads the layout: crops first, then negatives, then the validation images.
-pub(crate) fn load(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
-    let declared = read_names_file(root);
+pub(crate) fn load(root: &Path, scan: &Scan, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
+    let declared = read_names_file(root, scan);
     let mut class_names = declared
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| vec!["object".to_string()]);
     let validation = first_dir(root, &VALIDATION_FOLDERS);
-    let mut items = positive_crops(root, diagnostics);
+    let mut items = positive_crops(root, scan, diagnostics);
     // With a validation folder every negative trains; without one the seeded split decides.
     let negative_split = if validation.is_some() {
         Assignment::Train
     } else {
         Assignment::Unassigned
     };
-    items.extend(negative_images(root, negative_split, diagnostics));
+    items.extend(negative_images(root, negative_split, scan, diagnostics));
     let Some(validation) = validation else {
         return Loaded { class_names, items };
     };
 
-    let (validation_items, voc_items) = read_validation(&validation, diagnostics);
+    let (validation_items, voc_items) = read_validation(&validation, scan, diagnostics);
     items.extend(validation_items);
     if declared.is_none() {
         // Without names.txt, a single class named in the VOC files names the crops too.
@@ -63,13 +63,18 @@ pub(crate) fn load(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
     Loaded { class_names, items }
 }
 
-/// The non-empty lines of `names.txt`; `None` when there is no such file.
-fn read_names_file(root: &Path) -> Option<Vec<String>> {
-    super::yolo::read_name_list(&root.join("names.txt")).ok()
+/// The non-empty lines of `names.txt`; `None` when there is no such file, or when it leads
+/// outside the dataset (reported).
+fn read_names_file(root: &Path, scan: &Scan) -> Option<Vec<String>> {
+    let names_txt = root.join("names.txt");
+    if !scan.admit(&names_txt) {
+        return None;
+    }
+    super::yolo::read_name_list(&names_txt).ok()
 }
 
 /// Every image in `pos/`, each one whole object of class 0.
-fn positive_crops(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PendingItem> {
+fn positive_crops(root: &Path, scan: &Scan, diagnostics: &mut Vec<Diagnostic>) -> Vec<PendingItem> {
     let Some(pos) = first_dir(root, &POSITIVE_FOLDERS) else {
         diagnostics.push(Diagnostic::new(
             &root.join("pos"),
@@ -78,7 +83,7 @@ fn positive_crops(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pending
         ));
         return Vec::new();
     };
-    list_images(&pos)
+    scan.images(&pos)
         .into_iter()
         .map(|image| {
             let mut item = PendingItem::new(image.clone(), Assignment::Crop);
@@ -99,6 +104,7 @@ fn positive_crops(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pending
 fn negative_images(
     root: &Path,
     split: Assignment,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<PendingItem> {
     let Some(neg) = first_dir(root, &NEGATIVE_FOLDERS) else {
@@ -109,7 +115,7 @@ fn negative_images(
         ));
         return Vec::new();
     };
-    list_images(&neg)
+    scan.images(&neg)
         .into_iter()
         .map(|image| PendingItem::new(image, split))
         .collect()
@@ -119,15 +125,20 @@ fn negative_images(
 type VocValidation = (PathBuf, Assignment, PathBuf, VocAnnotation);
 
 /// The validation images: those with YOLO labels (`<stem>.txt`) or none, ready; those with VOC
-/// XML (`<stem>.xml`), still to be given class indices.
+/// XML (`<stem>.xml`), still to be given class indices. An image whose annotation leads
+/// outside the dataset is left out (the link is reported).
 fn read_validation(
     validation: &Path,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (Vec<PendingItem>, Vec<VocValidation>) {
     let mut items = Vec::new();
     let mut voc_items = Vec::new();
-    for image in list_images(validation) {
+    for image in scan.images(validation) {
         let txt = image.with_extension("txt");
+        if !scan.admit(&txt) {
+            continue;
+        }
         if let Ok(bytes) = std::fs::read(&txt) {
             let mut item = PendingItem::new(image, Assignment::Val);
             item.boxes =
@@ -135,7 +146,7 @@ fn read_validation(
             items.push(item);
             continue;
         }
-        match super::voc::read_beside(&image, diagnostics) {
+        match super::voc::read_beside(&image, scan, diagnostics) {
             Some(Ok((xml, annotation))) => {
                 voc_items.push((image, Assignment::Val, xml, annotation))
             }

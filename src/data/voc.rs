@@ -5,11 +5,12 @@
 //! `train/` and `test/`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::assemble::{Assignment, BoxGeometry, Loaded, PendingBox, PendingItem};
-use super::decode::{file_name, list_files, list_images};
+use super::decode::file_name;
 use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
+use super::walk::Scan;
 use super::xml::{parse_tree, XmlNode};
 use crate::geometry::Rect;
 
@@ -118,8 +119,16 @@ fn parse_number(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// Reads and parses one annotation file; `None` (with a diagnostic) when it cannot be used.
-fn read_annotation(xml: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<VocAnnotation> {
+/// Reads and parses one annotation file; `None` (with a diagnostic) when it cannot be used or
+/// leads outside the dataset.
+fn read_annotation(
+    xml: &Path,
+    scan: &Scan,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<VocAnnotation> {
+    if !scan.admit(xml) {
+        return None;
+    }
     let bytes = read_or_note(xml, "the file", std::fs::read, diagnostics)?;
     match parse_xml(&String::from_utf8_lossy(&bytes)) {
         Ok(annotation) => {
@@ -167,13 +176,13 @@ pub(crate) enum Arrangement {
 
 /// Finds a VOC arrangement in `root`; `allow_beside` is false when another layout claims the
 /// folders that would hold XML beside images.
-pub(crate) fn detect(root: &Path, allow_beside: bool) -> Option<Arrangement> {
+pub(crate) fn detect(root: &Path, allow_beside: bool, scan: &Scan) -> Option<Arrangement> {
     if root.join("Annotations").is_dir() {
         return Some(Arrangement::Standard);
     }
     for xml_name in ["annots", "annotations", "Annotations", "xml", "labels"] {
         let xml_dir = root.join(xml_name);
-        if xml_dir.is_dir() && list_xml(&xml_dir).next().is_some() {
+        if xml_dir.is_dir() && !list_xml(&xml_dir, scan).is_empty() {
             for image_name in ["images", "JPEGImages", "imgs"] {
                 let image_dir = root.join(image_name);
                 if image_dir.is_dir() {
@@ -186,24 +195,28 @@ pub(crate) fn detect(root: &Path, allow_beside: bool) -> Option<Arrangement> {
         return None;
     }
     let folders: Vec<PathBuf> = std::iter::once(root.to_path_buf())
-        .chain(super::decode::list_dirs(root))
-        .filter(|dir| has_xml_beside_image(dir))
+        .chain(scan.dirs(root))
+        .filter(|dir| has_xml_beside_image(dir, scan))
         .collect();
     (!folders.is_empty()).then_some(Arrangement::Beside(folders))
 }
 
-fn list_xml(dir: &Path) -> impl Iterator<Item = PathBuf> {
-    list_files(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")))
+/// The `.xml` files directly inside `dir`, sorted.
+fn list_xml(dir: &Path, scan: &Scan) -> Vec<PathBuf> {
+    let mut files = scan.files(dir);
+    files.retain(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")));
+    files
 }
 
-pub(crate) fn has_xml_beside_image(dir: &Path) -> bool {
-    let stems: BTreeSet<_> = list_images(dir)
+fn has_xml_beside_image(dir: &Path, scan: &Scan) -> bool {
+    let stems: BTreeSet<_> = scan
+        .images(dir)
         .iter()
         .filter_map(|p| p.file_stem().map(|s| s.to_owned()))
         .collect();
-    list_xml(dir).any(|x| x.file_stem().is_some_and(|s| stems.contains(s)))
+    list_xml(dir, scan)
+        .iter()
+        .any(|x| x.file_stem().is_some_and(|s| stems.contains(s)))
 }
 
 /// Assignment folder names, as `train/` and `test/` in many exported sets.
@@ -219,13 +232,18 @@ pub(crate) fn split_of_folder(name: &str) -> Assignment {
 pub(crate) fn load(
     root: &Path,
     arrangement: Arrangement,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Loaded {
     let annotated = match arrangement {
-        Arrangement::Standard => load_standard(root, diagnostics),
-        Arrangement::SiblingFolders { xml_dir, image_dir } => {
-            load_pairs(&xml_dir, &image_dir, Assignment::Unassigned, diagnostics)
-        }
+        Arrangement::Standard => load_standard(root, scan, diagnostics),
+        Arrangement::SiblingFolders { xml_dir, image_dir } => load_pairs(
+            &xml_dir,
+            &image_dir,
+            Assignment::Unassigned,
+            scan,
+            diagnostics,
+        ),
         Arrangement::Beside(folders) => {
             let mut all = Vec::new();
             for folder in folders {
@@ -234,7 +252,7 @@ pub(crate) fn load(
                 } else {
                     split_of_folder(&file_name(&folder))
                 };
-                all.extend(load_pairs(&folder, &folder, split, diagnostics));
+                all.extend(load_pairs(&folder, &folder, split, scan, diagnostics));
             }
             all
         }
@@ -318,49 +336,58 @@ fn finish(annotated: Vec<Annotated>, known: Option<(&[String], &mut Vec<Diagnost
 
 /// The image an annotation describes: the same stem in `image_dir` first (the `<filename>` of
 /// copied or renamed sets is often stale), then `<filename>`.
-fn image_for(xml: &Path, annotation: &VocAnnotation, image_dir: &Path) -> Option<PathBuf> {
+fn image_for(
+    xml: &Path,
+    annotation: &VocAnnotation,
+    image_dir: &Path,
+    scan: &Scan,
+) -> Option<PathBuf> {
     let stem = xml.file_stem()?;
-    let by_stem = list_images_with_stem(image_dir, stem);
+    let by_stem = list_images_with_stem(image_dir, stem, scan);
     by_stem.or_else(|| {
         let named = image_dir.join(Path::new(annotation.filename.as_deref()?).file_name()?);
         named.is_file().then_some(named)
     })
 }
 
-fn list_images_with_stem(dir: &Path, stem: &std::ffi::OsStr) -> Option<PathBuf> {
+fn list_images_with_stem(dir: &Path, stem: &std::ffi::OsStr, scan: &Scan) -> Option<PathBuf> {
     super::decode::IMAGE_EXTENSIONS
         .iter()
         .flat_map(|ext| [ext.to_string(), ext.to_ascii_uppercase()])
         .map(|ext| dir.join(stem).with_extension(ext))
         .find(|p| p.is_file())
         .or_else(|| {
-            list_images(dir)
+            scan.images(dir)
                 .into_iter()
                 .find(|p| p.file_stem() == Some(stem))
         })
 }
 
 /// Every XML in `xml_dir` with its image in `image_dir`, plus the images of `image_dir` with
-/// no XML (images without objects).
+/// no XML (images without objects). Stops early when loading is cancelled.
 fn load_pairs(
     xml_dir: &Path,
     image_dir: &Path,
     split: Assignment,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Annotated> {
     let mut annotated = Vec::new();
     let mut used = BTreeSet::new();
-    for xml in list_xml(xml_dir) {
-        let Some(annotation) = read_annotation(&xml, diagnostics) else {
+    for xml in list_xml(xml_dir, scan) {
+        if scan.cancelled() {
+            break;
+        }
+        let Some(annotation) = read_annotation(&xml, scan, diagnostics) else {
             // The image's objects are unknown: leaving it out beats training on it as empty.
             if let Some(stem) = xml.file_stem() {
-                if let Some(image) = list_images_with_stem(image_dir, stem) {
+                if let Some(image) = list_images_with_stem(image_dir, stem, scan) {
                     used.insert(image);
                 }
             }
             continue;
         };
-        match image_for(&xml, &annotation, image_dir) {
+        match image_for(&xml, &annotation, image_dir, scan) {
             Some(image) => {
                 used.insert(image.clone());
                 annotated.push(Annotated {
@@ -383,7 +410,7 @@ fn load_pairs(
             )),
         }
     }
-    for image in list_images(image_dir) {
+    for image in scan.images(image_dir) {
         if !used.contains(&image) {
             annotated.push(Annotated {
                 image,
@@ -398,16 +425,23 @@ fn load_pairs(
 /// The standard VOC arrangement. With `ImageSets/Main/` split files only the listed ids load
 /// (train ← train.txt or trainval.txt, val ← val.txt or test.txt); without them every
 /// annotation loads and the seeded split decides.
-fn load_standard(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Annotated> {
+fn load_standard(root: &Path, scan: &Scan, diagnostics: &mut Vec<Diagnostic>) -> Vec<Annotated> {
     let xml_dir = root.join("Annotations");
     let image_dir = root.join("JPEGImages");
-    let lists = split_lists(&root.join("ImageSets").join("Main"));
+    let lists = split_lists(&root.join("ImageSets").join("Main"), scan);
     if lists.is_empty() {
-        return load_unlisted(&xml_dir, &image_dir, diagnostics);
+        return load_unlisted(&xml_dir, &image_dir, scan, diagnostics);
     }
     let mut annotated = Vec::new();
     for (list, split) in lists {
-        annotated.extend(load_listed(&xml_dir, &image_dir, list, split, diagnostics));
+        annotated.extend(load_listed(
+            &xml_dir,
+            &image_dir,
+            list,
+            split,
+            scan,
+            diagnostics,
+        ));
     }
     annotated
 }
@@ -418,9 +452,13 @@ struct IdList {
     ids: Vec<(usize, String)>,
 }
 
-/// Reads `sets_dir/name`; `None` when it does not exist or cannot be read.
-fn read_id_list(sets_dir: &Path, name: &str) -> Option<IdList> {
+/// Reads `sets_dir/name`; `None` when it does not exist, cannot be read, or leads outside the
+/// dataset (reported).
+fn read_id_list(sets_dir: &Path, name: &str, scan: &Scan) -> Option<IdList> {
     let path = sets_dir.join(name);
+    if !scan.admit(&path) {
+        return None;
+    }
     let text = std::fs::read(&path).ok()?;
     let ids = String::from_utf8_lossy(&text)
         .lines()
@@ -436,11 +474,12 @@ fn read_id_list(sets_dir: &Path, name: &str) -> Option<IdList> {
 
 /// The split files present in `sets_dir`, each with the split it fills; empty when there are
 /// none.
-fn split_lists(sets_dir: &Path) -> Vec<(IdList, Assignment)> {
-    let train = read_id_list(sets_dir, "train.txt")
+fn split_lists(sets_dir: &Path, scan: &Scan) -> Vec<(IdList, Assignment)> {
+    let train = read_id_list(sets_dir, "train.txt", scan)
         .map(|t| (t, false))
-        .or_else(|| read_id_list(sets_dir, "trainval.txt").map(|t| (t, true)));
-    let val = read_id_list(sets_dir, "val.txt").or_else(|| read_id_list(sets_dir, "test.txt"));
+        .or_else(|| read_id_list(sets_dir, "trainval.txt", scan).map(|t| (t, true)));
+    let val = read_id_list(sets_dir, "val.txt", scan)
+        .or_else(|| read_id_list(sets_dir, "test.txt", scan));
     let val_ids: BTreeSet<String> = val
         .iter()
         .flat_map(|list| list.ids.iter().map(|(_, id)| id.clone()))
@@ -463,6 +502,7 @@ fn split_lists(sets_dir: &Path) -> Vec<(IdList, Assignment)> {
 fn load_unlisted(
     xml_dir: &Path,
     image_dir: &Path,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Annotated> {
     if !image_dir.is_dir() {
@@ -472,37 +512,50 @@ fn load_unlisted(
             "the VOC layout needs a JPEGImages folder beside Annotations",
         ));
     }
-    load_pairs(xml_dir, image_dir, Assignment::Unassigned, diagnostics)
-        .into_iter()
-        .filter(|a| a.xml.is_some())
-        .collect()
+    load_pairs(
+        xml_dir,
+        image_dir,
+        Assignment::Unassigned,
+        scan,
+        diagnostics,
+    )
+    .into_iter()
+    .filter(|a| a.xml.is_some())
+    .collect()
 }
 
 /// The images a split file lists, with their annotations. An id with no XML is an image with
-/// no object; an id whose XML cannot be read is skipped.
+/// no object; an id whose XML cannot be read, or that leads outside the dataset, is skipped.
 fn load_listed(
     xml_dir: &Path,
     image_dir: &Path,
     list: IdList,
     split: Assignment,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Annotated> {
     let mut annotated = Vec::new();
     for (line, id) in list.ids {
+        if scan.cancelled() {
+            break;
+        }
         let xml = xml_dir.join(format!("{id}.xml"));
-        let annotation = if xml.is_file() {
-            match read_annotation(&xml, diagnostics) {
+        let annotation = if !xml.is_file() {
+            None
+        } else if leads_outside(&list.path, line, &id, &xml, scan, diagnostics) {
+            continue;
+        } else {
+            match read_annotation(&xml, scan, diagnostics) {
                 Some(annotation) => Some(annotation),
                 None => continue,
             }
-        } else {
-            None
         };
         let image = match &annotation {
-            Some(annotation) => image_for(&xml, annotation, image_dir),
-            None => list_images_with_stem(image_dir, std::ffi::OsStr::new(&id)),
+            Some(annotation) => image_for(&xml, annotation, image_dir, scan),
+            None => list_images_with_stem(image_dir, std::ffi::OsStr::new(&id), scan),
         };
         match image {
+            Some(image) if leads_outside(&list.path, line, &id, &image, scan, diagnostics) => {}
             Some(image) => annotated.push(Annotated {
                 image,
                 split,
@@ -523,9 +576,43 @@ fn load_listed(
     annotated
 }
 
+/// Whether `path`, made from the id on `line` of a split file, leads outside the dataset (an id
+/// such as `../../x`, or a symbolic link); says so when it does.
+fn leads_outside(
+    list: &Path,
+    line: usize,
+    id: &str,
+    path: &Path,
+    scan: &Scan,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
+    let Some(target) = scan.outside(path) else {
+        return false;
+    };
+    let plain_name = Path::new(id)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    if plain_name {
+        // Only a symbolic link takes a plain name outside: the link is reported, once.
+        scan.admit(path);
+        return true;
+    }
+    diagnostics.push(Diagnostic::at_line(
+        list,
+        line,
+        DiagnosticKind::OutsideDataset,
+        format!(
+            "id {id} leads outside the dataset (→ {}); skipped",
+            target.display()
+        ),
+    ));
+    true
+}
+
 /// Reads XML beside `image` (same stem), for layouts that accept VOC annotations in a folder.
 pub(crate) fn read_beside(
     image: &Path,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Result<(PathBuf, VocAnnotation), ()>> {
     let xml = image.with_extension("xml");
@@ -533,7 +620,7 @@ pub(crate) fn read_beside(
         return None;
     }
     Some(
-        read_annotation(&xml, diagnostics)
+        read_annotation(&xml, scan, diagnostics)
             .map(|a| (xml, a))
             .ok_or(()),
     )

@@ -9,8 +9,8 @@ use std::path::{Component, Path, PathBuf};
 use super::assemble::{
     drop_unknown_classes, Assignment, BoxGeometry, Loaded, PendingBox, PendingItem,
 };
-use super::decode::list_images_recursive;
 use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
+use super::walk::{Resolved, Scan};
 
 /// One parsed label line.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,19 +69,19 @@ fn parse_class(field: &str) -> Result<usize, String> {
 }
 
 /// Reads `data.yaml` at `yaml_path` and every image and label file it leads to.
-pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
-    let Some(data) = DataYaml::read(yaml_path, diagnostics) else {
+pub(crate) fn load(yaml_path: &Path, scan: &Scan, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
+    let Some(data) = DataYaml::read(yaml_path, scan, diagnostics) else {
         return Loaded::default();
     };
     let declared_names = data.class_names(diagnostics);
     let mut images = Vec::new();
     for (key, split) in data.splits() {
         for entry in data.entries(key, diagnostics) {
-            let found = data.images(key, &entry, diagnostics);
+            let found = data.images(key, &entry, scan, diagnostics);
             images.extend(found.into_iter().map(|image| (image, split)));
         }
     }
-    let mut items = read_all_labels(images, diagnostics);
+    let mut items = read_all_labels(images, scan, diagnostics);
     let class_names = match declared_names {
         Some(names) => {
             drop_unknown_classes(&mut items, names.len(), "data.yaml", diagnostics);
@@ -93,16 +93,20 @@ pub(crate) fn load(yaml_path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loade
 }
 
 /// Each image with the boxes of its label file. An image listed twice belongs to the split it
-/// was first listed with.
+/// was first listed with. Stops early when loading is cancelled.
 pub(crate) fn read_all_labels(
     images: Vec<(PathBuf, Assignment)>,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<PendingItem> {
     let mut seen = BTreeSet::new();
     let mut items = Vec::with_capacity(images.len());
     for (image, split) in images {
+        if scan.cancelled() {
+            break;
+        }
         if seen.insert(image.clone()) {
-            items.push(read_labels(image, split, diagnostics));
+            items.extend(read_labels(image, split, scan, diagnostics));
         }
     }
     items
@@ -116,13 +120,17 @@ struct DataYaml {
     yaml: serde_yaml_ng::Value,
     /// The folder that holds data.yaml.
     dir: PathBuf,
-    /// The dataset root: `path:` when it exists here, otherwise `dir`.
+    /// The folder the paths are relative to: `path:` when it names a folder inside the
+    /// dataset, otherwise `dir`.
     root: PathBuf,
 }
 
 impl DataYaml {
     /// Reads and parses `path`; `None` (with a diagnostic) when it cannot be used.
-    fn read(path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<Self> {
+    fn read(path: &Path, scan: &Scan, diagnostics: &mut Vec<Diagnostic>) -> Option<Self> {
+        if !scan.admit(path) {
+            return None;
+        }
         let text = read_or_note(path, "the file", std::fs::read_to_string, diagnostics)?;
         let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
             Ok(yaml) => yaml,
@@ -137,19 +145,51 @@ impl DataYaml {
             }
         };
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let root = match yaml.get("path").and_then(|v| v.as_str()) {
-            // A `path` written on another machine (often absolute) is common: fall back to the
-            // folder that holds data.yaml.
-            Some(p) if dir.join(p).is_dir() => dir.join(p),
-            _ => dir.clone(),
-        };
-        Some(Self {
+        let mut data = Self {
             path: path.to_path_buf(),
             text,
             yaml,
+            root: dir.clone(),
             dir,
-            root,
-        })
+        };
+        data.root = data.root_folder(scan, diagnostics);
+        Some(data)
+    }
+
+    /// The folder `path:` names when it is one inside the dataset; otherwise, with a diagnostic,
+    /// the folder that holds data.yaml.
+    fn root_folder(&self, scan: &Scan, diagnostics: &mut Vec<Diagnostic>) -> PathBuf {
+        let Some(path) = self.yaml.get("path").and_then(|v| v.as_str()) else {
+            return self.dir.clone();
+        };
+        let named = self.dir.join(path);
+        if !named.is_dir() {
+            // A `path` written on another machine (often absolute) is common, and the folder
+            // that holds data.yaml is then the one meant: a choice worth a note.
+            diagnostics.push(self.at_key(
+                "path",
+                DiagnosticKind::Note,
+                format!(
+                    "`path: {path}` names {}, which does not exist here: the paths are read \
+                     from the folder of data.yaml",
+                    named.display()
+                ),
+            ));
+            return self.dir.clone();
+        }
+        if let Some(target) = scan.outside(&named) {
+            diagnostics.push(self.at_key(
+                "path",
+                DiagnosticKind::OutsideDataset,
+                format!(
+                    "`path: {path}` leads outside the dataset folder (→ {}): the paths are read \
+                     from the folder of data.yaml instead",
+                    target.display()
+                ),
+            ));
+            return self.dir.clone();
+        }
+        named
     }
 
     /// A diagnostic pointing at the line where `key:` is written.
@@ -223,23 +263,43 @@ impl DataYaml {
 
     /// The images one entry of `key` leads to: every image below a folder, or those an image
     /// list names.
-    fn images(&self, key: &str, entry: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-        let Some(resolved) = resolve_entry(&self.root, &self.dir, entry) else {
-            diagnostics.push(self.at_key(
-                key,
-                DiagnosticKind::MissingFolder,
-                format!(
-                    "`{key}: {entry}` names {}, which does not exist",
-                    self.root.join(entry).display()
-                ),
-            ));
-            return Vec::new();
+    fn images(
+        &self,
+        key: &str,
+        entry: &str,
+        scan: &Scan,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Vec<PathBuf> {
+        let resolved = match resolve_entry(&self.root, &self.dir, entry, scan) {
+            Resolved::Inside(resolved) => resolved,
+            Resolved::Outside(target) => {
+                diagnostics.push(self.at_key(
+                    key,
+                    DiagnosticKind::OutsideDataset,
+                    format!(
+                        "`{key}: {entry}` leads outside the dataset folder (→ {}); skipped",
+                        target.display()
+                    ),
+                ));
+                return Vec::new();
+            }
+            Resolved::Missing => {
+                diagnostics.push(self.at_key(
+                    key,
+                    DiagnosticKind::MissingFolder,
+                    format!(
+                        "`{key}: {entry}` names {}, which does not exist",
+                        self.root.join(entry).display()
+                    ),
+                ));
+                return Vec::new();
+            }
         };
         if resolved.is_dir() {
-            report_labels_without_images(&resolved, diagnostics);
-            list_images_recursive(&resolved)
+            report_labels_without_images(&resolved, scan, diagnostics);
+            scan.images_recursive(&resolved)
         } else {
-            read_image_list(&resolved, &self.root, diagnostics)
+            read_image_list(&resolved, &self.root, scan, diagnostics)
         }
     }
 }
@@ -325,18 +385,24 @@ fn key_line(text: &str, key: &str) -> Option<usize> {
 }
 
 /// A `train`/`val` entry resolved against the dataset root; also tried against the folder of
-/// data.yaml, and without a leading `../` (Roboflow exports write `../train/images`).
-fn resolve_entry(root: &Path, yaml_dir: &Path, entry: &str) -> Option<PathBuf> {
+/// data.yaml, and without a leading `../` (Roboflow exports write `../train/images`). A
+/// candidate outside the dataset is taken only to say so.
+fn resolve_entry(root: &Path, yaml_dir: &Path, entry: &str, scan: &Scan) -> Resolved {
     let mut candidates = vec![root.join(entry), yaml_dir.join(entry)];
     if let Some(stripped) = entry.strip_prefix("../") {
         candidates.push(root.join(stripped));
     }
-    candidates.into_iter().find(|p| p.exists())
+    scan.resolve(candidates, Path::exists)
 }
 
 /// The images a `.txt` list names, one path per line (relative to the dataset root or to the
-/// list's folder).
-fn read_image_list(list: &Path, root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+/// list's folder); a line that leads outside the dataset is reported and skipped.
+fn read_image_list(
+    list: &Path,
+    root: &Path,
+    scan: &Scan,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
     let Some(bytes) = read_or_note(list, "the image list", std::fs::read, diagnostics) else {
         return Vec::new();
     };
@@ -348,18 +414,25 @@ fn read_image_list(list: &Path, root: &Path, diagnostics: &mut Vec<Diagnostic>) 
         if entry.is_empty() {
             continue;
         }
-        let found = [root.join(entry), list_dir.join(entry)]
-            .into_iter()
-            .find(|p| p.is_file());
-        match found {
-            Some(path) => images.push(path),
-            None => diagnostics.push(Diagnostic::at_line(
-                list,
-                index + 1,
-                DiagnosticKind::UnreadableImage,
-                format!("the listed image {entry} does not exist"),
-            )),
-        }
+        let (kind, message) =
+            match scan.resolve([root.join(entry), list_dir.join(entry)], Path::is_file) {
+                Resolved::Inside(path) => {
+                    images.push(path);
+                    continue;
+                }
+                Resolved::Outside(target) => (
+                    DiagnosticKind::OutsideDataset,
+                    format!(
+                        "the listed image {entry} leads outside the dataset (→ {}); skipped",
+                        target.display()
+                    ),
+                ),
+                Resolved::Missing => (
+                    DiagnosticKind::UnreadableImage,
+                    format!("the listed image {entry} does not exist"),
+                ),
+            };
+        diagnostics.push(Diagnostic::at_line(list, index + 1, kind, message));
     }
     images
 }
@@ -384,18 +457,24 @@ pub(crate) fn label_path_for(image: &Path) -> PathBuf {
     path
 }
 
-/// Reads the label file of `image` (none or empty: no object) into a pending item.
+/// Reads the label file of `image` (none or empty: no object) into a pending item; `None` when
+/// the label file leads outside the dataset (reported): its objects are then unknown, and
+/// training on the image as empty would be wrong.
 pub(crate) fn read_labels(
     image: PathBuf,
     split: Assignment,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
-) -> PendingItem {
+) -> Option<PendingItem> {
     let label_path = label_path_for(&image);
+    if !scan.admit(&label_path) {
+        return None;
+    }
     let mut item = PendingItem::new(image, split);
     if let Ok(bytes) = std::fs::read(&label_path) {
         item.boxes = parse_label_text(&String::from_utf8_lossy(&bytes), &label_path, diagnostics);
     }
-    item
+    Some(item)
 }
 
 /// Every good line of a label file as a pending box; a bad line becomes a diagnostic and the
@@ -435,7 +514,11 @@ pub(crate) fn parse_label_text(
 }
 
 /// Label files under the labels folder matching `images_dir` whose image does not exist.
-pub(crate) fn report_labels_without_images(images_dir: &Path, diagnostics: &mut Vec<Diagnostic>) {
+pub(crate) fn report_labels_without_images(
+    images_dir: &Path,
+    scan: &Scan,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     // Only a folder literally called `images` has a separate labels folder to check.
     let probe = label_path_for(&images_dir.join("probe.jpg"));
     let Some(labels_dir) = probe.parent() else {
@@ -444,7 +527,8 @@ pub(crate) fn report_labels_without_images(images_dir: &Path, diagnostics: &mut 
     if labels_dir == images_dir || !labels_dir.is_dir() {
         return;
     }
-    let image_stems: BTreeSet<PathBuf> = list_images_recursive(images_dir)
+    let image_stems: BTreeSet<PathBuf> = scan
+        .images_recursive(images_dir)
         .iter()
         .filter_map(|p| {
             p.strip_prefix(images_dir)
@@ -452,7 +536,7 @@ pub(crate) fn report_labels_without_images(images_dir: &Path, diagnostics: &mut 
                 .map(|r| r.with_extension(""))
         })
         .collect();
-    for label in list_files_recursive(labels_dir) {
+    for label in scan.files_recursive(labels_dir) {
         let is_txt = label
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("txt"));
@@ -474,14 +558,6 @@ pub(crate) fn report_labels_without_images(images_dir: &Path, diagnostics: &mut 
             ));
         }
     }
-}
-
-fn list_files_recursive(dir: &Path) -> Vec<PathBuf> {
-    let mut files = super::decode::list_files(dir);
-    for sub in super::decode::list_dirs(dir) {
-        files.extend(list_files_recursive(&sub));
-    }
-    files
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@
 use std::path::{Path, PathBuf};
 
 use super::assemble::{drop_unknown_classes, Assignment, Loaded, PendingItem};
-use super::decode::{file_name, list_dirs, list_files, list_images, list_images_recursive};
+use super::decode::file_name;
 use super::diagnostics::{read_or_note, Diagnostic};
 use super::voc::split_of_folder;
+use super::walk::Scan;
 use super::yolo::{
     names_from_labels, read_all_labels, read_name_list, report_labels_without_images,
 };
@@ -23,12 +24,12 @@ pub(crate) fn detect(root: &Path) -> bool {
 }
 
 /// Reads every image below `root/images` with its labels.
-pub(crate) fn load(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
+pub(crate) fn load(root: &Path, scan: &Scan, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
     let images_dir = root.join("images");
-    report_labels_without_images(&images_dir, diagnostics);
-    let images = images_with_splits(&images_dir, diagnostics);
-    let mut items = read_all_labels(images, diagnostics);
-    let class_names = class_names(root, &mut items, diagnostics);
+    report_labels_without_images(&images_dir, scan, diagnostics);
+    let images = images_with_splits(&images_dir, scan, diagnostics);
+    let mut items = read_all_labels(images, scan, diagnostics);
+    let class_names = class_names(root, &mut items, scan, diagnostics);
     Loaded { class_names, items }
 }
 
@@ -37,18 +38,20 @@ pub(crate) fn load(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Loaded {
 /// split, and so does everything when no folder is for validation. Notes how it was read.
 fn images_with_splits(
     images_dir: &Path,
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<(PathBuf, Assignment)> {
-    let mut images: Vec<(PathBuf, Assignment)> = list_images(images_dir)
+    let mut images: Vec<(PathBuf, Assignment)> = scan
+        .images(images_dir)
         .into_iter()
         .map(|image| (image, Assignment::Unassigned))
         .collect();
     let mut folders = Vec::new();
-    for folder in list_dirs(images_dir) {
+    for folder in scan.dirs(images_dir) {
         let name = file_name(&folder);
         let split = split_of_folder(&name);
         images.extend(
-            list_images_recursive(&folder)
+            scan.images_recursive(&folder)
                 .into_iter()
                 .map(|image| (image, split)),
         );
@@ -112,9 +115,10 @@ fn split_message(folders: &[(String, Assignment)], has_val: bool) -> String {
 fn class_names(
     root: &Path,
     items: &mut [PendingItem],
+    scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<String> {
-    let names_file = find_names_file(root);
+    let names_file = find_names_file(root, scan);
     if let Some(file) = &names_file {
         let names = read_or_note(file, "the class names", read_name_list, diagnostics);
         if let Some(names) = names.filter(|n| !n.is_empty()) {
@@ -151,17 +155,18 @@ fn class_names(
 }
 
 /// `classes.txt` (LabelImg and many exporters) in the top folder or in `labels/`, or else the
-/// first darknet `*.names` file there.
-fn find_names_file(root: &Path) -> Option<PathBuf> {
+/// first darknet `*.names` file there. A `classes.txt` that leads outside the dataset is
+/// reported and passed over.
+fn find_names_file(root: &Path, scan: &Scan) -> Option<PathBuf> {
     let folders = [root.to_path_buf(), root.join("labels")];
     let classes_txt = folders
         .iter()
         .map(|folder| folder.join("classes.txt"))
-        .find(|path| path.is_file());
+        .find(|path| path.is_file() && scan.admit(path));
     classes_txt.or_else(|| {
         folders
             .iter()
-            .flat_map(|folder| list_files(folder))
+            .flat_map(|folder| scan.files(folder))
             .find(|path| {
                 path.extension()
                     .is_some_and(|e| e.eq_ignore_ascii_case("names"))

@@ -13,17 +13,23 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place. On failure (a
+/// full disk) the temporary file is removed and `path` is left as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let partial = dir.join(format!(".{}.partial", file_name(path)));
-    let mut file = std::fs::File::create(&partial)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+    let written = std::fs::File::create(&partial)
+        .and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()))
+        .with_context(|| format!("cannot write {}", partial.display()))
+        .and_then(|_| {
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("cannot write {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }

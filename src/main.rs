@@ -6,7 +6,10 @@ use ohem_studio::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(command) => ohem_studio::cli::run(command),
+        Some(command) => {
+            quiet_on_closed_pipe();
+            ohem_studio::cli::run(command)
+        }
         None => ohem_studio::ui::run_app(cli.data, cli.start),
     };
     match result {
@@ -15,5 +18,16 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command piped into `head` ends quietly when the reader stops, as other command-line tools
+/// do, instead of panicking on the next write (Rust ignores SIGPIPE by default).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any other thread exists; no
+    // handler of this program is installed for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

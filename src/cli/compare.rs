@@ -68,6 +68,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     if base.eval_every == 0 {
         anyhow::bail!("compare needs evaluations: --eval-every must be at least 1");
     }
+    let folder = train::RunFolder::claim(&args.train.out, args.train.overwrite)?;
     let interrupted = train::interrupt_flag();
     let mut rows = Vec::new();
     for i in 0..args.seeds {
@@ -79,7 +80,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         eprintln!("— seed {seed} ({} of {}) —", i + 1, args.seeds);
         let mut config = base.clone();
         config.seed = seed;
-        let out = args.train.out.join(format!("seed{seed}"));
+        let out = folder.child(&format!("seed{seed}"))?;
         let evaluations = train::run(&args.train.data, &out, config, &interrupted)?;
         rows.extend(evaluations.iter().map(|e| Row::new(seed, e)));
     }

@@ -68,9 +68,15 @@ pub(super) fn evaluate(
     }
     println!("mAP@0.5 {:.4}", evaluation.map());
     let c = evaluation.counts_at(threshold);
+    // With nothing detected, precision is undefined: no number should read as a perfect one.
+    let precision = if c.tp + c.fp == 0 {
+        "– (no detections)".to_string()
+    } else {
+        format!("{:.4}", c.precision)
+    };
     println!(
-        "at score ≥ {threshold}: precision {:.4}  recall {:.4}  F1 {:.4}  (TP {}, FP {}, FN {})",
-        c.precision, c.recall, c.f1, c.tp, c.fp, c.fn_
+        "at score ≥ {threshold}: precision {precision}  recall {:.4}  F1 {:.4}  (TP {}, FP {}, FN {})",
+        c.recall, c.f1, c.tp, c.fp, c.fn_
     );
     println!(
         "{}",
@@ -95,9 +101,6 @@ pub(super) fn detect(
     out: &Path,
     device: DeviceChoice,
 ) -> anyhow::Result<()> {
-    if !(0.0..=1.0).contains(&threshold) {
-        bail!("--threshold must lie between 0 and 1");
-    }
     if !images_dir.is_dir() {
         bail!("{}: no such folder", images_dir.display());
     }

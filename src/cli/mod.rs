@@ -52,8 +52,8 @@ pub enum Commands {
         /// A `<strategy>.safetensors` written by `train` (its `model.json` must sit beside it).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Score threshold for precision, recall and F1.
-        #[arg(long, default_value_t = 0.5)]
+        /// Score threshold for precision, recall and F1 (0 to 1).
+        #[arg(long, default_value_t = 0.5, value_parser = score_threshold)]
         threshold: f32,
         #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
         device: DeviceArg,
@@ -66,10 +66,14 @@ pub enum Commands {
         #[arg(long)]
         images: PathBuf,
         /// Keep detections scoring at least this (0 keeps every candidate NMS leaves).
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = 0.5, value_parser = score_threshold)]
         threshold: f32,
+        /// The COCO results JSON to write; an existing file is refused unless --overwrite.
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing --out file.
+        #[arg(long)]
+        overwrite: bool,
         #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
         device: DeviceArg,
     },
@@ -111,9 +115,26 @@ pub fn run(command: Commands) -> anyhow::Result<()> {
             images,
             threshold,
             out,
+            overwrite,
             device,
-        } => inference::detect(&checkpoint, &images, threshold, &out, device.into()),
+        } => {
+            if out.exists() && !overwrite {
+                anyhow::bail!(
+                    "{} already exists: choose another --out file, or pass --overwrite to replace it",
+                    out.display()
+                );
+            }
+            inference::detect(&checkpoint, &images, threshold, &out, device.into())
+        }
         Commands::Bench(args) => bench::run(&args),
+    }
+}
+
+/// A score threshold: a number from 0 to 1.
+fn score_threshold(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(t),
+        _ => Err(format!("{text} is not a score between 0 and 1")),
     }
 }
 

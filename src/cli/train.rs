@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -81,9 +81,14 @@ pub struct TrainArgs {
     /// CPU threads for libtorch (0: its default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Run folder: metrics.csv, eval.csv, hard_examples.csv, config.json, weights.
+    /// Run folder: metrics.csv, eval.csv, hard_examples.csv, config.json, weights. A folder that
+    /// already holds files is refused, so an earlier run is never overwritten by accident.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the run in a non-empty --out folder. Its files are replaced only once the new run
+    /// has started, so a run that fails to start leaves them as they were.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 impl TrainArgs {
@@ -110,7 +115,7 @@ impl TrainArgs {
             negative_fraction: self.negative_fraction,
             nms_by_loss: !self.no_nms_by_loss,
             max_negatives_per_positive: self.max_neg_per_pos,
-            cpu_threads: self.threads,
+            cpu_threads: capped_threads(self.threads),
             ..TrainConfig::default()
         };
         config.validate()?;
@@ -118,10 +123,80 @@ impl TrainArgs {
     }
 }
 
+/// `--threads`, at most the machine's: more only adds switching between them.
+fn capped_threads(asked: usize) -> usize {
+    let machine = crate::train::config::machine_threads();
+    if asked > machine {
+        eprintln!("note: --threads {asked} capped to the {machine} this machine runs at once");
+    }
+    asked.min(machine)
+}
+
 /// `train`: one run into `--out`.
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    run(&args.data, &args.out, config, &interrupt_flag()).map(|_| ())
+    let target = RunFolder::claim(&args.out, args.overwrite)?;
+    run(&args.data, &target, config, &interrupt_flag()).map(|_| ())
+}
+
+/// A run's output folder, checked before anything is loaded or written.
+#[derive(Clone, Debug)]
+pub struct RunFolder {
+    pub path: PathBuf,
+    /// Whether the folder held files the user agreed to replace.
+    pub replaces: bool,
+}
+
+impl RunFolder {
+    /// `path` as a run folder: new, empty, or holding files that `overwrite` allows replacing.
+    pub fn claim(path: &Path, overwrite: bool) -> anyhow::Result<Self> {
+        if path.exists() && !path.is_dir() {
+            bail!("--out {} is a file, not a folder", path.display());
+        }
+        let held: Vec<String> = std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !held.is_empty() && !overwrite {
+            let mut shown: Vec<&str> = held.iter().map(String::as_str).take(4).collect();
+            shown.sort_unstable();
+            bail!(
+                "{} already holds files ({}{}): choose a new --out folder, or pass --overwrite to replace the run in it",
+                path.display(),
+                shown.join(", "),
+                if held.len() > shown.len() { ", …" } else { "" }
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            replaces: !held.is_empty(),
+        })
+    }
+
+    /// The same claim on a folder inside this one (`compare`'s per-seed runs).
+    pub fn child(&self, name: &str) -> anyhow::Result<Self> {
+        Self::claim(&self.path.join(name), self.replaces)
+    }
+
+    /// Removes the weights and `model.json` of the run being replaced, so none of them can be
+    /// taken for the new run's. The CSVs are rewritten by the new run.
+    fn clear_previous_weights(&self) -> anyhow::Result<()> {
+        if !self.replaces {
+            return Ok(());
+        }
+        for entry in std::fs::read_dir(&self.path)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "model.json" || name.ends_with(".safetensors") {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot replace {}", entry.path().display()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Set by Ctrl-C. One handler per process (the `ctrlc` crate allows no second one), so a
@@ -140,23 +215,27 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 /// still saves its weights.
 pub fn run(
     data_dir: &Path,
-    out: &Path,
+    out: &RunFolder,
     config: TrainConfig,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Vec<EvalReport>> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    eprintln!("loading {} …", data_dir.display());
     let mut trainer = TrainerHandle::spawn(Arc::new(|| {}))?;
     trainer.send(Command::OpenDataset(data_dir.to_path_buf()));
-    let dataset = wait_for_dataset(&trainer)?;
+    let Some(dataset) = wait_for_dataset(&trainer, interrupted)? else {
+        eprintln!("stopped while loading the dataset: nothing was trained or written");
+        trainer.shutdown(Duration::from_secs(1));
+        return Ok(Vec::new());
+    };
     let mut session = Session {
         bar: progress_bar(config.steps.unwrap_or(0)),
-        outputs: RunFiles::create(out, &dataset)?,
+        outputs: None,
         dataset,
         data_dir,
         out,
         phase: Phase::Starting,
         last_evaluations: Vec::new(),
+        failure: None,
         config,
     };
     trainer.send(Command::Start(session.config.clone()));
@@ -201,11 +280,14 @@ struct Session<'a> {
     config: TrainConfig,
     dataset: Arc<Dataset>,
     data_dir: &'a Path,
-    out: &'a Path,
-    outputs: RunFiles,
+    out: &'a RunFolder,
+    /// Created when the run has started: a run that fails to start writes nothing.
+    outputs: Option<RunFiles>,
     bar: ProgressBar,
     phase: Phase,
     last_evaluations: Vec<EvalReport>,
+    /// Why the run must end as a failure once its weights are saved (already on stderr).
+    failure: Option<String>,
 }
 
 impl Session<'_> {
@@ -214,7 +296,12 @@ impl Session<'_> {
         match event {
             Event::RunStarted(info) => {
                 say(&self.bar, self.started_line(&info));
-                self.outputs.write_config(self.data_dir, &info)?;
+                std::fs::create_dir_all(&self.out.path)
+                    .with_context(|| format!("cannot create {}", self.out.path.display()))?;
+                self.out.clear_previous_weights()?;
+                let outputs = RunFiles::create(&self.out.path, &self.dataset)?;
+                outputs.write_config(self.data_dir, &info)?;
+                self.outputs = Some(outputs);
                 self.phase = Phase::Training;
             }
             Event::Step(report) => {
@@ -226,9 +313,12 @@ impl Session<'_> {
                     .collect();
                 self.bar
                     .set_message(format!("batch loss: {}", losses.join("  ")));
-                self.outputs.step(&report)?;
+                self.outputs()?.step(&report)?;
             }
-            Event::HardExamples(batch) => self.outputs.hard_examples(&batch, &self.dataset)?,
+            Event::HardExamples(batch) => {
+                let dataset = self.dataset.clone();
+                self.outputs()?.hard_examples(&batch, &dataset)?
+            }
             Event::Evaluated(report) => {
                 say(
                     &self.bar,
@@ -240,7 +330,8 @@ impl Session<'_> {
                         report.val_loss
                     ),
                 );
-                self.outputs.evaluation(&report, &self.dataset)?;
+                let dataset = self.dataset.clone();
+                self.outputs()?.evaluation(&report, &dataset)?;
                 self.last_evaluations
                     .retain(|e| e.strategy != report.strategy);
                 self.last_evaluations.push((*report).clone());
@@ -249,25 +340,39 @@ impl Session<'_> {
                 self.bar.finish_and_clear();
                 bail!("{message}");
             }
-            Event::Problem(message) => say(&self.bar, format!("warning: {message}")),
+            // The trainer has written it to stderr already.
+            Event::Problem(_) => {}
+            Event::Diverged { message } => {
+                self.failure = Some(message);
+                return Ok(Some(Command::StopRun));
+            }
             Event::RunEnded { .. } => {
                 self.bar.finish_and_clear();
-                self.outputs.flush()?;
+                self.outputs()?.flush()?;
                 self.phase = Phase::Saving;
-                return Ok(Some(Command::SaveCheckpoint(self.out.to_path_buf())));
+                return Ok(Some(Command::SaveCheckpoint(self.out.path.clone())));
             }
             Event::CheckpointSaved(paths) => {
                 for p in paths {
                     eprintln!("wrote {}", p.display());
                 }
-                eprintln!("wrote {}", self.out.join("metrics.csv").display());
+                eprintln!("wrote {}", self.out.path.join("metrics.csv").display());
                 self.phase = Phase::Done;
+                if self.failure.take().is_some() {
+                    bail!("training diverged (see above); the last good weights were saved");
+                }
             }
             Event::Failed { message } => bail!("{message}"),
             Event::Stopped => bail!("the trainer stopped before saving"),
             _ => {}
         }
         Ok(None)
+    }
+
+    fn outputs(&mut self) -> anyhow::Result<&mut RunFiles> {
+        self.outputs
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the trainer reported a step before the run started"))
     }
 
     fn started_line(&self, info: &RunInfo) -> String {
@@ -282,9 +387,23 @@ impl Session<'_> {
     }
 }
 
-fn wait_for_dataset(trainer: &TrainerHandle) -> anyhow::Result<Arc<Dataset>> {
+/// The loaded dataset, or `None` when `interrupted` was set while it loaded.
+fn wait_for_dataset(
+    trainer: &TrainerHandle,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Option<Arc<Dataset>>> {
     loop {
-        match next_event(trainer)? {
+        if interrupted.load(Ordering::SeqCst) {
+            trainer.cancel_loading();
+            return Ok(None);
+        }
+        let Some(event) = trainer.recv_timeout(Duration::from_millis(100)) else {
+            if trainer.is_finished() {
+                bail!("the trainer ended unexpectedly");
+            }
+            continue;
+        };
+        match event {
             Event::DatasetLoaded {
                 dataset,
                 summary,
@@ -297,7 +416,7 @@ fn wait_for_dataset(trainer: &TrainerHandle) -> anyhow::Result<Arc<Dataset>> {
                         diagnostics.len()
                     );
                 }
-                return Ok(dataset);
+                return Ok(Some(dataset));
             }
             Event::DatasetFailed { path, message } => {
                 bail!("cannot open dataset {}: {message}", path.display())
@@ -322,16 +441,5 @@ pub(super) fn say(bar: &ProgressBar, line: impl AsRef<str>) {
         eprintln!("{}", line.as_ref());
     } else {
         bar.println(line);
-    }
-}
-
-fn next_event(trainer: &TrainerHandle) -> anyhow::Result<Event> {
-    loop {
-        if let Some(event) = trainer.recv_timeout(Duration::from_millis(200)) {
-            return Ok(event);
-        }
-        if trainer.is_finished() {
-            bail!("the trainer ended unexpectedly");
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! an image pyramid, its candidates reduced by non-maximum suppression. Owns tch; knows nothing
 //! of batches, strategies or the UI.
 
+pub mod checkpoint;
 pub mod model;
 pub mod net;
 pub mod window;

@@ -1,12 +1,14 @@
 //! A detector as a thing on disk and on a device: what it takes to rebuild one (`model.json`),
 //! which device it runs on, and loading saved weights back.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use super::checkpoint::{check_shapes, ModelFile};
 use super::window::{self, WindowShape};
 use super::{DetectorNet, NetSize};
 use crate::data::Dataset;
@@ -101,17 +103,6 @@ impl ModelInfo {
             size,
         }
     }
-
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        crate::files::write_atomically(path, serde_json::to_string_pretty(self)?.as_bytes())
-    }
-
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a model.json", path.display()))
-    }
 }
 
 /// A trained detector loaded from `<strategy>.safetensors` and the `model.json` beside it.
@@ -124,20 +115,31 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// Loads `checkpoint` after checking it against the `model.json` beside it: listed there
+    /// byte for byte, and holding exactly the tensors of the network it describes.
     pub fn load(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
         if !checkpoint.is_file() {
             bail!("{}: no such checkpoint file", checkpoint.display());
         }
-        let info_path = checkpoint.with_file_name("model.json");
-        let info = ModelInfo::load(&info_path).with_context(|| {
-            format!(
-                "{} needs the model.json that `train` writes beside it",
+        let model_path = checkpoint.with_file_name("model.json");
+        if !model_path.is_file() {
+            bail!(
+                "{} needs the model.json that `train` writes beside it, and there is none (was the save interrupted?)",
                 checkpoint.display()
-            )
-        })?;
+            );
+        }
+        let model = ModelFile::load(&model_path)?;
+        model.check_listed(checkpoint)?;
+        let info = model.info;
         let (device, _) = resolve_device(device)?;
         let mut vs = tch::nn::VarStore::new(device);
         let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
+        let expected: BTreeMap<String, Vec<i64>> = vs
+            .variables()
+            .into_iter()
+            .map(|(name, tensor)| (name, tensor.size()))
+            .collect();
+        check_shapes(checkpoint, &expected)?;
         vs.load(checkpoint)
             .with_context(|| format!("{}: not weights of this detector", checkpoint.display()))?;
         Ok(Self {

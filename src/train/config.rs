@@ -178,6 +178,14 @@ impl Default for TrainConfig {
     }
 }
 
+/// The highest learning rate accepted: far above any that trains, low enough to refuse a typo.
+pub const MAX_LR: f64 = 10.0;
+
+/// Threads this machine runs at once.
+pub fn machine_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl TrainConfig {
     /// The learning rate for step `step` (0-based): linear warm-up, then constant, or a cosine
     /// decay to 1 % of the peak at the step budget when there is one.
@@ -223,10 +231,24 @@ impl TrainConfig {
         if self.hard_examples == 0 {
             bail!("M (hard examples per batch) must be at least 1");
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
+        if self.hard_examples > self.batch_size {
             bail!(
-                "the learning rate must be a positive number, not {}",
+                "M ({}) cannot exceed K ({}): OHEM keeps M of the K examples in each batch",
+                self.hard_examples,
+                self.batch_size
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
+            bail!(
+                "the learning rate must be a number above 0 and at most {MAX_LR}, not {}",
                 self.lr
+            );
+        }
+        let machine = machine_threads();
+        if self.cpu_threads > machine {
+            bail!(
+                "{} CPU threads asked for, but this machine runs {machine} at once (0: libtorch's default)",
+                self.cpu_threads
             );
         }
         if self.steps == Some(0) {

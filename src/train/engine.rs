@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use tch::{Device, Kind};
 
 use super::batch::{candidates, thumbnail, BatchTensors};
@@ -32,6 +32,8 @@ pub struct StepOutcome {
     pub hard_examples: Option<HardExampleBatch>,
     /// Strategies whose loss was not finite this step (their update was skipped).
     pub non_finite: Vec<Strategy>,
+    /// Strategies whose training diverged, with the step their weights were set back to.
+    pub diverged: Vec<(Strategy, u64)>,
 }
 
 pub struct Engine {
@@ -160,6 +162,7 @@ impl Engine {
         let mut records: Vec<Option<StrategyStep>> = vec![None; count];
         let mut hard_examples = None;
         let mut non_finite = Vec::new();
+        let mut diverged = Vec::new();
         // The strategy that runs first after a new batch shares the CPU with the loader
         // refilling its queue; taking turns keeps that cost out of the comparison.
         for turn in 0..count {
@@ -176,6 +179,9 @@ impl Engine {
             // Only a non-finite loss on the trained examples skips an update.
             if !outcome.selected.is_empty() && !outcome.record.trained_loss.is_finite() {
                 non_finite.push(learner.strategy());
+            }
+            if let Some(step) = outcome.restored_to_step {
+                diverged.push((learner.strategy(), step));
             }
             if learner.strategy() == Strategy::Ohem && selecting {
                 hard_examples = Some(self.hard_example_batch(examples, &outcome));
@@ -200,6 +206,7 @@ impl Engine {
             },
             hard_examples,
             non_finite,
+            diverged,
         })
     }
 
@@ -266,27 +273,15 @@ impl Engine {
             .collect()
     }
 
-    /// Writes `<dir>/<strategy>.safetensors` for every strategy and `<dir>/model.json`.
+    /// Writes `<dir>/<strategy>.safetensors` for every strategy, then `<dir>/model.json` listing
+    /// them: a set that a reader can check.
     pub fn save(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut written = Vec::new();
-        for learner in &self.learners {
-            let key = learner.strategy().key();
-            let path = dir.join(format!("{key}.safetensors"));
-            // Saved under a temporary name and renamed, so a crash never leaves half a file.
-            let partial = dir.join(format!(".{key}.partial.safetensors"));
-            learner
-                .var_store()
-                .save(&partial)
-                .with_context(|| format!("cannot write {}", partial.display()))?;
-            std::fs::rename(&partial, &path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            written.push(path);
-        }
-        let info_path = dir.join("model.json");
-        self.info.save(&info_path)?;
-        written.push(info_path);
-        Ok(written)
+        let weights: Vec<(&str, &tch::nn::VarStore)> = self
+            .learners
+            .iter()
+            .map(|l| (l.strategy().key(), l.var_store()))
+            .collect();
+        crate::detector::checkpoint::save_set(dir, &self.info, &weights)
     }
 }
 

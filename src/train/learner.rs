@@ -15,14 +15,43 @@ use super::messages::StrategyStep;
 use crate::detector::{DetectorNet, ModelInfo, WindowLosses};
 use crate::ohem::{self, Candidate, SelectionConfig};
 
+/// A trained-examples loss above this, or not finite, counts as a diverging step.
+pub const EXPLODED_LOSS: f32 = 100.0;
+/// This many diverging steps in a row and the weights are set back to the last good copy.
+pub const DIVERGED_AFTER: u32 = 10;
+/// A copy of the weights is taken before every this many steps, kept once that step's loss
+/// (measured on exactly those weights) shows they were good.
+const SNAPSHOT_EVERY: u64 = 25;
+
 /// One strategy's model and optimizer.
 pub struct Learner {
     strategy: Strategy,
     vs: nn::VarStore,
     net: DetectorNet,
     optimizer: nn::Optimizer,
+    weight_decay: f64,
+    /// The learning rate last set.
+    lr: f64,
     /// Draws random-M's picks; seeded per strategy so a run can be reproduced.
     rng: ChaCha8Rng,
+    /// Steps this learner has trained.
+    steps: u64,
+    health: Health,
+}
+
+/// Whether training is diverging, and the weights to go back to if it is.
+#[derive(Default)]
+struct Health {
+    diverging_steps: u32,
+    /// Weights taken before this step's update, not yet known to be good.
+    pending: Option<Snapshot>,
+    last_good: Option<Snapshot>,
+}
+
+/// A copy of every weight, and the number of steps trained when it was taken.
+struct Snapshot {
+    steps: u64,
+    weights: Vec<(String, Tensor)>,
 }
 
 /// What one strategy did with one batch: its numbers, and per example what the read-only pass
@@ -35,6 +64,8 @@ pub struct Outcome {
     pub scores: Vec<f32>,
     /// Batch indices that were backpropagated, highest loss first for OHEM.
     pub selected: Vec<usize>,
+    /// Set when training diverged and the weights were set back: to the steps trained then.
+    pub restored_to_step: Option<u64>,
 }
 
 impl Learner {
@@ -54,17 +85,17 @@ impl Learner {
             vs.copy(&first.vs)
                 .map_err(|e| anyhow::anyhow!("copying the shared initial weights: {e}"))?;
         }
-        let optimizer = nn::AdamW {
-            wd: config.weight_decay,
-            ..Default::default()
-        }
-        .build(&vs, config.lr_at(0))?;
+        let optimizer = adam_w(&vs, config.weight_decay, config.lr_at(0))?;
         Ok(Self {
             strategy,
             vs,
             net,
             optimizer,
+            weight_decay: config.weight_decay,
+            lr: config.lr_at(0),
             rng: ChaCha8Rng::seed_from_u64(seed),
+            steps: 0,
+            health: Health::default(),
         })
     }
 
@@ -81,6 +112,7 @@ impl Learner {
     }
 
     pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
         self.optimizer.set_lr(lr);
     }
 
@@ -127,6 +159,9 @@ impl Learner {
 
         // 3. The trained pass: forward and backward the selected examples only. The negatives
         //    cap can leave nothing when a batch holds no positive: then there is no update.
+        if self.steps % SNAPSHOT_EVERY == 0 {
+            self.health.pending = Some(self.snapshot());
+        }
         let clock = Instant::now();
         let trained = (!selected.is_empty()).then(|| self.train_on(batch, &selected, k));
         let train_ms = if trained.is_some() {
@@ -137,6 +172,12 @@ impl Learner {
 
         // 4. One record.
         let (trained_loss, trained_seen) = trained.unwrap_or((f32::NAN, None));
+        self.steps += 1;
+        let restored_to_step = if selected.is_empty() {
+            None
+        } else {
+            self.check_health(trained_loss)?
+        };
         let seen = read_only.or(trained_seen).unwrap_or_default();
         Ok(Outcome {
             record: StrategyStep {
@@ -150,7 +191,54 @@ impl Learner {
             losses: seen.losses,
             scores: seen.scores,
             selected,
+            restored_to_step,
         })
+    }
+
+    /// Keeps the pending copy of the weights once a healthy loss vouches for it; after
+    /// [`DIVERGED_AFTER`] diverging steps in a row, sets the weights back to the last good copy
+    /// (with fresh optimizer moments) and returns the steps trained when it was taken.
+    fn check_health(&mut self, trained_loss: f32) -> anyhow::Result<Option<u64>> {
+        let healthy = trained_loss.is_finite() && trained_loss <= EXPLODED_LOSS;
+        if healthy {
+            self.health.diverging_steps = 0;
+            if let Some(pending) = self.health.pending.take() {
+                self.health.last_good = Some(pending);
+            }
+            return Ok(None);
+        }
+        self.health.pending = None;
+        self.health.diverging_steps += 1;
+        if self.health.diverging_steps < DIVERGED_AFTER {
+            return Ok(None);
+        }
+        self.health.diverging_steps = 0;
+        let Some(good) = &self.health.last_good else {
+            return Ok(Some(0));
+        };
+        tch::no_grad(|| {
+            let mut variables = self.vs.variables();
+            for (name, saved) in &good.weights {
+                if let Some(variable) = variables.get_mut(name) {
+                    variable.copy_(saved);
+                }
+            }
+        });
+        self.optimizer = adam_w(&self.vs, self.weight_decay, self.lr)?;
+        Ok(Some(good.steps))
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let weights = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.detach().copy()))
+            .collect();
+        Snapshot {
+            steps: self.steps,
+            weights,
+        }
     }
 
     /// Forward and backward `selected` (all `k` examples: no copy of the batch). Returns the mean
@@ -184,6 +272,14 @@ impl Learner {
         let seen = whole_batch.then(|| PerExample::of(&out));
         (value, seen)
     }
+}
+
+fn adam_w(vs: &nn::VarStore, weight_decay: f64, lr: f64) -> anyhow::Result<nn::Optimizer> {
+    Ok(nn::AdamW {
+        wd: weight_decay,
+        ..Default::default()
+    }
+    .build(vs, lr)?)
 }
 
 /// What a pass saw of each example, on the host.

@@ -68,6 +68,9 @@ pub enum Event {
     Resumed,
     /// A run ended (its step budget reached, or stopped); the trainer waits for commands.
     RunEnded { steps: u64, reason: String },
+    /// Training diverged: a strategy's loss stayed non-finite or exploded for several steps. Its
+    /// weights were set back to the last good ones and the run is paused; `message` says why.
+    Diverged { message: String },
     /// Weights written.
     CheckpointSaved(Vec<PathBuf>),
     /// Something went wrong that did not end the trainer (a failed save, a NaN loss...).

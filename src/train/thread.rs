@@ -3,15 +3,17 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use super::config::TrainConfig;
+use super::config::{Strategy, TrainConfig};
 use super::engine::Engine;
 use super::examples::ExampleStream;
+use super::learner::{DIVERGED_AFTER, EXPLODED_LOSS};
 use super::messages::{Command, Event, RunInfo};
 use crate::data::{self, Dataset, LoadOptions};
 
@@ -28,6 +30,8 @@ pub struct TrainerHandle {
     commands: Sender<Command>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
+    /// Set to stop a dataset load in progress (the trainer reads no commands while it loads).
+    cancel_load: Arc<AtomicBool>,
 }
 
 impl TrainerHandle {
@@ -35,6 +39,8 @@ impl TrainerHandle {
     pub fn spawn(waker: Waker) -> std::io::Result<Self> {
         let (commands, command_rx) = bounded(COMMAND_CAPACITY);
         let (event_tx, events) = bounded(EVENT_CAPACITY);
+        let cancel_load = Arc::new(AtomicBool::new(false));
+        let trainer_cancel = cancel_load.clone();
         let thread = std::thread::Builder::new()
             .name("trainer".into())
             .spawn(move || {
@@ -43,7 +49,7 @@ impl TrainerHandle {
                     waker,
                 };
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    Trainer::new(command_rx, outbox.clone()).run()
+                    Trainer::new(command_rx, outbox.clone(), trainer_cancel).run()
                 }));
                 let last = match result {
                     Ok(Ok(())) => Event::Stopped,
@@ -61,7 +67,14 @@ impl TrainerHandle {
             commands,
             events,
             thread: Some(thread),
+            cancel_load,
         })
+    }
+
+    /// Stops the dataset load in progress, if any: it ends with [`Event::DatasetFailed`] whose
+    /// message is [`data::LOADING_CANCELLED`], and the dataset loaded before stays.
+    pub fn cancel_loading(&self) {
+        self.cancel_load.store(true, Ordering::SeqCst);
     }
 
     /// Sends a command; `false` when the trainer is gone or swamped.
@@ -160,10 +173,11 @@ struct Trainer {
     run: Option<Run>,
     /// The last run's models, kept after it ends so they can still be saved or evaluated.
     finished: Option<Engine>,
+    cancel_load: Arc<AtomicBool>,
 }
 
 impl Trainer {
-    fn new(commands: Receiver<Command>, outbox: Outbox) -> Self {
+    fn new(commands: Receiver<Command>, outbox: Outbox, cancel_load: Arc<AtomicBool>) -> Self {
         Self {
             commands,
             outbox,
@@ -171,6 +185,7 @@ impl Trainer {
             settings: TrainConfig::default(),
             run: None,
             finished: None,
+            cancel_load,
         }
     }
 
@@ -219,7 +234,10 @@ impl Trainer {
             }
             Command::StopRun => self.end_run("stopped")?,
             Command::SetHardExamples(m) => self.change_setting(|c| c.hard_examples = m)?,
-            Command::SetBatchSize(k) => self.change_setting(|c| c.batch_size = k)?,
+            Command::SetBatchSize(k) => self.change_setting(|c| {
+                c.batch_size = k;
+                c.hard_examples = c.hard_examples.min(k);
+            })?,
             Command::SetLearningRate(lr) => self.change_setting(|c| c.lr = lr)?,
             Command::SetStrategies(strategies) => self.settings.strategies = strategies,
             Command::SetNmsByLoss(on) => self.change_setting(|c| c.nms_by_loss = on)?,
@@ -251,7 +269,12 @@ impl Trainer {
     fn open_dataset(&mut self, path: PathBuf) -> Result<(), Gone> {
         self.end_run("another dataset was opened")?;
         self.finished = None;
-        match data::load_dataset(&path, &LoadOptions::default()) {
+        self.cancel_load.store(false, Ordering::SeqCst);
+        let options = LoadOptions {
+            cancel: Some(self.cancel_load.clone()),
+            ..LoadOptions::default()
+        };
+        match data::load_dataset(&path, &options) {
             Ok((dataset, diagnostics)) => {
                 for d in &diagnostics {
                     eprintln!("warning: {d}");
@@ -315,6 +338,21 @@ impl Trainer {
         }
     }
 
+    /// Reports a divergence; the run is already paused with its last good weights.
+    fn diverged(&mut self, strategies: &[(Strategy, u64)], step: u64, lr: f64) -> Result<(), Gone> {
+        let parts: Vec<String> = strategies
+            .iter()
+            .map(|(s, good)| format!("{s} (weights set back to those of step {good})"))
+            .collect();
+        let message = format!(
+            "training diverged at step {step}: the loss of {} was not finite or above {EXPLODED_LOSS} for {DIVERGED_AFTER} steps in a row at learning rate {lr:.1e}; the run is paused — lower the learning rate",
+            parts.join(", ")
+        );
+        eprintln!("error: {message}");
+        self.outbox.send(Event::Diverged { message })?;
+        self.outbox.send(Event::Paused)
+    }
+
     fn end_run(&mut self, reason: &str) -> Result<(), Gone> {
         if let Some(run) = self.run.take() {
             let steps = run.engine.step();
@@ -364,6 +402,11 @@ impl Trainer {
             self.outbox.send(Event::Problem(message))?;
         }
         self.outbox.send(Event::Step(outcome.report))?;
+        if !outcome.diverged.is_empty() {
+            let lr = run.engine.config().lr;
+            run.paused = true;
+            return self.diverged(&outcome.diverged, step, lr);
+        }
         if let Some(hard) = outcome.hard_examples {
             self.outbox.offer(Event::HardExamples(hard))?;
         }

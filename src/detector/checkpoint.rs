@@ -1,0 +1,236 @@
+//! Weights on disk as a set: every strategy's `<strategy>.safetensors` and the `model.json` that
+//! describes them, written last with the name, size and SHA-256 of each weight file. A reader
+//! checks a weight file against that list and against the network `model.json` describes before
+//! libtorch sees it, so weights from another run, an interrupted save or a hand-edited
+//! `model.json` give a sentence, never a C++ trace or an abort.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::model::ModelInfo;
+use super::window::STRIDE_PX;
+use crate::files::{file_name, write_atomically};
+
+/// Largest window side `model.json` may ask for, in pixels.
+const MAX_WINDOW_SIDE_PX: usize = 1024;
+/// Most pyramid scales `model.json` may list.
+const MAX_SCALES: usize = 32;
+/// Most classes `model.json` may name.
+const MAX_CLASSES: usize = 10_000;
+
+/// `model.json`: the model description and the weight files saved with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    #[serde(flatten)]
+    pub info: ModelInfo,
+    /// Strategy key → its weight file. Empty in files written before the list existed.
+    #[serde(default)]
+    pub weights: BTreeMap<String, WeightFile>,
+}
+
+/// One weight file as it was saved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightFile {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Writes each `(strategy key, weights)` as `<dir>/<key>.safetensors`, then `<dir>/model.json`
+/// listing them. Every file goes in under a temporary name first; leftovers of an earlier
+/// interrupted save are removed, and so are this save's own when it fails (a full disk).
+pub fn save_set(
+    dir: &Path,
+    info: &ModelInfo,
+    weights: &[(&str, &tch::nn::VarStore)],
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    remove_leftovers(dir);
+    let mut staged = Vec::new();
+    let result = stage_weights(dir, weights, &mut staged);
+    let listed = match result {
+        Ok(listed) => listed,
+        Err(error) => {
+            for (partial, _) in &staged {
+                let _ = std::fs::remove_file(partial);
+            }
+            return Err(error);
+        }
+    };
+    let mut written = Vec::new();
+    for (partial, path) in staged {
+        std::fs::rename(&partial, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    let model_path = dir.join("model.json");
+    let model = ModelFile {
+        info: info.clone(),
+        weights: listed,
+    };
+    write_atomically(
+        &model_path,
+        serde_json::to_string_pretty(&model)?.as_bytes(),
+    )?;
+    written.push(model_path);
+    Ok(written)
+}
+
+/// Saves every weight file under its temporary name (recorded in `staged` as it goes, so the
+/// caller can clean up) and returns the list `model.json` will hold.
+fn stage_weights(
+    dir: &Path,
+    weights: &[(&str, &tch::nn::VarStore)],
+    staged: &mut Vec<(PathBuf, PathBuf)>,
+) -> anyhow::Result<BTreeMap<String, WeightFile>> {
+    let mut listed = BTreeMap::new();
+    for (key, vs) in weights {
+        let file = format!("{key}.safetensors");
+        let partial = dir.join(format!(".{key}.partial.safetensors"));
+        staged.push((partial.clone(), dir.join(&file)));
+        vs.save(&partial)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        let bytes = std::fs::read(&partial)
+            .with_context(|| format!("cannot read back {}", partial.display()))?;
+        let entry = WeightFile {
+            file,
+            bytes: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        };
+        listed.insert(key.to_string(), entry);
+    }
+    Ok(listed)
+}
+
+/// Removes the temporary files an interrupted save left in `dir`.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".partial") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl ModelFile {
+    /// Reads and checks `model.json`: every number within what this program can build.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let model: ModelFile = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a model.json written by ohem-studio",
+                path.display()
+            )
+        })?;
+        model.info.check().with_context(|| {
+            format!(
+                "{} describes no detector this program can build",
+                path.display()
+            )
+        })?;
+        Ok(model)
+    }
+
+    /// Checks that `checkpoint` is one of the weight files this `model.json` lists, byte for
+    /// byte. A `model.json` without a list (an older run) accepts any file.
+    pub fn check_listed(&self, checkpoint: &Path) -> anyhow::Result<()> {
+        if self.weights.is_empty() {
+            return Ok(());
+        }
+        let name = file_name(checkpoint);
+        let Some(entry) = self.weights.values().find(|w| w.file == name) else {
+            let listed: Vec<&str> = self.weights.values().map(|w| w.file.as_str()).collect();
+            bail!(
+                "{name} is not among the weights the model.json beside it lists ({}): it is left from another run or an interrupted save",
+                listed.join(", ")
+            );
+        };
+        let bytes = std::fs::read(checkpoint)
+            .with_context(|| format!("cannot read {}", checkpoint.display()))?;
+        if bytes.len() as u64 != entry.bytes || sha256_hex(&bytes) != entry.sha256 {
+            bail!(
+                "{name} is not the file the model.json beside it was saved with: it was written by another run, or the save was interrupted"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl ModelInfo {
+    /// Whether this description is one the program can build without absurd allocations.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.class_names.is_empty() || self.class_names.len() > MAX_CLASSES {
+            bail!(
+                "{} classes (1 to {MAX_CLASSES} expected)",
+                self.class_names.len()
+            );
+        }
+        let (w, h) = (self.window.width_px, self.window.height_px);
+        let fits = |side: usize| {
+            (2 * STRIDE_PX..=MAX_WINDOW_SIDE_PX).contains(&side) && side % STRIDE_PX == 0
+        };
+        if !fits(w) || !fits(h) {
+            bail!(
+                "a {w}×{h} px window (each side a multiple of {STRIDE_PX} from {} to {MAX_WINDOW_SIDE_PX} expected)",
+                2 * STRIDE_PX
+            );
+        }
+        let scales_ok = self
+            .scales
+            .iter()
+            .all(|s| s.is_finite() && (0.01..=1000.0).contains(s));
+        if self.scales.is_empty() || self.scales.len() > MAX_SCALES || !scales_ok {
+            bail!(
+                "pyramid scales {:?} (1 to {MAX_SCALES} numbers between 0.01 and 1000 expected)",
+                self.scales
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the tensors in `checkpoint` are exactly those of `expected` (name → shape), by
+/// reading the file's header only.
+pub fn check_shapes(
+    checkpoint: &Path,
+    expected: &BTreeMap<String, Vec<i64>>,
+) -> anyhow::Result<()> {
+    let name = file_name(checkpoint);
+    let bytes = std::fs::read(checkpoint)
+        .with_context(|| format!("cannot read {}", checkpoint.display()))?;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("{name} is not a safetensors weight file ({e:?})"))?;
+    let found: BTreeMap<String, Vec<i64>> = metadata
+        .tensors()
+        .into_iter()
+        .map(|(k, info)| (k, info.shape.iter().map(|&d| d as i64).collect()))
+        .collect();
+    for (tensor, shape) in expected {
+        match found.get(tensor) {
+            None => bail!("{name} lacks the tensor {tensor} that the model.json beside it needs"),
+            Some(have) if have != shape => bail!(
+                "{name} does not fit the model.json beside it: {tensor} is {have:?} in the file, {shape:?} expected"
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = found.keys().find(|k| !expected.contains_key(*k)) {
+        bail!("{name} holds a tensor {extra} that the model.json beside it does not describe");
+    }
+    Ok(())
+}

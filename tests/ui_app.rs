@@ -11,9 +11,9 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 mod common;
 
-use common::app::app_harness;
+use common::app::{app_harness, app_harness_with_picker};
 use egui_kittest::Harness;
-use ohem_studio::ui::OhemApp;
+use ohem_studio::ui::{NoDialogPicker, OhemApp, Status};
 
 /// Long enough for a slow shared machine; each wait normally ends in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -372,4 +372,122 @@ fn the_viewer_shows_top_n_false_positives_or_misses_and_best_f1_sets_the_thresho
     harness.get_by_label("best F1").click();
     harness.run_steps(2);
     assert_eq!(harness.state().score_threshold(), best);
+}
+
+/// Asks the app's window to close, as the window manager's close button does.
+fn request_close(harness: &mut Harness<'_, OhemApp>) {
+    harness
+        .input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    harness.run_steps(2);
+}
+
+#[test]
+fn a_run_with_unsaved_progress_is_never_ended_without_asking() {
+    let data = fixture();
+    let other = fixture();
+    let mut harness = app_harness(Some(data.path().to_path_buf()), false, None);
+    open_and_start(&mut harness);
+    wait_for(&mut harness, "a few steps", |h| shown_step(h) > 3);
+
+    // A path that is no folder: said so, and the run goes on.
+    let field = harness.get_by_label("Folder:");
+    field.focus();
+    field.type_text("/nonexistent/zzz");
+    harness.run_steps(2);
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    assert!(count_labels_containing(&harness, "no such folder") > 0);
+    assert_eq!(harness.state().status(), &Status::Running);
+
+    // Another dataset: asked first; keeping the run keeps it.
+    harness.state_mut().open_dataset(other.path().to_path_buf());
+    harness.run_steps(2);
+    assert!(has_label(&harness, "End the run?"));
+    harness.get_by_label("Keep training").click();
+    harness.run_steps(2);
+    assert!(!has_label(&harness, "End the run?"));
+    assert_eq!(harness.state().status(), &Status::Running);
+
+    // Closing the window: held and asked; agreeing lets it close.
+    request_close(&mut harness);
+    assert!(has_label(&harness, "End the run?"), "the close was held");
+    assert!(has_label(&harness, "End the run and close"));
+    harness.get_by_label("Keep training").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().status(), &Status::Running);
+
+    // Agreeing to open the other dataset ends the run and opens it.
+    harness.state_mut().open_dataset(other.path().to_path_buf());
+    harness.run_steps(2);
+    harness.get_by_label("End the run and open").click();
+    wait_for(&mut harness, "the other dataset", |h| {
+        has_label(h, "ready: press Start")
+    });
+    eframe::App::on_exit(harness.state_mut(), None);
+}
+
+#[test]
+fn a_run_that_cannot_start_leaves_the_app_ready() {
+    // Images without any object: the dataset opens, but no run can train on it.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("images/train")).unwrap();
+    std::fs::create_dir_all(root.join("labels/train")).unwrap();
+    std::fs::write(
+        root.join("data.yaml"),
+        "path: .\ntrain: images/train\nval: images/train\nnames: [car]\n",
+    )
+    .unwrap();
+    for i in 0..3 {
+        image::RgbImage::from_pixel(64, 48, image::Rgb([90, 90, 90]))
+            .save(root.join(format!("images/train/{i}.png")))
+            .unwrap();
+    }
+    let mut harness = app_harness(Some(root.to_path_buf()), true, None);
+    wait_for(&mut harness, "the start to fail", |h| {
+        count_labels_containing(h, "cannot start training") > 0
+    });
+    assert_eq!(harness.state().status(), &Status::Ready);
+    assert!(has_label(&harness, "ready: press Start"));
+}
+
+#[test]
+fn without_a_file_dialog_the_app_says_so_and_points_to_the_folder_field() {
+    let mut harness = app_harness_with_picker(None, false, Box::new(NoDialogPicker));
+    harness.get_by_label("Open dataset…").click();
+    harness.run_steps(3);
+    assert!(count_labels_containing(&harness, "type the dataset's path into the Folder field") > 0);
+}
+
+#[test]
+fn loading_a_large_folder_can_be_cancelled() {
+    // A pos/neg folder of 600 large photos: seconds to decode.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("pos")).unwrap();
+    std::fs::create_dir_all(root.join("neg")).unwrap();
+    image::RgbImage::from_pixel(40, 40, image::Rgb([200, 30, 30]))
+        .save(root.join("pos/0.png"))
+        .unwrap();
+    let photo = root.join("neg/0.jpg");
+    image::RgbImage::from_fn(1600, 1200, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, 7])
+    })
+    .save(&photo)
+    .unwrap();
+    for i in 1..600 {
+        std::fs::copy(&photo, root.join(format!("neg/{i}.jpg"))).unwrap();
+    }
+    let mut harness = app_harness(Some(root.to_path_buf()), false, None);
+    harness.run_steps(2);
+    assert!(matches!(harness.state().status(), Status::Loading(_)));
+    harness.get_by_label("Cancel loading").click();
+    wait_for(&mut harness, "the load to stop", |h| {
+        h.state().status() == &Status::NoDataset
+    });
 }

@@ -14,7 +14,7 @@ use super::curves::{PlotsState, REFRESH_INTERVAL};
 use super::detections::{detections_ui, shown_report, DetectionsState};
 use super::hard_examples::{hard_examples_ui, HardExamplesState};
 use super::images::ImageTextures;
-use super::picker::FolderPicker;
+use super::picker::{FolderPicker, PickAnswer};
 use super::plots::{error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui};
 use super::theme;
 use crate::data::{Dataset, Diagnostic};
@@ -72,6 +72,13 @@ pub struct Message {
     pub is_problem: bool,
 }
 
+/// An action that would end a run with unsaved progress, waiting for the person to confirm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Confirm {
+    OpenDataset(PathBuf),
+    CloseWindow,
+}
+
 /// What a pending folder pick is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PickPurpose {
@@ -85,7 +92,13 @@ pub struct OhemApp {
     ctx: egui::Context,
     trainer: Option<TrainerHandle>,
     picker: Box<dyn FolderPicker>,
-    pending_pick: Option<(PickPurpose, Receiver<Option<PathBuf>>)>,
+    pending_pick: Option<(PickPurpose, Receiver<PickAnswer>)>,
+    /// Asked before ending a run whose progress is not saved.
+    confirm: Option<Confirm>,
+    /// The person agreed to close the window although the run was not saved.
+    close_confirmed: bool,
+    /// The step of the last saved weights of this run.
+    saved_at_step: Option<u64>,
     /// The path field's text.
     path_text: String,
     /// The folder last asked for, reopened if the trainer has to be restarted.
@@ -119,6 +132,9 @@ impl OhemApp {
             trainer: None,
             picker: options.picker,
             pending_pick: None,
+            confirm: None,
+            close_confirmed: false,
+            saved_at_step: None,
             path_text: String::new(),
             dataset_path: None,
             dataset: None,
@@ -193,14 +209,39 @@ impl OhemApp {
         self.messages.push(Message { text, is_problem });
     }
 
-    /// Asks the trainer to load the dataset in `dir`.
+    /// Asks the trainer to load the dataset in `dir`. A path that is no folder is refused here,
+    /// and a run with unsaved progress is ended only once the person confirms.
     pub fn open_dataset(&mut self, dir: PathBuf) {
+        if !dir.is_dir() {
+            self.problem(format!(
+                "cannot open {}: no such folder (the current dataset and run are unchanged)",
+                dir.display()
+            ));
+            return;
+        }
+        if self.unsaved_steps() > 0 {
+            self.confirm = Some(Confirm::OpenDataset(dir));
+            return;
+        }
+        self.load_dataset(dir);
+    }
+
+    fn load_dataset(&mut self, dir: PathBuf) {
         self.path_text = dir.display().to_string();
         self.dataset_path = Some(dir.clone());
         self.start_when_loaded = false;
         if self.send(Command::OpenDataset(dir.clone())) {
             self.status = Status::Loading(dir);
         }
+    }
+
+    /// Steps of the run in progress trained since its weights were last saved (0 when no run
+    /// is in progress).
+    pub fn unsaved_steps(&self) -> u64 {
+        if !matches!(self.status, Status::Running | Status::Paused) {
+            return 0;
+        }
+        self.step - self.saved_at_step.unwrap_or(0).min(self.step)
     }
 
     /// Starts a run with the current controls.
@@ -242,7 +283,11 @@ impl OhemApp {
             }
             Event::DatasetFailed { path, message } => {
                 self.start_when_loaded = false;
-                self.problem(format!("cannot open {}: {message}", path.display()));
+                if message == crate::data::LOADING_CANCELLED {
+                    self.push_message(format!("loading {} cancelled", path.display()), false);
+                } else {
+                    self.problem(format!("cannot open {}: {message}", path.display()));
+                }
                 self.status = if self.dataset.is_some() {
                     Status::Ready
                 } else {
@@ -251,6 +296,7 @@ impl OhemApp {
             }
             Event::RunStarted(info) => {
                 self.forget_run();
+                self.saved_at_step = None;
                 self.run = Some(info);
                 self.has_weights = true;
                 self.status = Status::Running;
@@ -280,10 +326,17 @@ impl OhemApp {
                 self.status = Status::RunEnded(reason);
             }
             Event::CheckpointSaved(paths) => {
+                self.saved_at_step = Some(self.step);
                 let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 self.push_message(format!("weights saved: {}", names.join(", ")), false);
             }
-            Event::Problem(message) => self.problem(message),
+            Event::Problem(message) | Event::Diverged { message } => {
+                // A run that could not start leaves the app ready for another try.
+                if self.status == Status::Starting {
+                    self.status = Status::Ready;
+                }
+                self.problem(message)
+            }
             Event::Stopped => self.status = Status::TrainerEnded("stopped".into()),
             Event::Failed { message } => {
                 self.problem(message.clone());
@@ -353,32 +406,56 @@ impl OhemApp {
                 self.ctx.request_repaint_after(Duration::from_millis(100));
                 return;
             }
-            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Disconnected) => PickAnswer::Cancelled,
         };
         self.pending_pick = None;
-        let Some(folder) = answer else {
-            return;
+        let folder = match answer {
+            PickAnswer::Folder(folder) => folder,
+            PickAnswer::Cancelled => return,
+            PickAnswer::NoDialog(why) => return self.no_dialog(purpose, &why),
         };
         match purpose {
             PickPurpose::OpenDataset => self.open_dataset(folder),
-            PickPurpose::SaveWeights => {
-                let secs = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default();
-                self.send(Command::SaveCheckpoint(
-                    folder.join("runs").join(secs.to_string()),
+            PickPurpose::SaveWeights => self.save_weights_in(&folder),
+            PickPurpose::ExportCsv => self.export_csv_in(&folder),
+        }
+    }
+
+    fn export_csv_in(&mut self, folder: &std::path::Path) {
+        let path = folder.join("loss_curves.csv");
+        match self.plots.write_csv(&path) {
+            Ok(()) => self.push_message(format!("curves written to {}", path.display()), false),
+            Err(error) => self.problem(format!("cannot write {}: {error:#}", path.display())),
+        }
+    }
+
+    /// Saves every strategy's weights into a new `runs/<seconds>/` folder inside `folder`.
+    fn save_weights_in(&mut self, folder: &std::path::Path) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        self.send(Command::SaveCheckpoint(
+            folder.join("runs").join(secs.to_string()),
+        ));
+    }
+
+    /// No dialog could be shown: say so, and do what can be done without one.
+    fn no_dialog(&mut self, purpose: PickPurpose, why: &str) {
+        match purpose {
+            PickPurpose::OpenDataset => self.problem(format!(
+                "no folder dialog could be shown ({why}): type the dataset's path into the Folder field and press Enter"
+            )),
+            PickPurpose::SaveWeights | PickPurpose::ExportCsv => {
+                let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+                self.problem(format!(
+                    "no folder dialog could be shown ({why}): writing into {} instead",
+                    here.display()
                 ));
-            }
-            PickPurpose::ExportCsv => {
-                let path = folder.join("loss_curves.csv");
-                match self.plots.write_csv(&path) {
-                    Ok(()) => {
-                        self.push_message(format!("curves written to {}", path.display()), false)
-                    }
-                    Err(error) => {
-                        self.problem(format!("cannot write {}: {error:#}", path.display()))
-                    }
+                if purpose == PickPurpose::SaveWeights {
+                    self.save_weights_in(&here);
+                } else {
+                    self.export_csv_in(&here);
                 }
             }
         }
@@ -414,6 +491,11 @@ impl OhemApp {
             if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                 let path = PathBuf::from(self.path_text.trim());
                 self.open_dataset(path);
+            }
+            if matches!(self.status, Status::Loading(_)) && ui.button("Cancel loading").clicked() {
+                if let Some(trainer) = &self.trainer {
+                    trainer.cancel_loading();
+                }
             }
             ui.separator();
             let can_start = self.dataset.is_some()
@@ -618,6 +700,72 @@ impl OhemApp {
     }
 }
 
+impl OhemApp {
+    /// Closing the window would throw away unsaved training: hold the close and ask first.
+    fn hold_close_for_unsaved_run(&mut self, ctx: &egui::Context) {
+        let asked = ctx.input(|i| i.viewport().close_requested());
+        if asked && !self.close_confirmed && self.unsaved_steps() > 0 {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.confirm = Some(Confirm::CloseWindow);
+        }
+    }
+
+    /// The question before ending a run with unsaved progress.
+    fn confirm_ui(&mut self, ctx: &egui::Context) {
+        let Some(confirm) = self.confirm.clone() else {
+            return;
+        };
+        let (question, proceed) = match &confirm {
+            Confirm::OpenDataset(dir) => (
+                format!("Open {}? The run in progress ends.", dir.display()),
+                "End the run and open",
+            ),
+            Confirm::CloseWindow => (
+                "Close ohem-studio? The run in progress ends.".to_string(),
+                "End the run and close",
+            ),
+        };
+        let steps = self.unsaved_steps();
+        let mut choice = None;
+        egui::Modal::new(egui::Id::unique("confirm_end_run")).show(ctx, |ui| {
+            ui.heading("End the run?");
+            ui.label(question);
+            ui.label(format!(
+                "{steps} steps of training since the last save would be lost."
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Save weights…").clicked() {
+                    choice = Some(0);
+                }
+                if ui.button(proceed).clicked() {
+                    choice = Some(1);
+                }
+                if ui.button("Keep training").clicked() {
+                    choice = Some(2);
+                }
+            });
+        });
+        match choice {
+            Some(0) => {
+                self.confirm = None;
+                self.pick(PickPurpose::SaveWeights, "Folder for the weights");
+            }
+            Some(1) => {
+                self.confirm = None;
+                match confirm {
+                    Confirm::OpenDataset(dir) => self.load_dataset(dir),
+                    Confirm::CloseWindow => {
+                        self.close_confirmed = true;
+                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    }
+                }
+            }
+            Some(_) => self.confirm = None,
+            None => {}
+        }
+    }
+}
+
 impl eframe::App for OhemApp {
     fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
         let events: Vec<Event> = match &self.trainer {
@@ -631,6 +779,8 @@ impl eframe::App for OhemApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.hold_close_for_unsaved_run(ui.ctx());
+        self.confirm_ui(ui.ctx());
         egui::Panel::top("top_bar").show(ui, |ui| {
             ui.add_space(2.0);
             self.top_bar_ui(ui);

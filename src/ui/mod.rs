@@ -19,7 +19,7 @@ pub use app::{AppOptions, Message, OhemApp, Status};
 pub use controls::Controls;
 pub use curves::{debiased_ema, downsample_min_max};
 pub use hard_examples::ExampleKind;
-pub use picker::{FixedFolderPicker, FolderPicker, SystemFolderPicker};
+pub use picker::{FixedFolderPicker, FolderPicker, NoDialogPicker, PickAnswer, SystemFolderPicker};
 
 /// Opens the app window on `data_dir`, starting training at once when `start` is set.
 pub fn run_app(data_dir: PathBuf, start: bool) -> anyhow::Result<()> {

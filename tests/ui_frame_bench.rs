@@ -17,7 +17,8 @@ use ohem_studio::eval::{self, Detection};
 use ohem_studio::geometry::Rect;
 use ohem_studio::train::config::{Strategy, TrainConfig};
 use ohem_studio::train::messages::{
-    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
+    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, SeenExample, StepReport,
+    StrategyStep, Thumbnail,
 };
 use ohem_studio::ui::OhemApp;
 
@@ -92,6 +93,17 @@ fn hard_examples(step: u64) -> HardExampleBatch {
                 window: Rect::new(10.0, 10.0, 106.0, 74.0),
                 label: usize::from(i % 4 == 0),
                 loss: 2.0 - i as f32 * 0.05,
+                classification_loss: 1.5 - i as f32 * 0.04,
+                score: (i as f32 * 0.031) % 1.0,
+            })
+            .collect(),
+        batch: (0..128)
+            .map(|i| SeenExample {
+                source_image: Some(i % 20),
+                window: Rect::new(10.0, 10.0, 106.0, 74.0),
+                label: usize::from(i % 4 == 0),
+                loss: 2.0 - i as f32 * 0.01,
+                classification_loss: 1.5 - i as f32 * 0.01,
                 score: (i as f32 * 0.031) % 1.0,
             })
             .collect(),

@@ -12,7 +12,9 @@ use super::batch::{candidates, thumbnail, BatchTensors};
 use super::config::{Strategy, TrainConfig};
 use super::examples::{fixed_examples, Example, ExampleSampler, Split};
 use super::learner::Learner;
-use super::messages::{EvalReport, HardExample, HardExampleBatch, StepReport, StrategyStep};
+use super::messages::{
+    EvalReport, HardExample, HardExampleBatch, SeenExample, StepReport, StrategyStep,
+};
 use crate::data::Dataset;
 use crate::detector::{self, ModelInfo, NetSize};
 use crate::eval::{self, MATCH_IOU};
@@ -227,6 +229,19 @@ impl Engine {
                     window: examples[i].window,
                     label: examples[i].label,
                     loss: outcome.losses[i],
+                    classification_loss: outcome.classification[i],
+                    score: outcome.scores[i],
+                })
+                .collect(),
+            batch: examples
+                .iter()
+                .enumerate()
+                .map(|(i, e)| SeenExample {
+                    source_image: e.source_image,
+                    window: e.window,
+                    label: e.label,
+                    loss: outcome.losses[i],
+                    classification_loss: outcome.classification[i],
                     score: outcome.scores[i],
                 })
                 .collect(),

@@ -60,6 +60,8 @@ pub struct Outcome {
     pub record: StrategyStep,
     /// Per-example loss before the update, for every example of the batch.
     pub losses: Vec<f32>,
+    /// The classification term of each of `losses`.
+    pub classification: Vec<f32>,
     /// Per-example highest object-class probability before the update.
     pub scores: Vec<f32>,
     /// Batch indices that were backpropagated, highest loss first for OHEM.
@@ -189,6 +191,7 @@ impl Learner {
                 train_ms,
             },
             losses: seen.losses,
+            classification: seen.classification,
             scores: seen.scores,
             selected,
             restored_to_step,

@@ -138,7 +138,24 @@ pub struct HardExample {
     /// Class of the example: 0 is background, `c + 1` is class `c`.
     pub label: usize,
     pub loss: f32,
+    /// The classification term of `loss`; the rest is the box term.
+    pub classification_loss: f32,
     /// The model's highest object-class probability for this window (before the update).
+    pub score: f32,
+}
+
+/// What the read-only pass saw of one example of the batch, selected or not: enough to re-run
+/// the selection in the app (what M, NMS by loss or the negatives cap would have picked).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeenExample {
+    /// Index of the source image among the training images, `None` for a `pos/` crop.
+    pub source_image: Option<usize>,
+    /// The window in the source image's original pixels.
+    pub window: Rect,
+    /// 0 is background, `c + 1` is class `c`.
+    pub label: usize,
+    pub loss: f32,
+    pub classification_loss: f32,
     pub score: f32,
 }
 
@@ -147,7 +164,10 @@ pub struct HardExample {
 pub struct HardExampleBatch {
     pub step: u64,
     pub batch_size: usize,
+    /// The selected examples, highest loss first.
     pub examples: Vec<HardExample>,
+    /// Every example of the batch in batch order, as the read-only pass saw it.
+    pub batch: Vec<SeenExample>,
 }
 
 /// One strategy's evaluation on the validation split.

@@ -141,9 +141,54 @@ fn changing_a_non_selected_example_does_not_change_the_update() {
 }
 
 #[test]
-fn strategies_start_from_the_same_weights_and_report_whole_batch_loss() {
+fn all_six_strategies_train_on_one_batch() {
     let dataset = Arc::new(common::cars::cars_dataset(12, 2, 3));
     let mut engine = Engine::new(dataset, config(Strategy::ALL.to_vec(), 8)).expect("engine");
+    let examples = batch(&engine, 48);
+    let positives = examples.iter().filter(|e| e.label > 0).count();
+    let outcome = engine.train_step(&examples).expect("step");
+    let keys: Vec<&str> = outcome
+        .report
+        .strategies
+        .iter()
+        .map(|s| s.strategy.key())
+        .collect();
+    assert_eq!(
+        keys,
+        ["ohem", "full", "random", "focal", "ohem-3to1", "bootstrap"]
+    );
+    for s in &outcome.report.strategies {
+        assert!(
+            s.trained_loss.is_finite() && s.batch_loss.is_finite(),
+            "{s:?}"
+        );
+    }
+    // Focal starts every window at an object probability of 0.01 (RetinaNet's prior), the
+    // others at the shared random start: before any update their whole-batch losses differ,
+    // while OHEM's and full batch's agree.
+    let loss = |key: &str| {
+        outcome
+            .report
+            .strategies
+            .iter()
+            .find(|s| s.strategy.key() == key)
+            .map(|s| s.batch_loss)
+            .expect("strategy")
+    };
+    assert!((loss("ohem") - loss("full")).abs() < 1e-5);
+    assert!(
+        (loss("focal") - loss("full")).abs() > 0.1,
+        "{} vs {}",
+        loss("focal"),
+        loss("full")
+    );
+    assert!(positives > 0 && positives < 48);
+}
+
+#[test]
+fn strategies_start_from_the_same_weights_and_report_whole_batch_loss() {
+    let dataset = Arc::new(common::cars::cars_dataset(12, 2, 3));
+    let mut engine = Engine::new(dataset, config(Strategy::DEFAULT.to_vec(), 8)).expect("engine");
     let ohem = parameters(&engine, Strategy::Ohem);
     assert_eq!(
         max_difference(&ohem, &parameters(&engine, Strategy::FullBatch)),

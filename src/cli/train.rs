@@ -31,9 +31,18 @@ pub struct TrainArgs {
     /// M: hard examples kept per batch.
     #[arg(long = "hard", default_value_t = 32)]
     pub hard_examples: usize,
-    /// Comma-separated: ohem, full, random.
+    /// Comma-separated: ohem, full, random, focal, ohem-3to1, bootstrap.
     #[arg(long, default_value = "ohem,full,random")]
     pub strategies: String,
+    /// The focal loss's focusing parameter γ (0: α-weighted cross-entropy).
+    #[arg(long, default_value_t = TrainConfig::default().focal_gamma)]
+    pub focal_gamma: f32,
+    /// The focal loss's weight α of the object classes (background gets 1 − α).
+    #[arg(long, default_value_t = TrainConfig::default().focal_alpha)]
+    pub focal_alpha: f32,
+    /// Bootstrapping rescans the training images for hard negatives every this many steps.
+    #[arg(long, default_value_t = TrainConfig::default().bootstrap_every)]
+    pub bootstrap_every: u64,
     /// Peak learning rate (after the warm-up; it then decays along a cosine to the last step).
     #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f64,
@@ -116,6 +125,9 @@ impl TrainArgs {
             nms_by_loss: !self.no_nms_by_loss,
             max_negatives_per_positive: self.max_neg_per_pos,
             cpu_threads: capped_threads(self.threads),
+            focal_gamma: self.focal_gamma,
+            focal_alpha: self.focal_alpha,
+            bootstrap_every: self.bootstrap_every,
             ..TrainConfig::default()
         };
         config.validate()?;
@@ -342,6 +354,7 @@ impl Session<'_> {
             }
             // The trainer has written it to stderr already.
             Event::Problem(_) => {}
+            Event::Info(text) => say(&self.bar, text),
             Event::Diverged { message } => {
                 self.failure = Some(message);
                 return Ok(Some(Command::StopRun));

@@ -14,7 +14,7 @@ use crate::data::ImageRecord;
 use crate::eval::Detection;
 use crate::geometry::{nms, Rect};
 pub use model::{resolve_device, DeviceChoice, LoadedModel, ModelInfo};
-pub use net::{DetectorNet, NetSize, WindowLosses};
+pub use net::{ClassLoss, DetectorNet, NetSize, WindowLosses};
 pub use window::{WindowShape, STRIDE_PX};
 
 /// IoU above which a lower-scored detection of the same class is suppressed.

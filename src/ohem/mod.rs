@@ -97,12 +97,75 @@ pub fn select_hard(
     Ok(order)
 }
 
+/// SSD's hard negative mining (Liu et al. 2016): every positive of the batch, and the
+/// highest-loss negatives, `negatives_per_positive` of them per positive (as many as for one
+/// positive when the batch holds none). Returns batch indices, highest loss first.
+pub fn select_positives_and_hardest_negatives(
+    losses: &[f32],
+    candidates: &[Candidate],
+    negatives_per_positive: f32,
+) -> Result<Vec<usize>, SelectionError> {
+    if losses.len() != candidates.len() {
+        return Err(SelectionError::LengthMismatch {
+            losses: losses.len(),
+            candidates: candidates.len(),
+        });
+    }
+    let ranks: Vec<f32> = losses
+        .iter()
+        .map(|&l| if l.is_nan() { f32::INFINITY } else { l })
+        .collect();
+    let order = descending_order(&ranks);
+    let positives = candidates.iter().filter(|c| c.positive).count();
+    let quota = (negatives_per_positive.max(0.0) * positives.max(1) as f32).round() as usize;
+    let mut negatives_taken = 0;
+    Ok(order
+        .into_iter()
+        .filter(|&i| {
+            if candidates[i].positive {
+                return true;
+            }
+            negatives_taken += 1;
+            negatives_taken <= quota
+        })
+        .collect())
+}
+
 /// The random-M baseline: `M` distinct indices drawn uniformly (all when `M ≥ K`), sorted.
 pub fn select_random(batch_size: usize, hard_examples: usize, rng: &mut impl Rng) -> Vec<usize> {
     let m = hard_examples.min(batch_size);
     let mut picked = sample(rng, batch_size, m).into_vec();
     picked.sort_unstable();
     picked
+}
+
+#[cfg(test)]
+mod ssd_tests {
+    use super::*;
+
+    fn example(positive: bool) -> Candidate {
+        Candidate {
+            image: Some(0),
+            window: Rect::new(0.0, 0.0, 10.0, 10.0),
+            positive,
+        }
+    }
+
+    #[test]
+    fn three_to_one_keeps_every_positive_and_the_hardest_negatives() {
+        // Two positives (one easy), six negatives: all positives, the six best negatives.
+        let positive = [
+            true, false, false, true, false, false, false, false, false, false,
+        ];
+        let losses = [0.01, 0.9, 0.2, 1.5, 0.8, 0.05, 0.7, 0.6, 0.3, 0.4];
+        let candidates: Vec<Candidate> = positive.iter().map(|&p| example(p)).collect();
+        let picked = select_positives_and_hardest_negatives(&losses, &candidates, 3.0).unwrap();
+        assert_eq!(picked, vec![3, 1, 4, 6, 7, 9, 8, 0]);
+        // No positive: as many negatives as for one.
+        let negatives: Vec<Candidate> = (0..6).map(|_| example(false)).collect();
+        let picked = select_positives_and_hardest_negatives(&losses[..6], &negatives, 3.0).unwrap();
+        assert_eq!(picked, vec![3, 1, 4]);
+    }
 }
 
 #[cfg(test)]

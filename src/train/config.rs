@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::detector::{DeviceChoice, NetSize};
 
-/// How a run picks the examples it backpropagates in each batch.
+/// How a run picks the examples it backpropagates in each batch, or how it weighs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
@@ -19,10 +19,31 @@ pub enum Strategy {
     /// M examples drawn uniformly: OHEM's compute without the hardness.
     #[serde(rename = "random")]
     RandomM,
+    /// All K examples under the focal loss (Lin et al. 2017), which shrinks the loss of the
+    /// examples the model already gets right.
+    Focal,
+    /// SSD's hard negative mining: every positive and the highest-loss negatives, three per
+    /// positive.
+    #[serde(rename = "ohem-3to1")]
+    Ohem3To1,
+    /// The offline loop OHEM replaced (Dalal–Triggs, Felzenszwalb): train on the batch while
+    /// every few hundred steps a frozen scan of the training images collects the background
+    /// windows the model scores highest into a cache that later batches draw negatives from.
+    Bootstrap,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 3] = [Strategy::Ohem, Strategy::FullBatch, Strategy::RandomM];
+    /// What a run trains unless told otherwise: OHEM and its two baselines.
+    pub const DEFAULT: [Strategy; 3] = [Strategy::Ohem, Strategy::FullBatch, Strategy::RandomM];
+
+    pub const ALL: [Strategy; 6] = [
+        Strategy::Ohem,
+        Strategy::FullBatch,
+        Strategy::RandomM,
+        Strategy::Focal,
+        Strategy::Ohem3To1,
+        Strategy::Bootstrap,
+    ];
 
     /// Short name used in files and on the command line.
     pub fn key(self) -> &'static str {
@@ -30,6 +51,9 @@ impl Strategy {
             Strategy::Ohem => "ohem",
             Strategy::FullBatch => "full",
             Strategy::RandomM => "random",
+            Strategy::Focal => "focal",
+            Strategy::Ohem3To1 => "ohem-3to1",
+            Strategy::Bootstrap => "bootstrap",
         }
     }
 
@@ -39,7 +63,31 @@ impl Strategy {
             Strategy::Ohem => "OHEM",
             Strategy::FullBatch => "full batch",
             Strategy::RandomM => "random-M",
+            Strategy::Focal => "focal loss",
+            Strategy::Ohem3To1 => "OHEM 3:1",
+            Strategy::Bootstrap => "bootstrapping",
         }
+    }
+
+    /// Its colour in every plot, the app's and the saved images alike.
+    pub fn colour(self) -> [u8; 3] {
+        match self {
+            Strategy::Ohem => [240, 130, 40],
+            Strategy::FullBatch => [80, 140, 240],
+            Strategy::RandomM => [170, 110, 220],
+            Strategy::Focal => [70, 185, 110],
+            Strategy::Ohem3To1 => [230, 80, 125],
+            Strategy::Bootstrap => [205, 190, 70],
+        }
+    }
+
+    /// Whether the strategy ranks or filters the batch after a read-only pass, so the selection
+    /// warm-up applies to it.
+    pub fn selects(self) -> bool {
+        matches!(
+            self,
+            Strategy::Ohem | Strategy::RandomM | Strategy::Ohem3To1
+        )
     }
 
     /// The strategies named in a comma-separated list such as `ohem,full,random`.
@@ -59,7 +107,10 @@ impl FromStr for Strategy {
         Strategy::ALL
             .into_iter()
             .find(|s| s.key() == key)
-            .ok_or_else(|| anyhow::anyhow!("unknown strategy '{key}': use ohem, full or random"))
+            .ok_or_else(|| {
+                let keys: Vec<&str> = Strategy::ALL.iter().map(|s| s.key()).collect();
+                anyhow::anyhow!("unknown strategy '{key}': use {}", keys.join(", "))
+            })
     }
 }
 
@@ -148,6 +199,12 @@ pub struct TrainConfig {
     pub max_negatives_per_positive: Option<f32>,
     /// Threads libtorch may use on the CPU (0: its default).
     pub cpu_threads: usize,
+    /// The focal loss's focusing parameter γ (0: α-weighted cross-entropy).
+    pub focal_gamma: f32,
+    /// The focal loss's weight α of the object classes (background gets 1 − α).
+    pub focal_alpha: f32,
+    /// Bootstrapping rescans the training images for hard negatives every this many steps.
+    pub bootstrap_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -156,7 +213,7 @@ impl Default for TrainConfig {
             steps: None,
             batch_size: 128,
             hard_examples: 32,
-            strategies: Strategy::ALL.to_vec(),
+            strategies: Strategy::DEFAULT.to_vec(),
             lr: 1e-3,
             warmup_steps: 100,
             lr_decay: true,
@@ -174,6 +231,9 @@ impl Default for TrainConfig {
             nms_iou: 0.7,
             max_negatives_per_positive: None,
             cpu_threads: 0,
+            focal_gamma: 2.0,
+            focal_alpha: 0.25,
+            bootstrap_every: 500,
         }
     }
 }
@@ -209,7 +269,7 @@ impl TrainConfig {
         if self.strategies.is_empty() {
             bail!("no strategy chosen: pick at least one of ohem, full, random");
         }
-        let selects = self.strategies.iter().any(|&s| s != Strategy::FullBatch);
+        let selects = self.strategies.iter().any(|s| s.selects());
         if let Some(steps) = self
             .steps
             .filter(|&n| selects && self.selection_warmup_steps >= n)
@@ -243,6 +303,21 @@ impl TrainConfig {
                 "the learning rate must be a number above 0 and at most {MAX_LR}, not {}",
                 self.lr
             );
+        }
+        if !(self.focal_gamma.is_finite() && (0.0..=10.0).contains(&self.focal_gamma)) {
+            bail!(
+                "the focal loss's γ must lie between 0 and 10, not {}",
+                self.focal_gamma
+            );
+        }
+        if !(0.0..=1.0).contains(&self.focal_alpha) {
+            bail!(
+                "the focal loss's α must lie between 0 and 1, not {}",
+                self.focal_alpha
+            );
+        }
+        if self.bootstrap_every == 0 {
+            bail!("bootstrapping must rescan every 1 step or more");
         }
         let machine = machine_threads();
         if self.cpu_threads > machine {
@@ -299,6 +374,11 @@ mod tests {
     fn strategies_parse_from_their_keys() {
         assert_eq!(
             Strategy::parse_list("ohem, full,random").unwrap(),
+            Strategy::DEFAULT.to_vec()
+        );
+        let every: Vec<&str> = Strategy::ALL.iter().map(|s| s.key()).collect();
+        assert_eq!(
+            Strategy::parse_list(&every.join(",")).unwrap(),
             Strategy::ALL.to_vec()
         );
         let error = Strategy::parse_list("ohem,fast").unwrap_err().to_string();

@@ -9,6 +9,7 @@ use anyhow::bail;
 use tch::{Device, Kind};
 
 use super::batch::{candidates, thumbnail, BatchTensors};
+use super::bootstrap::HardNegativeCache;
 use super::config::{Strategy, TrainConfig};
 use super::examples::{fixed_examples, Example, ExampleSampler, Split};
 use super::learner::Learner;
@@ -18,7 +19,7 @@ use super::messages::{
 use crate::data::Dataset;
 use crate::detector::{self, ModelInfo, NetSize};
 use crate::eval::{self, MATCH_IOU};
-use crate::ohem::SelectionConfig;
+use crate::ohem::{Candidate, SelectionConfig};
 
 /// Validation windows drawn once per run for the validation loss.
 const VAL_EXAMPLES: usize = 256;
@@ -36,6 +37,8 @@ pub struct StepOutcome {
     pub non_finite: Vec<Strategy>,
     /// Strategies whose training diverged, with the step their weights were set back to.
     pub diverged: Vec<(Strategy, u64)>,
+    /// Things worth telling the person watching (a bootstrapping scan).
+    pub notes: Vec<String>,
 }
 
 pub struct Engine {
@@ -48,6 +51,8 @@ pub struct Engine {
     step: u64,
     train_sampler: ExampleSampler,
     val_examples: Vec<Example>,
+    /// Bootstrapping's hard negatives, when it is one of the run's strategies.
+    hard_negatives: HardNegativeCache,
 }
 
 impl Engine {
@@ -96,6 +101,7 @@ impl Engine {
             step: 0,
             train_sampler,
             val_examples,
+            hard_negatives: HardNegativeCache::default(),
         })
     }
 
@@ -165,19 +171,29 @@ impl Engine {
         let mut hard_examples = None;
         let mut non_finite = Vec::new();
         let mut diverged = Vec::new();
+        let mut notes = Vec::new();
+        let (scan_ms, own_batch) = self.bootstrap_batch(examples, &mut notes);
         // The strategy that runs first after a new batch shares the CPU with the loader
         // refilling its queue; taking turns keeps that cost out of the comparison.
         for turn in 0..count {
             let index = (turn + self.step as usize) % count;
             let learner = &mut self.learners[index];
             learner.set_lr(self.config.lr_at(self.step));
-            let outcome = learner.step(
-                &batch,
-                &candidates,
+            let (batch, candidates) = match (&own_batch, learner.strategy()) {
+                (Some((b, c)), Strategy::Bootstrap) => (b, c),
+                _ => (&batch, &candidates),
+            };
+            let mut outcome = learner.step(
+                batch,
+                candidates,
                 &selection,
                 self.config.ohem_loss,
                 selecting,
             )?;
+            if learner.strategy() == Strategy::Bootstrap {
+                // The scan is part of what bootstrapping costs.
+                outcome.record.forward_ms += scan_ms;
+            }
             // Only a non-finite loss on the trained examples skips an update.
             if !outcome.selected.is_empty() && !outcome.record.trained_loss.is_finite() {
                 non_finite.push(learner.strategy());
@@ -209,7 +225,51 @@ impl Engine {
             hard_examples,
             non_finite,
             diverged,
+            notes,
         })
+    }
+
+    /// Bootstrapping's batch: `examples` with part of their negatives from the hard-negative
+    /// cache, rescanned first when it is due. Returns the scan's milliseconds (0 without one)
+    /// and the batch, `None` when bootstrapping is not in the run or its cache is still empty.
+    fn bootstrap_batch(
+        &mut self,
+        examples: &[Example],
+        notes: &mut Vec<String>,
+    ) -> (f32, Option<(BatchTensors, Vec<Candidate>)>) {
+        let Some(learner) = self
+            .learners
+            .iter()
+            .find(|l| l.strategy() == Strategy::Bootstrap)
+        else {
+            return (0.0, None);
+        };
+        let every = self.config.bootstrap_every;
+        let mut scan_ms = 0.0;
+        if self.step > 0 && self.step % every == 0 {
+            let report = self.hard_negatives.scan(
+                learner.net(),
+                &self.train_sampler,
+                &self.dataset,
+                &self.info.scales,
+                self.device,
+                (self.config.seed, self.step),
+            );
+            scan_ms = report.secs * 1000.0;
+            let scores = report
+                .scores
+                .map(|(low, high)| format!(", scored {low:.2}–{high:.2}"))
+                .unwrap_or_default();
+            notes.push(format!(
+                "bootstrapping at step {}: scanned {} training images in {:.1} s; {} hard negatives cached{scores}",
+                self.step, report.images, report.secs, report.kept
+            ));
+        }
+        let mixed = self
+            .hard_negatives
+            .batch_from(examples, (self.config.seed, self.step));
+        let own = mixed.map(|batch| (self.tensors(&batch), candidates(&batch)));
+        (scan_ms, own)
     }
 
     fn hard_example_batch(

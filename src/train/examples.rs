@@ -245,6 +245,12 @@ impl ExampleSampler {
         self.background(record, None, window)
     }
 
+    /// Image `image` of the split, cut at `window` (in its decoded pixels), as background.
+    pub fn background_at(&self, image: usize, window: Rect) -> Option<Example> {
+        let record = self.images().get(image)?;
+        Some(self.background(record, Some(image), window))
+    }
+
     /// `window` of `record` (`source_image` in its split, `None` for a crop) as background.
     fn background(
         &self,

@@ -12,8 +12,13 @@ use tch::{Device, Kind, Tensor};
 use super::batch::BatchTensors;
 use super::config::{OhemLoss, Strategy, TrainConfig};
 use super::messages::StrategyStep;
-use crate::detector::{DetectorNet, ModelInfo, WindowLosses};
+use crate::detector::{ClassLoss, DetectorNet, ModelInfo, WindowLosses};
 use crate::ohem::{self, Candidate, SelectionConfig};
+
+/// The focal loss's initial probability of "object" for every window (RetinaNet's π).
+const FOCAL_OBJECT_PRIOR: f64 = 0.01;
+/// Negatives per positive in SSD's hard negative mining.
+pub const SSD_NEGATIVES_PER_POSITIVE: f32 = 3.0;
 
 /// A trained-examples loss above this, or not finite, counts as a diverging step.
 pub const EXPLODED_LOSS: f32 = 100.0;
@@ -28,6 +33,8 @@ pub struct Learner {
     strategy: Strategy,
     vs: nn::VarStore,
     net: DetectorNet,
+    /// What the trained pass backpropagates: cross-entropy, or the focal loss.
+    class_loss: ClassLoss,
     optimizer: nn::Optimizer,
     weight_decay: f64,
     /// The learning rate last set.
@@ -82,16 +89,28 @@ impl Learner {
         initial: Option<&Learner>,
     ) -> anyhow::Result<Self> {
         let mut vs = nn::VarStore::new(device);
-        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
+        let mut net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
         if let Some(first) = initial {
             vs.copy(&first.vs)
                 .map_err(|e| anyhow::anyhow!("copying the shared initial weights: {e}"))?;
         }
+        let class_loss = match strategy {
+            Strategy::Focal => {
+                // The paper's start: every window an object with probability 0.01.
+                net.set_object_prior(FOCAL_OBJECT_PRIOR);
+                ClassLoss::Focal {
+                    gamma: config.focal_gamma,
+                    alpha: config.focal_alpha,
+                }
+            }
+            _ => ClassLoss::CrossEntropy,
+        };
         let optimizer = adam_w(&vs, config.weight_decay, config.lr_at(0))?;
         Ok(Self {
             strategy,
             vs,
             net,
+            class_loss,
             optimizer,
             weight_decay: config.weight_decay,
             lr: config.lr_at(0),
@@ -130,7 +149,7 @@ impl Learner {
         // 1. The read-only pass: every example, no gradient, the weights the trained pass uses.
         //    Full batch trains on every example, so its trained pass doubles as this one.
         let clock = Instant::now();
-        let read_only = (selecting && self.strategy != Strategy::FullBatch).then(|| {
+        let read_only = (selecting && self.strategy.selects()).then(|| {
             let _guard = tch::no_grad_guard();
             PerExample::of(
                 &self
@@ -152,6 +171,11 @@ impl Learner {
                 };
                 ohem::select_hard(ranking, candidates, selection)?
             }
+            (Some(seen), Strategy::Ohem3To1) => ohem::select_positives_and_hardest_negatives(
+                &seen.losses,
+                candidates,
+                SSD_NEGATIVES_PER_POSITIVE,
+            )?,
             (_, Strategy::RandomM) => {
                 ohem::select_random(k, selection.hard_examples, &mut self.rng)
             }
@@ -254,18 +278,23 @@ impl Learner {
     ) -> (f32, Option<PerExample>) {
         let whole_batch = selected.len() == k && selected.iter().enumerate().all(|(i, &s)| i == s);
         let out = if whole_batch {
-            self.net
-                .window_losses(&batch.pixels, &batch.labels, &batch.targets)
+            self.net.window_losses_with(
+                &batch.pixels,
+                &batch.labels,
+                &batch.targets,
+                self.class_loss,
+            )
         } else {
             let index = Tensor::from_slice(&selected.iter().map(|&i| i as i64).collect::<Vec<_>>())
                 .to_device(batch.pixels.device());
-            self.net.window_losses(
+            self.net.window_losses_with(
                 &batch.pixels.index_select(0, &index),
                 &batch.labels.index_select(0, &index),
                 &batch.targets.index_select(0, &index),
+                self.class_loss,
             )
         };
-        let loss = out.loss.mean(Kind::Float);
+        let loss = out.objective.mean(Kind::Float);
         let value = loss.double_value(&[]) as f32;
         // A non-finite loss would poison every weight: skip the update, the caller reports it.
         if value.is_finite() {

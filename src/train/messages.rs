@@ -75,6 +75,8 @@ pub enum Event {
     CheckpointSaved(Vec<PathBuf>),
     /// Something went wrong that did not end the trainer (a failed save, a NaN loss...).
     Problem(String),
+    /// Worth telling the person watching, not a problem (a bootstrapping scan).
+    Info(String),
     /// The trainer thread ended cleanly. Always the last event unless [`Event::Failed`] is.
     Stopped,
     /// The trainer thread ended on an error or a panic.

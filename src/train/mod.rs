@@ -2,6 +2,7 @@
 //! thread. Imports data, detector, ohem and eval; never the UI.
 
 pub mod batch;
+pub mod bootstrap;
 pub mod config;
 pub mod engine;
 pub mod examples;

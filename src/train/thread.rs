@@ -401,6 +401,9 @@ impl Trainer {
             eprintln!("warning: {message}");
             self.outbox.send(Event::Problem(message))?;
         }
+        for note in std::mem::take(&mut outcome.notes) {
+            self.outbox.send(Event::Info(note))?;
+        }
         self.outbox.send(Event::Step(outcome.report))?;
         if !outcome.diverged.is_empty() {
             let lr = run.engine.config().lr;

@@ -337,6 +337,7 @@ impl OhemApp {
                 }
                 self.problem(message)
             }
+            Event::Info(text) => self.push_message(text, false),
             Event::Stopped => self.status = Status::TrainerEnded("stopped".into()),
             Event::Failed { message } => {
                 self.problem(message.clone());

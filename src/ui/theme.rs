@@ -22,11 +22,8 @@ pub const PROBLEM_TEXT: Color32 = Color32::from_rgb(255, 90, 80);
 
 /// The colour of a strategy in every plot.
 pub fn strategy(strategy: Strategy) -> Color32 {
-    match strategy {
-        Strategy::Ohem => Color32::from_rgb(240, 130, 40),
-        Strategy::FullBatch => Color32::from_rgb(80, 140, 240),
-        Strategy::RandomM => Color32::from_rgb(170, 110, 220),
-    }
+    let [r, g, b] = strategy.colour();
+    Color32::from_rgb(r, g, b)
 }
 
 /// The colour of a false-positive type in the error breakdown.

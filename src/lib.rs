@@ -5,6 +5,7 @@
 //! Rust; `detector` and `train` own every tensor; `ui` draws plain values sent by the trainer
 //! and never touches tch; `cli` runs the same engine headless.
 
+pub mod charts;
 pub mod cli;
 pub mod data;
 pub mod detector;

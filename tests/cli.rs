@@ -174,9 +174,14 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
         "ohem.safetensors",
         "full.safetensors",
         "random.safetensors",
+        "loss.png",
+        "map.png",
+        "pr.png",
     ] {
         assert!(first.join(file).is_file(), "{file} missing");
     }
+    let plot = image::open(first.join("loss.png")).expect("loss.png is a PNG");
+    assert!(plot.width() >= 640 && plot.height() >= 400);
     let metrics = std::fs::read_to_string(first.join("metrics.csv")).expect("metrics");
     assert_eq!(
         metrics.lines().count(),
@@ -319,4 +324,46 @@ fn compare_runs_every_seed_and_reports_mean_and_std() {
         "{summary}"
     );
     assert!(text(&out).contains("mAP@0.5"), "{}", text(&out));
+}
+
+#[test]
+fn sweep_trains_every_cell_from_the_same_start_and_draws_a_heat_map() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run(&[
+        "sweep",
+        "--data",
+        path(&sample_data()),
+        "--hard",
+        "4,8",
+        "--nms",
+        "0.7,none",
+        "--steps",
+        "6",
+        "--batch",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        path(dir.path()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = std::fs::read_to_string(dir.path().join("sweep.csv")).expect("sweep.csv");
+    assert_eq!(rows.lines().count(), 1 + 4, "a row per cell: {rows}");
+    assert!(rows.lines().next().expect("header").contains("map50"));
+    let heat = image::open(dir.path().join("sweep.png")).expect("sweep.png is a PNG");
+    assert!(heat.width() >= 640);
+    for cell in ["M4-nms0.7-seed7", "M8-nmsnone-seed7"] {
+        assert!(dir.path().join(cell).join("eval.csv").is_file(), "{cell}");
+    }
+    let bad = run(&[
+        "sweep",
+        "--data",
+        path(&sample_data()),
+        "--nms",
+        "0.7,maybe",
+        "--out",
+        path(dir.path()),
+    ]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("maybe"), "{}", text(&bad));
 }

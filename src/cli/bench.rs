@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Timed steps (after a few untimed warm-up steps).
     #[arg(long, default_value_t = 30)]
     pub steps: u64,
+    /// Comma-separated strategies to time.
+    #[arg(long, default_value = "ohem,full,random,focal,ohem-3to1,bootstrap")]
+    pub strategies: String,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     /// A plain-PyTorch script of the same step (examples/torch_reference.py) to run after the
@@ -36,14 +39,20 @@ pub struct BenchArgs {
     pub reference: Option<PathBuf>,
 }
 
+/// The step at which bootstrapping scans during the benchmark (one scan in the timed steps).
+const BENCH_SCAN_AT: u64 = 20;
+
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let (dataset, _) = data::load_dataset(&args.data, &LoadOptions::default())
         .with_context(|| format!("cannot open dataset {}", args.data.display()))?;
     let config = TrainConfig {
         batch_size: args.batch_size,
         hard_examples: args.hard_examples,
+        strategies: Strategy::parse_list(&args.strategies)?,
         device: args.device.into(),
         eval_every: 0,
+        // One scan inside the timed steps, reported apart and spread over the default interval.
+        bootstrap_every: BENCH_SCAN_AT,
         ..TrainConfig::default()
     };
     let mut engine = Engine::new(Arc::new(dataset), config)?;
@@ -67,18 +76,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map(|_| stream.next_batch(k).context("the batch loader stopped"))
         .collect::<anyhow::Result<_>>()?;
     drop(stream);
-    let mut totals = vec![[0.0f64; 3]; engine.learners().len()];
-    for (step, batch) in batches.iter().enumerate() {
-        let step = step as u64;
-        let outcome = engine.train_step(batch)?;
-        if step >= warmup {
-            for (total, s) in totals.iter_mut().zip(&outcome.report.strategies) {
-                total[0] += s.forward_ms as f64;
-                total[1] += s.select_ms as f64;
-                total[2] += s.train_ms as f64;
-            }
-        }
-    }
+    let (totals, scan_ms) = time_steps(&mut engine, &batches, warmup, args.steps)?;
     let n = args.steps.max(1) as f64;
     let per_step: Vec<(Strategy, f64)> = engine
         .learners()
@@ -87,17 +85,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map(|(learner, t)| (learner.strategy(), t.iter().sum::<f64>() / n))
         .collect();
     print_table(&per_step, &totals, n, k);
+    print_ratios(&per_step, scan_ms, k, m);
     let time_of = |s: Strategy| per_step.iter().find(|(x, _)| *x == s).map(|(_, t)| *t);
-    if let (Some(ohem), Some(full)) = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch)) {
-        let expected = (k + 3 * m) as f64 / (3 * k) as f64;
-        println!(
-            "ratio OHEM / full batch: {:.3} (expected about (K + 3M) / 3K = {expected:.3})",
-            ohem / full
-        );
-    }
-    if let (Some(random), Some(full)) = (time_of(Strategy::RandomM), time_of(Strategy::FullBatch)) {
-        println!("ratio random-M / full batch: {:.3}", random / full);
-    }
     if let Some(script) = &args.reference {
         let ours = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch));
         compare_with_pytorch(script, args, &engine, ours);
@@ -105,15 +94,85 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Trains every batch, timing the parts of each strategy's step after `warmup` steps. Returns
+/// the summed milliseconds (forward, select, train) per learner, with bootstrapping's one scan
+/// taken out and spread at the rate of the default rescan interval, and that scan's time.
+fn time_steps(
+    engine: &mut Engine,
+    batches: &[Vec<crate::train::examples::Example>],
+    warmup: u64,
+    steps: u64,
+) -> anyhow::Result<(Vec<[f64; 3]>, Option<f64>)> {
+    let mut totals = vec![[0.0f64; 3]; engine.learners().len()];
+    let mut scan_ms = None;
+    for (step, batch) in batches.iter().enumerate() {
+        let step = step as u64;
+        let outcome = engine.train_step(batch)?;
+        if step < warmup {
+            continue;
+        }
+        for (total, s) in totals.iter_mut().zip(&outcome.report.strategies) {
+            let mut forward = s.forward_ms as f64;
+            if s.strategy == Strategy::Bootstrap && step == BENCH_SCAN_AT {
+                let plain = total[0] / (step - warmup).max(1) as f64;
+                scan_ms = Some(forward - plain);
+                forward = plain;
+            }
+            total[0] += forward;
+            total[1] += s.select_ms as f64;
+            total[2] += s.train_ms as f64;
+        }
+    }
+    let every = TrainConfig::default().bootstrap_every as f64;
+    let bootstrap = engine
+        .learners()
+        .iter()
+        .position(|l| l.strategy() == Strategy::Bootstrap);
+    if let (Some(scan), Some(i)) = (scan_ms, bootstrap) {
+        totals[i][0] += scan / every * steps as f64;
+    }
+    Ok((totals, scan_ms))
+}
+
+/// Every strategy's step cost as a share of full batch's, and OHEM's against its expectation.
+fn print_ratios(per_step: &[(Strategy, f64)], scan_ms: Option<f64>, k: usize, m: usize) {
+    if let Some(scan) = scan_ms {
+        let every = TrainConfig::default().bootstrap_every;
+        println!(
+            "bootstrapping: one scan took {scan:.0} ms; rescanning every {every} steps adds {:.2} ms per step (in its forward column)",
+            scan / every as f64
+        );
+    }
+    let time_of = |s: Strategy| per_step.iter().find(|(x, _)| *x == s).map(|(_, t)| *t);
+    let Some(full) = time_of(Strategy::FullBatch) else {
+        return;
+    };
+    let ratios: Vec<String> = per_step
+        .iter()
+        .map(|(s, t)| format!("{} {:.3}", s.key(), t / full))
+        .collect();
+    println!("step cost relative to full batch: {}", ratios.join(", "));
+    if let Some(ohem) = time_of(Strategy::Ohem) {
+        let expected = (k + 3 * m) as f64 / (3 * k) as f64;
+        println!(
+            "ratio OHEM / full batch: {:.3} (expected about (K + 3M) / 3K = {expected:.3})",
+            ohem / full
+        );
+    }
+    if let Some(random) = time_of(Strategy::RandomM) {
+        println!("ratio random-M / full batch: {:.3}", random / full);
+    }
+}
+
 /// One row per strategy: mean milliseconds of each part of the step, and examples per second.
 fn print_table(per_step: &[(Strategy, f64)], totals: &[[f64; 3]], n: f64, k: usize) {
     println!(
-        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>12}",
         "strategy", "forward", "select", "train", "step", "examples/s"
     );
     for ((strategy, step_ms), t) in per_step.iter().zip(totals) {
         println!(
-            "{:<12} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>12.0}",
+            "{:<14} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>12.0}",
             strategy.label(),
             t[0] / n,
             t[1] / n,

@@ -5,6 +5,8 @@ mod bench;
 mod compare;
 mod files;
 mod inference;
+mod run_charts;
+mod sweep;
 mod train;
 
 pub use train::TrainArgs;
@@ -45,6 +47,8 @@ pub enum Commands {
     Train(TrainArgs),
     /// Train every strategy with several seeds and report mean ± std of the final mAP.
     Compare(compare::CompareArgs),
+    /// Train OHEM over a grid of M and NMS-by-loss thresholds; write sweep.csv and a heat map.
+    Sweep(sweep::SweepArgs),
     /// Evaluate saved weights on a dataset's validation split.
     Eval {
         #[arg(long)]
@@ -104,6 +108,7 @@ pub fn run(command: Commands) -> anyhow::Result<()> {
         Commands::Inspect { data } => inspect(&data),
         Commands::Train(args) => train::train(&args),
         Commands::Compare(args) => compare::run(&args),
+        Commands::Sweep(args) => sweep::run(&args),
         Commands::Eval {
             data,
             checkpoint,

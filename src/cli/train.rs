@@ -11,6 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::files::RunFiles;
+use super::run_charts::RunCharts;
 use super::DeviceArg;
 use crate::data::Dataset;
 use crate::detector::NetSize;
@@ -248,6 +249,7 @@ pub fn run(
         phase: Phase::Starting,
         last_evaluations: Vec::new(),
         failure: None,
+        charts: RunCharts::default(),
         config,
     };
     trainer.send(Command::Start(session.config.clone()));
@@ -300,6 +302,8 @@ struct Session<'a> {
     last_evaluations: Vec<EvalReport>,
     /// Why the run must end as a failure once its weights are saved (already on stderr).
     failure: Option<String>,
+    /// The curves `loss.png`, `map.png` and `pr.png` are drawn from at the end.
+    charts: RunCharts,
 }
 
 impl Session<'_> {
@@ -326,28 +330,13 @@ impl Session<'_> {
                 self.bar
                     .set_message(format!("batch loss: {}", losses.join("  ")));
                 self.outputs()?.step(&report)?;
+                self.charts.record_step(&report);
             }
             Event::HardExamples(batch) => {
                 let dataset = self.dataset.clone();
                 self.outputs()?.hard_examples(&batch, &dataset)?
             }
-            Event::Evaluated(report) => {
-                say(
-                    &self.bar,
-                    format!(
-                        "step {:>5}  {:<10} mAP@0.5 {:.3}  val loss {:.4}",
-                        report.step,
-                        report.strategy.label(),
-                        report.evaluation.map(),
-                        report.val_loss
-                    ),
-                );
-                let dataset = self.dataset.clone();
-                self.outputs()?.evaluation(&report, &dataset)?;
-                self.last_evaluations
-                    .retain(|e| e.strategy != report.strategy);
-                self.last_evaluations.push((*report).clone());
-            }
+            Event::Evaluated(report) => self.evaluated(&report)?,
             Event::Problem(message) if self.phase != Phase::Training => {
                 self.bar.finish_and_clear();
                 bail!("{message}");
@@ -370,6 +359,9 @@ impl Session<'_> {
                     eprintln!("wrote {}", p.display());
                 }
                 eprintln!("wrote {}", self.out.path.join("metrics.csv").display());
+                for path in self.charts.write(&self.out.path)? {
+                    eprintln!("wrote {}", path.display());
+                }
                 self.phase = Phase::Done;
                 if self.failure.take().is_some() {
                     bail!("training diverged (see above); the last good weights were saved");
@@ -380,6 +372,27 @@ impl Session<'_> {
             _ => {}
         }
         Ok(None)
+    }
+
+    /// One strategy's evaluation: a line, a row of `eval.csv`, a point of `map.png`.
+    fn evaluated(&mut self, report: &EvalReport) -> anyhow::Result<()> {
+        say(
+            &self.bar,
+            format!(
+                "step {:>5}  {:<10} mAP@0.5 {:.3}  val loss {:.4}",
+                report.step,
+                report.strategy.label(),
+                report.evaluation.map(),
+                report.val_loss
+            ),
+        );
+        let dataset = self.dataset.clone();
+        self.outputs()?.evaluation(report, &dataset)?;
+        self.charts.record_evaluation(report);
+        self.last_evaluations
+            .retain(|e| e.strategy != report.strategy);
+        self.last_evaluations.push(report.clone());
+        Ok(())
     }
 
     fn outputs(&mut self) -> anyhow::Result<&mut RunFiles> {

@@ -162,24 +162,9 @@ impl Learner {
         // 2. The selection, in f32 on the CPU: K numbers.
         let clock = Instant::now();
         let k = candidates.len();
-        let selected = match (&read_only, self.strategy) {
-            _ if !selecting => (0..k).collect(),
-            (Some(seen), Strategy::Ohem) => {
-                let ranking = match ranked_by {
-                    OhemLoss::Classification => &seen.classification,
-                    OhemLoss::ClassificationAndBox => &seen.losses,
-                };
-                ohem::select_hard(ranking, candidates, selection)?
-            }
-            (Some(seen), Strategy::Ohem3To1) => ohem::select_positives_and_hardest_negatives(
-                &seen.losses,
-                candidates,
-                SSD_NEGATIVES_PER_POSITIVE,
-            )?,
-            (_, Strategy::RandomM) => {
-                ohem::select_random(k, selection.hard_examples, &mut self.rng)
-            }
-            _ => (0..k).collect(),
+        let selected = match &read_only {
+            Some(seen) => self.select(seen, candidates, selection, ranked_by)?,
+            None => (0..k).collect(),
         };
         let select_ms = ms_since(clock);
 
@@ -219,6 +204,33 @@ impl Learner {
             scores: seen.scores,
             selected,
             restored_to_step,
+        })
+    }
+
+    /// The batch indices this strategy backpropagates, from what the read-only pass saw.
+    fn select(
+        &mut self,
+        seen: &PerExample,
+        candidates: &[Candidate],
+        selection: &SelectionConfig,
+        ranked_by: OhemLoss,
+    ) -> anyhow::Result<Vec<usize>> {
+        let k = candidates.len();
+        Ok(match self.strategy {
+            Strategy::Ohem => {
+                let ranking = match ranked_by {
+                    OhemLoss::Classification => &seen.classification,
+                    OhemLoss::ClassificationAndBox => &seen.losses,
+                };
+                ohem::select_hard(ranking, candidates, selection)?
+            }
+            Strategy::Ohem3To1 => ohem::select_positives_and_hardest_negatives(
+                &seen.losses,
+                candidates,
+                SSD_NEGATIVES_PER_POSITIVE,
+            )?,
+            Strategy::RandomM => ohem::select_random(k, selection.hard_examples, &mut self.rng),
+            Strategy::FullBatch | Strategy::Focal | Strategy::Bootstrap => (0..k).collect(),
         })
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use egui_plot::PlotPoint;
 
+pub use crate::charts::debiased_ema;
 use crate::train::config::Strategy;
 use crate::train::messages::{EvalReport, StepReport};
 
@@ -93,29 +94,6 @@ impl Series {
         self.refreshed_at = Some(now);
         false
     }
-}
-
-/// TensorBoard's smoothing: an exponential moving average divided by `1 - weight^n`, so the
-/// first points are not pulled towards zero.
-pub fn debiased_ema(values: &[f64], weight: f32) -> Vec<f64> {
-    let weight = f64::from(weight.clamp(0.0, 0.999));
-    let mut last = 0.0;
-    let mut debias = 1.0;
-    values
-        .iter()
-        .map(|&v| {
-            if !v.is_finite() {
-                return v;
-            }
-            last = last * weight + (1.0 - weight) * v;
-            debias *= weight;
-            if debias < 1.0 {
-                last / (1.0 - debias)
-            } else {
-                v
-            }
-        })
-        .collect()
 }
 
 /// Keeps the lowest and highest point of each of `buckets` equal runs, in x order, so that

@@ -128,6 +128,63 @@ pub fn line_chart(path: &Path, axes: &Axes<'_>, series: &[Series]) -> anyhow::Re
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The three plots of a run, into `dir`: `loss.png` (whole-batch loss, already smoothed),
+/// `map.png` (validation mAP per evaluation) and `pr.png` (the last evaluation's
+/// precision–recall curves). A plot without data is not written. Returns the files written.
+pub fn write_run_plots(
+    dir: &Path,
+    loss: &[Series],
+    map: &[Series],
+    pr: &[Series],
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let plots = [
+        (
+            "loss.png",
+            "whole-batch loss (smoothed)",
+            "step",
+            "loss",
+            loss,
+            None,
+            None,
+        ),
+        (
+            "map.png",
+            "validation mAP@0.5",
+            "step",
+            "mAP@0.5",
+            map,
+            None,
+            Some((0.0, 1.0)),
+        ),
+        (
+            "pr.png",
+            "precision–recall, last evaluation",
+            "recall",
+            "precision",
+            pr,
+            Some((0.0, 1.0)),
+            Some((0.0, 1.05)),
+        ),
+    ];
+    let mut written = Vec::new();
+    for (file, title, x_label, y_label, series, x_range, y_range) in plots {
+        if series.iter().all(|s| s.points.is_empty()) {
+            continue;
+        }
+        let path = dir.join(file);
+        let axes = Axes {
+            title,
+            x_label,
+            y_label,
+            x_range,
+            y_range,
+        };
+        line_chart(&path, &axes, series)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 /// A grid of values (rows × columns, `None` for a missing cell) as coloured cells with their
 /// numbers written in, into the PNG at `path`.
 pub fn heat_map(

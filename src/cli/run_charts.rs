@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::charts::{debiased_ema, line_chart, Axes, Series};
+use crate::charts::{debiased_ema, write_run_plots, Series};
 use crate::train::messages::{EvalReport, StepReport};
 use crate::train::Strategy;
 
@@ -39,7 +39,6 @@ impl RunCharts {
 
     /// Writes the plots into `dir`; returns the files written.
     pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-        let mut written = Vec::new();
         let loss: Vec<Series> = self
             .losses
             .iter()
@@ -48,53 +47,28 @@ impl RunCharts {
                 series(*s, steps.iter().copied().zip(smooth).collect())
             })
             .collect();
-        if !loss.is_empty() {
-            let path = dir.join("loss.png");
-            let axes = axes("whole-batch loss (smoothed)", "step", "loss", None);
-            line_chart(&path, &axes, &loss)?;
-            written.push(path);
-        }
-        if !self.maps.is_empty() {
-            let maps: Vec<Series> = self
-                .maps
-                .iter()
-                .map(|(s, p)| series(*s, p.clone()))
-                .collect();
-            let path = dir.join("map.png");
-            line_chart(
-                &path,
-                &axes("validation mAP@0.5", "step", "mAP@0.5", Some((0.0, 1.0))),
-                &maps,
-            )?;
-            written.push(path);
-        }
-        if !self.last.is_empty() {
-            let curves: Vec<Series> = self
-                .last
-                .iter()
-                .map(|(s, r)| {
-                    let points = r.evaluation.pr_curve().iter();
-                    series(
-                        *s,
-                        points
-                            .map(|p| (f64::from(p.recall), f64::from(p.precision)))
-                            .collect(),
-                    )
-                })
-                .collect();
-            let path = dir.join("pr.png");
-            let mut axes = axes(
-                "precision–recall, last evaluation",
-                "recall",
-                "precision",
-                Some((0.0, 1.05)),
-            );
-            axes.x_range = Some((0.0, 1.0));
-            line_chart(&path, &axes, &curves)?;
-            written.push(path);
-        }
-        Ok(written)
+        let map: Vec<Series> = self
+            .maps
+            .iter()
+            .map(|(s, p)| series(*s, p.clone()))
+            .collect();
+        let pr: Vec<Series> = self
+            .last
+            .iter()
+            .map(|(s, r)| series(*s, pr_points(r)))
+            .collect();
+        write_run_plots(dir, &loss, &map, &pr)
     }
+}
+
+/// The precision–recall curve of an evaluation as (recall, precision) points.
+fn pr_points(report: &EvalReport) -> Vec<(f64, f64)> {
+    report
+        .evaluation
+        .pr_curve()
+        .iter()
+        .map(|p| (f64::from(p.recall), f64::from(p.precision)))
+        .collect()
 }
 
 fn series(strategy: Strategy, points: Vec<(f64, f64)>) -> Series {
@@ -102,15 +76,5 @@ fn series(strategy: Strategy, points: Vec<(f64, f64)>) -> Series {
         label: strategy.label().to_string(),
         rgb: strategy.colour(),
         points,
-    }
-}
-
-fn axes<'a>(title: &'a str, x: &'a str, y: &'a str, y_range: Option<(f64, f64)>) -> Axes<'a> {
-    Axes {
-        title,
-        x_label: x,
-        y_label: y,
-        x_range: None,
-        y_range,
     }
 }

@@ -24,6 +24,7 @@ pub fn plot_settings_ui(ui: &mut egui::Ui, state: &mut PlotsState) {
         ui.separator();
         ui.add(egui::Slider::new(&mut state.smoothing, 0.0..=0.99).text("smoothing"));
         ui.checkbox(&mut state.log_y, "log y");
+        ui.weak("loss: solid = trained examples, dashed = whole batch");
         ui.checkbox(&mut state.ignore_outliers, "ignore outliers")
             .on_hover_text(
             "Scale the loss axis to the bulk of the points; a spike is drawn clipped at the edge",
@@ -46,7 +47,7 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
             Legend::default()
                 .position(Corner::RightTop)
                 .text_style(egui::TextStyle::Small)
-                .color_conflict_handling(ColorConflictHandling::PickFirst),
+                .color_conflict_handling(ColorConflictHandling::PickLast),
         )
         .x_axis_label(x_name)
         .y_axis_label(if log_y { "loss (log)" } else { "loss" })
@@ -74,7 +75,9 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
     let response = plot.show(ui, |plot_ui| {
         for (strategy, curves) in &drawn.curves {
             let color = theme::strategy(*strategy);
-            let name = format!("{} · trained examples", strategy.label());
+            // One legend entry per strategy (lines of one name share it); the line styles are
+            // explained once, beside the plot's settings.
+            let name = strategy.label().to_string();
             if smoothing > 0.0 {
                 plot_ui.line(
                     Line::new(name.clone(), clipped(&curves.trained.raw_view, clip_range))
@@ -90,7 +93,7 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
             );
             plot_ui.line(
                 Line::new(
-                    format!("{} · whole batch", strategy.label()),
+                    strategy.label(),
                     clipped(&curves.batch.smooth_view, clip_range),
                 )
                 .color(color.gamma_multiply(0.8))

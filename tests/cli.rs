@@ -169,6 +169,7 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
         "metrics.csv",
         "eval.csv",
         "hard_examples.csv",
+        "label_suspects.csv",
         "config.json",
         "model.json",
         "ohem.safetensors",
@@ -276,6 +277,48 @@ fn train_writes_a_reproducible_run_that_eval_and_detect_can_use() {
         assert!(rows[0].get(key).is_some(), "{key} missing");
     }
     assert_eq!(rows[0]["bbox"].as_array().expect("bbox").len(), 4);
+}
+
+#[test]
+fn train_lists_a_missing_label_and_a_box_on_empty_ground_in_label_suspects_csv() {
+    use common::mislabelled::{write_mislabelled, EMPTY_BOX};
+    let data = tempfile::tempdir().expect("temp dir");
+    write_mislabelled(data.path());
+    let out = tempfile::tempdir().expect("temp dir");
+    let run_dir = out.path().join("run");
+    let args = [
+        "train",
+        "--data",
+        path(data.path()),
+        "--steps",
+        "200",
+        "--batch",
+        "64",
+        "--hard",
+        "16",
+        "--strategies",
+        "ohem",
+        "--select-after",
+        "0",
+        "--eval-every",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        path(&run_dir),
+    ];
+    let output = run(&args);
+    assert!(output.status.success(), "{}", text(&output));
+    let csv = std::fs::read_to_string(run_dir.join("label_suspects.csv")).expect("suspects");
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    let [x0, y0, x1, y1] = EMPTY_BOX;
+    let empty_box = format!("road.png,{x0}.0,{y0}.0,{x1}.0,{y1}.0,wrong_box,");
+    assert!(rows.iter().any(|r| r.contains(&empty_box)), "{csv}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("missing.png") && r.contains(",missing_label,")),
+        "{csv}"
+    );
 }
 
 #[test]

@@ -4,118 +4,16 @@
 // A test should stop at the first broken expectation, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use egui::accesskit::Role;
-use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::kittest::Queryable;
 mod common;
 
-use common::app::{app_harness, app_harness_with_picker};
+use common::app::{
+    app_harness, app_harness_with_picker, count_labels_containing, fixture, has_label, shown_step,
+    small_batches, text_of, wait_for,
+};
 use egui_kittest::Harness;
 use ohem_studio::ui::{NoDialogPicker, OhemApp, Status};
-
-/// Long enough for a slow shared machine; each wait normally ends in well under a second.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A few 96×96 images with one bright "car" each, in the YOLO layout.
-fn write_fixture(root: &Path) {
-    std::fs::write(
-        root.join("data.yaml"),
-        "path: .\ntrain: images/train\nval: images/val\nnames: [car]\n",
-    )
-    .unwrap();
-    for (split, count) in [("train", 8), ("val", 3)] {
-        let images = root.join("images").join(split);
-        let labels = root.join("labels").join(split);
-        std::fs::create_dir_all(&images).unwrap();
-        std::fs::create_dir_all(&labels).unwrap();
-        for i in 0..count {
-            let (x0, y0) = (8 + 6 * i, 12 + 5 * i);
-            let (w, h) = (40u32, 24u32);
-            let image = image::RgbImage::from_fn(96, 96, |x, y| {
-                let inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + h;
-                if inside {
-                    image::Rgb([220, 40 + (x % 7) as u8 * 10, 40])
-                } else {
-                    let v = ((x * 31 + y * 17 + i * 13) % 90) as u8;
-                    image::Rgb([v, v + 20, v + 40])
-                }
-            });
-            image.save(images.join(format!("{i}.png"))).unwrap();
-            let (cx, cy) = (
-                (x0 as f32 + w as f32 / 2.0) / 96.0,
-                (y0 as f32 + h as f32 / 2.0) / 96.0,
-            );
-            std::fs::write(
-                labels.join(format!("{i}.txt")),
-                format!("0 {cx} {cy} {} {}\n", w as f32 / 96.0, h as f32 / 96.0),
-            )
-            .unwrap();
-        }
-    }
-}
-
-fn fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    write_fixture(dir.path());
-    dir
-}
-/// Steps frames until `done` holds, failing the test with `what` after [`DEADLINE`].
-fn wait_for(
-    harness: &mut Harness<'_, OhemApp>,
-    what: &str,
-    done: impl Fn(&Harness<'_, OhemApp>) -> bool,
-) {
-    let started = Instant::now();
-    loop {
-        harness.step();
-        if done(harness) {
-            return;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out waiting for {what}; status: {:?}, step {}",
-            harness.state().status(),
-            harness.state().step()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn has_label(harness: &Harness<'_, OhemApp>, label: &str) -> bool {
-    harness.query_by_label(label).is_some()
-}
-
-fn count_labels_containing(harness: &Harness<'_, OhemApp>, part: &str) -> usize {
-    harness.query_all_by_label_contains(part).count()
-}
-
-/// The text a node shows: labels carry it as their value.
-fn text_of(node: &egui_kittest::Node<'_>) -> String {
-    let node = node.accesskit_node();
-    node.label().or_else(|| node.value()).unwrap_or_default()
-}
-
-/// The step number the top bar shows.
-fn shown_step(harness: &Harness<'_, OhemApp>) -> u64 {
-    harness
-        .query_all_by_label_contains("step ")
-        .find_map(|node| text_of(&node).strip_prefix("step ")?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Sets K and M with their sliders, as a person would before pressing Start.
-fn small_batches(harness: &mut Harness<'_, OhemApp>, k: usize, m: usize) {
-    harness
-        .get_by_role_and_label(Role::Slider, "K")
-        .set_value_accesskit(k as f64);
-    harness.run_steps(2);
-    harness
-        .get_by_role_and_label(Role::Slider, "M")
-        .set_value_accesskit(m as f64);
-    harness.run_steps(2);
-}
 
 fn open_and_start(harness: &mut Harness<'_, OhemApp>) {
     wait_for(harness, "the dataset to load", |h| {

@@ -1,5 +1,6 @@
 //! How long the app takes to build a frame when full: 10,000-step curves for three strategies,
-//! a grid of 32 hard examples and an evaluation per strategy. Ignored by `cargo test`; run by
+//! a grid of 32 hard examples and an evaluation per strategy; then paused with the what-if view,
+//! the source image's heat map and the label suspects open. Ignored by `cargo test`; run by
 //! `make bench` (`--ignored --nocapture`).
 
 // A test should stop at the first broken expectation, with its location.
@@ -10,21 +11,25 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::app::app_harness;
+use common::app::{app_harness, wait_for};
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use ohem_studio::data::{self, Dataset, GtBox, ImageRecord, Layout};
 use ohem_studio::eval::{self, Detection};
 use ohem_studio::geometry::Rect;
 use ohem_studio::train::config::{Strategy, TrainConfig};
 use ohem_studio::train::messages::{
-    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, SeenExample, StepReport,
-    StrategyStep, Thumbnail,
+    EvalReport, Event, HardExampleBatch, RunInfo, ScoreGrid, ScoreMapReport, SeenExample,
+    StepReport, StrategyStep, Thumbnail,
 };
 use ohem_studio::ui::OhemApp;
 
 const STEPS: u64 = 10_000;
 const HARD_EXAMPLES: usize = 32;
 const FRAMES: u32 = 60;
+/// Hard-example batches fed before measuring: what the label suspects need.
+const SUSPECT_BATCHES: u64 = 20;
 
 fn image_record(i: usize) -> ImageRecord {
     let pixels = image::RgbImage::from_fn(320, 240, |x, y| {
@@ -78,35 +83,48 @@ fn step_report(step: u64) -> StepReport {
     }
 }
 
+/// Example `i` of every synthetic batch: a quarter positives on the image's box (every other
+/// one scored low), negatives beside it (every third one scored high), loss falling with `i`.
+fn seen_example(i: usize) -> SeenExample {
+    let positive = i % 4 == 0;
+    let (window, score) = if positive {
+        let x = 96.0 + (i % 5) as f32 * 4.0;
+        let score = if i % 8 == 0 { 0.1 } else { 0.9 };
+        (Rect::new(x, 100.0, x + 160.0, 180.0), score)
+    } else {
+        let (x, y) = ((i % 4) as f32 * 70.0 + 300.0, (i / 4 % 6) as f32 * 70.0);
+        let score = if i % 3 == 0 { 0.9 } else { 0.02 };
+        (Rect::new(x, y, x + 96.0, y + 64.0), score)
+    };
+    let loss = 2.0 - i as f32 * 0.01;
+    SeenExample {
+        source_image: Some(i % 20),
+        window,
+        label: usize::from(positive),
+        loss,
+        classification_loss: loss * 0.6,
+        score,
+    }
+}
+
+/// A batch of 128 whose 32 highest-loss examples are the picks.
 fn hard_examples(step: u64) -> HardExampleBatch {
+    let batch: Vec<SeenExample> = (0..128).map(seen_example).collect();
     HardExampleBatch {
         step,
         batch_size: 128,
-        examples: (0..HARD_EXAMPLES)
-            .map(|i| HardExample {
-                thumbnail: Thumbnail {
+        examples: batch[..HARD_EXAMPLES]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.picked(Thumbnail {
                     width: 48,
                     height: 32,
                     rgba: vec![(i * 7) as u8; 48 * 32 * 4],
-                },
-                source_image: Some(i % 20),
-                window: Rect::new(10.0, 10.0, 106.0, 74.0),
-                label: usize::from(i % 4 == 0),
-                loss: 2.0 - i as f32 * 0.05,
-                classification_loss: 1.5 - i as f32 * 0.04,
-                score: (i as f32 * 0.031) % 1.0,
+                })
             })
             .collect(),
-        batch: (0..128)
-            .map(|i| SeenExample {
-                source_image: Some(i % 20),
-                window: Rect::new(10.0, 10.0, 106.0, 74.0),
-                label: usize::from(i % 4 == 0),
-                loss: 2.0 - i as f32 * 0.01,
-                classification_loss: 1.5 - i as f32 * 0.01,
-                score: (i as f32 * 0.031) % 1.0,
-            })
-            .collect(),
+        batch,
     }
 }
 
@@ -162,7 +180,10 @@ fn frame_time_with_full_curves_and_grid() {
     for step in 1..=STEPS {
         app.apply_event(Event::Step(step_report(step)));
     }
-    app.apply_event(Event::HardExamples(hard_examples(STEPS)));
+    // Batches enough for the label suspects to have persistent offenders.
+    for step in STEPS - SUSPECT_BATCHES + 1..=STEPS {
+        app.apply_event(Event::HardExamples(hard_examples(step)));
+    }
     for strategy in Strategy::ALL {
         app.apply_event(Event::Evaluated(evaluation(strategy, &dataset)));
     }
@@ -178,6 +199,63 @@ fn frame_time_with_full_curves_and_grid() {
         steady.as_secs_f64() * 1e3,
         live.as_secs_f64() * 1e3
     );
+
+    let (what_if, suspects) = frames_with_the_new_panels(&mut harness);
+    println!(
+        "paused with M moved (what-if tiles) and a source image with its heat map open: \
+         {:.2} ms; the label suspects instead of the gallery: {:.2} ms (mean of {FRAMES})",
+        what_if.as_secs_f64() * 1e3,
+        suspects.as_secs_f64() * 1e3
+    );
+}
+
+/// Mean frame times with the what-if view and the heat map open, then with the label suspects.
+fn frames_with_the_new_panels(harness: &mut Harness<'_, OhemApp>) -> (Duration, Duration) {
+    harness.state_mut().apply_event(Event::Paused);
+    harness
+        .get_by_role_and_label(Role::Slider, "M")
+        .set_value_accesskit(48.0);
+    harness.run_steps(3);
+    assert!(
+        harness
+            .query_all_by_label_contains("would be picked")
+            .count()
+            > 0,
+        "the what-if view shows the picks of M = 48"
+    );
+    harness
+        .query_all_by_label_contains("hard example ")
+        .next()
+        .expect("a tile")
+        .click();
+    // The idle trainer answers that there is no model; a map of the image replaces it.
+    wait_for(harness, "the answer to the score-map request", |h| {
+        h.state().shown_score_map().is_some()
+    });
+    let asked = harness.state().shown_score_map().expect("a report").clone();
+    harness
+        .state_mut()
+        .apply_event(Event::ScoreMap(ScoreMapReport {
+            map: Ok(ScoreGrid {
+                cols: 75,
+                rows: 55,
+                scores: (0..75 * 55).map(|i| (i % 97) as f32 / 96.0).collect(),
+                area: Rect::new(24.0, 16.0, 624.0, 456.0),
+            }),
+            ..asked
+        }));
+    harness.run_steps(5);
+    let what_if = mean_frame(harness, None);
+    harness.get_by_label_contains("Label suspects (").click();
+    harness.run_steps(5);
+    assert!(
+        harness
+            .query_all_by_label_contains("missing label? ")
+            .count()
+            > 0,
+        "the suspects are listed"
+    );
+    (what_if, mean_frame(harness, None))
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The files of a training run: `metrics.csv`, `eval.csv`, `hard_examples.csv`, `config.json`.
+//! The files of a training run: `metrics.csv`, `eval.csv`, `hard_examples.csv`,
+//! `label_suspects.csv`, `config.json`.
 //! Written by the CLI thread from the trainer's events, so training never waits for the disk.
 
 use std::fs::File;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use crate::data::Dataset;
 use crate::eval::ErrorKind;
 use crate::train::messages::{EvalReport, HardExampleBatch, RunInfo, StepReport};
+use crate::train::suspects::{suspects_csv, Suspect};
 
 /// One row of COCO's results format, with the file name added for people.
 #[derive(Debug, Serialize)]
@@ -174,6 +176,12 @@ impl RunFiles {
         self.evals.write_record(&row)?;
         self.evals.flush()?;
         Ok(())
+    }
+
+    /// `label_suspects.csv`: the run's label suspects (see `train::suspects`), rewritten whole.
+    pub fn label_suspects(&self, suspects: &[Suspect], dataset: &Dataset) -> anyhow::Result<()> {
+        let bytes = suspects_csv(suspects, &dataset.train)?;
+        crate::files::write_atomically(&self.dir.join("label_suspects.csv"), &bytes)
     }
 
     pub fn flush(&mut self) -> anyhow::Result<()> {

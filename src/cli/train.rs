@@ -17,6 +17,7 @@ use crate::data::Dataset;
 use crate::detector::NetSize;
 use crate::train::config::SELECTION_WARMUP_SHARE;
 use crate::train::messages::{EvalReport, RunInfo};
+use crate::train::suspects::OffenderLog;
 use crate::train::{Command, Event, OhemLoss, Strategy, TrainConfig, TrainerHandle};
 
 #[derive(Debug, Args)]
@@ -91,8 +92,9 @@ pub struct TrainArgs {
     /// CPU threads for libtorch (0: its default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Run folder: metrics.csv, eval.csv, hard_examples.csv, config.json, weights. A folder that
-    /// already holds files is refused, so an earlier run is never overwritten by accident.
+    /// Run folder: metrics.csv, eval.csv, hard_examples.csv, label_suspects.csv, config.json,
+    /// weights. A folder that already holds files is refused, so an earlier run is never
+    /// overwritten by accident.
     #[arg(long)]
     pub out: PathBuf,
     /// Replace the run in a non-empty --out folder. Its files are replaced only once the new run
@@ -251,6 +253,7 @@ pub fn run(
         failure: None,
         charts: RunCharts::default(),
         config,
+        offenders: OffenderLog::default(),
     };
     trainer.send(Command::Start(session.config.clone()));
 
@@ -304,6 +307,8 @@ struct Session<'a> {
     failure: Option<String>,
     /// The curves `loss.png`, `map.png` and `pr.png` are drawn from at the end.
     charts: RunCharts,
+    /// OHEM's picks across batches, for `label_suspects.csv`.
+    offenders: OffenderLog,
 }
 
 impl Session<'_> {
@@ -334,6 +339,7 @@ impl Session<'_> {
             }
             Event::HardExamples(batch) => {
                 let dataset = self.dataset.clone();
+                self.offenders.record(&batch, &dataset.train);
                 self.outputs()?.hard_examples(&batch, &dataset)?
             }
             Event::Evaluated(report) => self.evaluated(&report)?,
@@ -351,6 +357,8 @@ impl Session<'_> {
             Event::RunEnded { .. } => {
                 self.bar.finish_and_clear();
                 self.outputs()?.flush()?;
+                let (suspects, dataset) = (self.offenders.suspects(), self.dataset.clone());
+                self.outputs()?.label_suspects(&suspects, &dataset)?;
                 self.phase = Phase::Saving;
                 return Ok(Some(Command::SaveCheckpoint(self.out.path.clone())));
             }

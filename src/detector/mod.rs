@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod model;
 pub mod net;
+pub mod score_map;
 pub mod window;
 
 use image::RgbImage;
@@ -75,6 +76,44 @@ pub fn detect(
     suppress(candidates)
 }
 
+/// The network's output over a whole image resampled to one pyramid level.
+pub(crate) struct LevelPass {
+    /// `[1, C + 1 + 4, map_h, map_w]`: class logits then box deltas per window position.
+    pub out: Tensor,
+    /// Image pixels per resampled pixel, on each axis.
+    pub sx: f32,
+    pub sy: f32,
+}
+
+/// One forward pass over `image` resampled by `1 / scale`, so that a window covers `scale ×`
+/// the window's pixels; `None` when the image is smaller than half a window at this scale.
+pub(crate) fn forward_at_scale(
+    net: &DetectorNet,
+    image: &RgbImage,
+    scale: f32,
+    device: Device,
+) -> Option<LevelPass> {
+    let shape = net.shape;
+    let fit_w = ((image.width() as f32 / scale).floor() as usize).max(1);
+    let fit_h = ((image.height() as f32 / scale).floor() as usize).max(1);
+    // An object that fills the photo needs a window as large as the photo or larger: pad the
+    // resampled image with grey up to one window, as training crops near an edge are padded.
+    // Only while the image still fills half of the window's side.
+    if 2 * fit_w < shape.width_px || 2 * fit_h < shape.height_px {
+        return None;
+    }
+    let (out_w, out_h) = (fit_w.max(shape.width_px), fit_h.max(shape.height_px));
+    // The image was resampled to whole pixels: the true factors differ a little per axis.
+    let (sx, sy) = (
+        image.width() as f32 / fit_w as f32,
+        image.height() as f32 / fit_h as f32,
+    );
+    let region = Rect::new(0.0, 0.0, out_w as f32 * sx, out_h as f32 * sy);
+    let pixels = window::sample_region(image, region, out_w, out_h);
+    let out = net.forward(&pixels_to_tensor(&pixels, 1, out_h, out_w, device));
+    Some(LevelPass { out, sx, sy })
+}
+
 /// Every window position of one pyramid level scoring at least `score_floor` for some class,
 /// with its regressed box, in the image's pixels.
 fn candidates_at_scale(
@@ -86,23 +125,9 @@ fn candidates_at_scale(
 ) -> Vec<RawDetection> {
     let shape = net.shape;
     let classes = net.num_classes;
-    let fit_w = ((image.width() as f32 / scale).floor() as usize).max(1);
-    let fit_h = ((image.height() as f32 / scale).floor() as usize).max(1);
-    // An object that fills the photo needs a window as large as the photo or larger: pad the
-    // resampled image with grey up to one window, as training crops near an edge are padded.
-    // Only while the image still fills half of the window's side.
-    if 2 * fit_w < shape.width_px || 2 * fit_h < shape.height_px {
+    let Some(LevelPass { out, sx, sy }) = forward_at_scale(net, image, scale, device) else {
         return Vec::new();
-    }
-    let (out_w, out_h) = (fit_w.max(shape.width_px), fit_h.max(shape.height_px));
-    // The image was resampled to whole pixels: the true factors differ a little per axis.
-    let (sx, sy) = (
-        image.width() as f32 / fit_w as f32,
-        image.height() as f32 / fit_h as f32,
-    );
-    let region = Rect::new(0.0, 0.0, out_w as f32 * sx, out_h as f32 * sy);
-    let pixels = window::sample_region(image, region, out_w, out_h);
-    let out = net.forward(&pixels_to_tensor(&pixels, 1, out_h, out_w, device));
+    };
     let (map_h, map_w) = (out.size()[2] as usize, out.size()[3] as usize);
     let probs = out
         .narrow(1, 0, classes as i64 + 1)

@@ -358,6 +358,11 @@ impl Engine {
             .collect();
         crate::detector::checkpoint::save_set(dir, &self.info, &weights)
     }
+
+    /// The device every learner's tensors live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
 }
 
 /// A learner per strategy (sorted, once each), all holding the weights drawn for the run's seed.

@@ -39,6 +39,10 @@ pub enum Command {
     EvaluateNow,
     /// Save each strategy's weights as `<dir>/<strategy>.safetensors`.
     SaveCheckpoint(PathBuf),
+    /// Map the OHEM model's object score over training image `image` with windows the size of
+    /// `window` (original pixels): one read-only pass, between two steps. Answered by
+    /// [`Event::ScoreMap`].
+    ScoreMap { image: usize, window: Rect },
     /// Leave: the trainer ends the run, answers [`Event::Stopped`] and its thread ends.
     Shutdown,
 }
@@ -73,6 +77,8 @@ pub enum Event {
     Diverged { message: String },
     /// Weights written.
     CheckpointSaved(Vec<PathBuf>),
+    /// The answer to a [`Command::ScoreMap`].
+    ScoreMap(ScoreMapReport),
     /// Something went wrong that did not end the trainer (a failed save, a NaN loss...).
     Problem(String),
     /// Worth telling the person watching, not a problem (a bootstrapping scan).
@@ -161,6 +167,35 @@ pub struct SeenExample {
     pub score: f32,
 }
 
+impl HardExample {
+    /// What the read-only pass saw of this pick, without its pixels.
+    pub fn seen(&self) -> SeenExample {
+        SeenExample {
+            source_image: self.source_image,
+            window: self.window,
+            label: self.label,
+            loss: self.loss,
+            classification_loss: self.classification_loss,
+            score: self.score,
+        }
+    }
+}
+
+impl SeenExample {
+    /// This example as a pick shown with `thumbnail`.
+    pub fn picked(self, thumbnail: Thumbnail) -> HardExample {
+        HardExample {
+            thumbnail,
+            source_image: self.source_image,
+            window: self.window,
+            label: self.label,
+            loss: self.loss,
+            classification_loss: self.classification_loss,
+            score: self.score,
+        }
+    }
+}
+
 /// The hard examples of one batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HardExampleBatch {
@@ -170,6 +205,32 @@ pub struct HardExampleBatch {
     pub examples: Vec<HardExample>,
     /// Every example of the batch in batch order, as the read-only pass saw it.
     pub batch: Vec<SeenExample>,
+}
+
+/// The object score over one training image at one window size, as a grid of window positions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreMapReport {
+    /// The training image and the window asked about (original pixels).
+    pub image: usize,
+    pub window: Rect,
+    /// The steps the scored weights had trained.
+    pub step: u64,
+    /// A window covers `scale ×` the detector's window pixels (of the decoded image).
+    pub scale: f32,
+    /// The grid, or why there is none (no model yet, the image too small at this scale).
+    pub map: Result<ScoreGrid, String>,
+}
+
+/// Object scores of a grid of window positions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreGrid {
+    pub cols: usize,
+    pub rows: usize,
+    /// `rows × cols`, row-major: the highest object-class probability of the window there.
+    pub scores: Vec<f32>,
+    /// The extent of the cells in the image's original pixels; each cell is centred on the
+    /// centre of its window.
+    pub area: Rect,
 }
 
 /// One strategy's evaluation on the validation split.

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod examples;
 pub mod learner;
 pub mod messages;
+pub mod suspects;
 pub mod thread;
 
 pub use config::{DeviceChoice, OhemLoss, Strategy, TrainConfig};

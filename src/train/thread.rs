@@ -14,8 +14,10 @@ use super::config::{Strategy, TrainConfig};
 use super::engine::Engine;
 use super::examples::ExampleStream;
 use super::learner::{DIVERGED_AFTER, EXPLODED_LOSS};
-use super::messages::{Command, Event, RunInfo};
+use super::messages::{Command, Event, RunInfo, ScoreGrid, ScoreMapReport};
 use crate::data::{self, Dataset, LoadOptions};
+use crate::detector::score_map::score_map;
+use crate::geometry::Rect;
 
 /// Called after the trainer sends events, so the app repaints (or a test wakes up).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -246,6 +248,7 @@ impl Trainer {
             }
             Command::EvaluateNow => self.evaluate()?,
             Command::SaveCheckpoint(dir) => self.save(dir)?,
+            Command::ScoreMap { image, window } => self.score_map(image, window)?,
             Command::Shutdown => {}
         }
         Ok(())
@@ -449,6 +452,21 @@ impl Trainer {
         Ok(())
     }
 
+    /// Answers a [`Command::ScoreMap`]: between two steps, so training waits at most one.
+    fn score_map(&mut self, image: usize, window: Rect) -> Result<(), Gone> {
+        let report = match self.engine() {
+            Some(engine) => score_map_report(engine, image, window),
+            None => ScoreMapReport {
+                image,
+                window,
+                step: 0,
+                scale: 1.0,
+                map: Err("no model yet: start a run".into()),
+            },
+        };
+        self.outbox.send(Event::ScoreMap(report))
+    }
+
     fn save(&mut self, dir: PathBuf) -> Result<(), Gone> {
         let Some(engine) = self.engine() else {
             return self.outbox.send(Event::Problem("no run to save".into()));
@@ -461,5 +479,48 @@ impl Trainer {
                 self.outbox.send(Event::Problem(message))
             }
         }
+    }
+}
+
+/// Window scales outside this range are refused: smaller would resample a photo to a huge
+/// tensor, larger leaves no window position.
+const SCORE_MAP_SCALES: std::ops::RangeInclusive<f32> = 0.1..=64.0;
+
+/// The OHEM model's object score (the run's first model's without OHEM) over training image
+/// `image`, with windows of `window`'s size.
+fn score_map_report(engine: &Engine, image: usize, window: Rect) -> ScoreMapReport {
+    let shape = engine.info().window;
+    let record = engine.dataset().train.get(image);
+    let scale = record.map_or(f32::NAN, |r| {
+        let decoded = r.to_decoded(&window);
+        (decoded.width() / shape.width_px as f32 * decoded.height() / shape.height_px as f32).sqrt()
+    });
+    let learners = engine.learners();
+    let net = learners
+        .iter()
+        .find(|l| l.strategy() == Strategy::Ohem)
+        .or(learners.first())
+        .map(|l| l.net());
+    let map = match (record, net) {
+        (None, _) => Err(format!("there is no training image {image}")),
+        (_, None) => Err("the run has no model".into()),
+        (Some(_), Some(_)) if !SCORE_MAP_SCALES.contains(&scale) => Err(format!(
+            "a window of {window:?} cannot be slid over this image"
+        )),
+        (Some(record), Some(net)) => score_map(net, &record.pixels, scale, engine.device())
+            .map(|m| ScoreGrid {
+                cols: m.cols,
+                rows: m.rows,
+                scores: m.scores,
+                area: record.to_original(&m.area),
+            })
+            .ok_or_else(|| format!("the image is smaller than half a window at scale {scale:.2}")),
+    };
+    ScoreMapReport {
+        image,
+        window,
+        step: engine.step(),
+        scale,
+        map,
     }
 }

@@ -12,15 +12,20 @@ use egui::RichText;
 use super::controls::{controls_ui, ControlAction, Controls};
 use super::curves::{PlotsState, REFRESH_INTERVAL};
 use super::detections::{detections_ui, shown_report, DetectionsState};
-use super::hard_examples::{hard_examples_ui, HardExamplesState};
+use super::hard_examples::{examples_panel_ui, ExamplesAction, GalleryContext, HardExamplesState};
 use super::images::ImageTextures;
 use super::picker::{FolderPicker, PickAnswer};
+use super::plot_files::{save_plots, SweepView};
 use super::plots::{error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui};
 use super::theme;
+use super::what_if::WhatIfSettings;
 use crate::data::{Dataset, Diagnostic};
 use crate::files::file_name;
 use crate::train::config::Strategy;
-use crate::train::messages::{Command, EvalReport, Event, HardExampleBatch, RunInfo};
+use crate::train::messages::{
+    Command, EvalReport, Event, HardExampleBatch, RunInfo, ScoreMapReport,
+};
+use crate::train::suspects::Suspect;
 use crate::train::thread::TrainerHandle;
 
 /// Messages kept for the message list.
@@ -85,6 +90,9 @@ enum PickPurpose {
     OpenDataset,
     SaveWeights,
     ExportCsv,
+    ExportSuspects,
+    SavePlots,
+    OpenSweep,
 }
 
 /// The ohem-studio window.
@@ -122,6 +130,8 @@ pub struct OhemApp {
     detections: DetectionsState,
     latest_evaluations: BTreeMap<Strategy, Arc<EvalReport>>,
     textures: ImageTextures,
+    /// A sweep's heat map, opened for viewing.
+    sweep: Option<SweepView>,
 }
 
 impl OhemApp {
@@ -154,6 +164,7 @@ impl OhemApp {
             detections: DetectionsState::default(),
             latest_evaluations: BTreeMap::new(),
             textures: ImageTextures::default(),
+            sweep: None,
         };
         app.trainer = app.spawn_trainer();
         if let Some(dir) = options.data_dir {
@@ -309,7 +320,8 @@ impl OhemApp {
                     self.status = Status::Running;
                 }
             }
-            Event::HardExamples(batch) => self.hard_examples.record(batch),
+            Event::HardExamples(batch) => self.hard_examples.record(batch, self.dataset.as_deref()),
+            Event::ScoreMap(report) => self.hard_examples.take_score_map(report),
             Event::Evaluated(report) => {
                 self.plots.record_evaluation(&report);
                 self.latest_evaluations.insert(report.strategy, report);
@@ -369,6 +381,50 @@ impl OhemApp {
         self.hard_examples.shown_batch()
     }
 
+    /// The label suspects of the run so far, most picked first.
+    pub fn label_suspects(&self) -> &[Suspect] {
+        self.hard_examples.suspects().suspects()
+    }
+
+    /// The object-score map of the opened source image, once the trainer has sent it.
+    pub fn shown_score_map(&self) -> Option<&ScoreMapReport> {
+        self.hard_examples.source()?.score_map()
+    }
+
+    /// The selection the controls would make, for the what-if view (once a run has started).
+    fn what_if_settings(&self) -> Option<WhatIfSettings> {
+        let run = self.run.as_ref()?;
+        Some(WhatIfSettings {
+            selection: self.controls.selection(run.config.nms_iou),
+            ranked_by: run.config.ohem_loss,
+        })
+    }
+
+    /// The hard examples or the label suspects, and what they ask for.
+    fn examples_panel_ui(&mut self, ui: &mut egui::Ui) {
+        let context = GalleryContext {
+            threshold: self.controls.score_threshold,
+            what_if: self.what_if_settings(),
+            running: matches!(self.status, Status::Running | Status::Starting),
+        };
+        let action = examples_panel_ui(
+            ui,
+            &mut self.hard_examples,
+            self.dataset.as_deref(),
+            &mut self.textures,
+            context,
+        );
+        match action {
+            Some(ExamplesAction::ScoreMap { image, window }) => {
+                self.send(Command::ScoreMap { image, window });
+            }
+            Some(ExamplesAction::ExportSuspects) => {
+                self.pick(PickPurpose::ExportSuspects, "Folder for label_suspects.csv");
+            }
+            None => {}
+        }
+    }
+
     /// The y range (low, high) the loss plot was last drawn with.
     pub fn loss_plot_y_range(&self) -> Option<(f64, f64)> {
         self.plots.drawn_loss_y_range
@@ -419,6 +475,39 @@ impl OhemApp {
             PickPurpose::OpenDataset => self.open_dataset(folder),
             PickPurpose::SaveWeights => self.save_weights_in(&folder),
             PickPurpose::ExportCsv => self.export_csv_in(&folder),
+            PickPurpose::ExportSuspects => self.export_suspects_in(&folder),
+            PickPurpose::SavePlots => self.save_plots_in(&folder),
+            PickPurpose::OpenSweep => match SweepView::open(&self.ctx, &folder) {
+                Ok(view) => self.sweep = Some(view),
+                Err(error) => self.problem(format!("{error:#}")),
+            },
+        }
+    }
+
+    fn save_plots_in(&mut self, folder: &std::path::Path) {
+        match save_plots(folder, &self.plots, &self.latest_evaluations) {
+            Ok(paths) => {
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                self.push_message(format!("plots written: {}", names.join(", ")), false)
+            }
+            Err(error) => self.problem(format!("cannot write the plots: {error:#}")),
+        }
+    }
+
+    fn export_suspects_in(&mut self, folder: &std::path::Path) {
+        let path = folder.join("label_suspects.csv");
+        let images = self.dataset.as_ref().map_or(&[][..], |d| &d.train[..]);
+        let written = self
+            .hard_examples
+            .suspects()
+            .csv(images)
+            .and_then(|bytes| crate::files::write_atomically(&path, &bytes));
+        match written {
+            Ok(()) => self.push_message(
+                format!("label suspects written to {}", path.display()),
+                false,
+            ),
+            Err(error) => self.problem(format!("cannot write {}: {error:#}", path.display())),
         }
     }
 
@@ -447,16 +536,23 @@ impl OhemApp {
             PickPurpose::OpenDataset => self.problem(format!(
                 "no folder dialog could be shown ({why}): type the dataset's path into the Folder field and press Enter"
             )),
-            PickPurpose::SaveWeights | PickPurpose::ExportCsv => {
+            PickPurpose::OpenSweep => self.problem(format!(
+                "no folder dialog could be shown ({why}): a sweep's heat map is sweep.png in its folder"
+            )),
+            PickPurpose::SaveWeights
+            | PickPurpose::ExportCsv
+            | PickPurpose::ExportSuspects
+            | PickPurpose::SavePlots => {
                 let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
                 self.problem(format!(
                     "no folder dialog could be shown ({why}): writing into {} instead",
                     here.display()
                 ));
-                if purpose == PickPurpose::SaveWeights {
-                    self.save_weights_in(&here);
-                } else {
-                    self.export_csv_in(&here);
+                match purpose {
+                    PickPurpose::SaveWeights => self.save_weights_in(&here),
+                    PickPurpose::ExportSuspects => self.export_suspects_in(&here),
+                    PickPurpose::SavePlots => self.save_plots_in(&here),
+                    _ => self.export_csv_in(&here),
                 }
             }
         }
@@ -651,6 +747,26 @@ impl OhemApp {
             {
                 self.pick(PickPurpose::ExportCsv, "Folder for loss_curves.csv");
             }
+            if ui
+                .add_enabled(
+                    self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
+                    egui::Button::new("Save plots as PNG…"),
+                )
+                .on_hover_text("Writes loss.png, map.png and pr.png")
+                .clicked()
+            {
+                self.pick(PickPurpose::SavePlots, "Folder for the plots");
+            }
+            if ui
+                .add_enabled(
+                    self.pending_pick.is_none(),
+                    egui::Button::new("Open sweep…"),
+                )
+                .on_hover_text("Shows the heat map a sweep wrote (ohem-studio sweep)")
+                .clicked()
+            {
+                self.pick(PickPurpose::OpenSweep, "A sweep's folder");
+            }
         });
         let spacing = ui.spacing().item_spacing.y;
         let metrics_h = 18.0 * self.latest_evaluations.len().max(1) as f32;
@@ -782,6 +898,13 @@ impl eframe::App for OhemApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.hold_close_for_unsaved_run(ui.ctx());
         self.confirm_ui(ui.ctx());
+        if let Some(view) = &self.sweep {
+            let mut open = true;
+            view.ui(ui.ctx(), &mut open);
+            if !open {
+                self.sweep = None;
+            }
+        }
         egui::Panel::top("top_bar").show(ui, |ui| {
             ui.add_space(2.0);
             self.top_bar_ui(ui);
@@ -798,25 +921,17 @@ impl eframe::App for OhemApp {
             .default_size(side_w)
             .min_size(240.0)
             .show(ui, |ui| {
-                // Half the height each: a fixed split keeps the grid from pushing the
-                // detections viewer off screen as M grows (the grid scrolls instead).
+                // A fixed split keeps the grid from pushing the detections viewer off screen
+                // as M grows (the grid scrolls instead); the two shelves get a little more.
                 let width = ui.available_width();
-                let half = (ui.available_height() * 0.5).max(160.0);
+                let half = (ui.available_height() * 0.55).max(160.0);
                 ui.allocate_ui_with_layout(
                     egui::vec2(width, half),
                     egui::Layout::top_down(egui::Align::Min),
                     |ui| {
                         ui.set_min_size(egui::vec2(width, half));
                         ui.set_max_height(half);
-                        ui.heading("Hard examples of this batch");
-                        let threshold = self.controls.score_threshold;
-                        hard_examples_ui(
-                            ui,
-                            &mut self.hard_examples,
-                            self.dataset.as_deref(),
-                            &mut self.textures,
-                            threshold,
-                        );
+                        self.examples_panel_ui(ui);
                     },
                 );
                 ui.separator();

@@ -2,6 +2,7 @@
 //! threshold. Live settings become [`Command`]s for the trainer; the threshold never leaves the
 //! app (every view applies it at draw time).
 
+use crate::ohem::SelectionConfig;
 use crate::train::config::{Strategy, TrainConfig};
 use crate::train::messages::Command;
 
@@ -65,6 +66,16 @@ impl Controls {
     fn negatives_cap(&self) -> Option<f32> {
         self.cap_negatives
             .then_some(self.max_negatives_per_positive)
+    }
+
+    /// OHEM's selection with these controls (`nms_iou` is the run's).
+    pub fn selection(&self, nms_iou: f32) -> SelectionConfig {
+        SelectionConfig {
+            hard_examples: self.hard_examples.clamp(1, self.batch_size),
+            nms_by_loss: self.nms_by_loss,
+            nms_iou,
+            max_negatives_per_positive: self.negatives_cap(),
+        }
     }
 }
 

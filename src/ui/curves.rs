@@ -54,6 +54,15 @@ impl Series {
         self.values.len()
     }
 
+    /// Every recorded point as (step, value), smoothed with `weight` as the plot draws it.
+    pub fn smoothed_by_step(&self, weight: f32) -> Vec<(f64, f64)> {
+        self.steps
+            .iter()
+            .copied()
+            .zip(debiased_ema(&self.values, weight))
+            .collect()
+    }
+
     /// Rebuilds the drawn points if the data or the view settings changed since last time.
     /// Returns `true` when new data is waiting for the next rebuild.
     fn refresh(&mut self, key: ViewKey, now: Instant) -> bool {

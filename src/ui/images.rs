@@ -70,24 +70,47 @@ pub fn image_with_boxes_ui(
     max_size: Vec2,
     labels: Labels,
 ) -> egui::Response {
+    image_with_overlay_ui(ui, texture, record, None, boxes, max_size, labels)
+}
+
+/// An image drawn over another one, stretched over `area` (the image's original pixels).
+pub struct Overlay<'a> {
+    pub texture: &'a TextureHandle,
+    pub area: Rect,
+}
+
+/// [`image_with_boxes_ui`] with `overlay` painted between the image and the boxes.
+pub fn image_with_overlay_ui(
+    ui: &mut egui::Ui,
+    texture: &TextureHandle,
+    record: &ImageRecord,
+    overlay: Option<Overlay<'_>>,
+    boxes: &[(Rect, BoxStyle)],
+    max_size: Vec2,
+    labels: Labels,
+) -> egui::Response {
     let original = Vec2::new(record.width.max(1) as f32, record.height.max(1) as f32);
     let fit = (max_size.x / original.x)
         .min(max_size.y / original.y)
         .max(0.01);
     let (rect, response) = ui.allocate_exact_size(original * fit, Sense::click());
     let painter = ui.painter_at(rect);
-    painter.image(
-        texture.id(),
-        rect,
-        egui::Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
-        Color32::WHITE,
-    );
+    let whole = egui::Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
+    painter.image(texture.id(), rect, whole, Color32::WHITE);
     let to_screen = |b: &Rect| {
         egui::Rect::from_min_max(
             rect.min + Vec2::new(b.x0, b.y0) * fit,
             rect.min + Vec2::new(b.x1, b.y1) * fit,
         )
     };
+    if let Some(overlay) = overlay {
+        painter.image(
+            overlay.texture.id(),
+            to_screen(&overlay.area),
+            whole,
+            Color32::WHITE,
+        );
+    }
     let hovered = match labels {
         Labels::Always => None,
         Labels::OnHover => response.hover_pos().and_then(|pointer| {
@@ -100,32 +123,36 @@ pub fn image_with_boxes_ui(
         }),
     };
     for (i, (b, style)) in boxes.iter().enumerate() {
-        let screen = to_screen(b);
-        let stroke = Stroke::new(style.width, style.color);
-        if style.dashed {
-            let c = [
-                screen.left_top(),
-                screen.right_top(),
-                screen.right_bottom(),
-                screen.left_bottom(),
-                screen.left_top(),
-            ];
-            painter.extend(egui::Shape::dashed_line(&c, stroke, 6.0, 4.0));
-        } else {
-            painter.rect_stroke(screen, 0.0, stroke, egui::StrokeKind::Middle);
-        }
         let show_label = labels == Labels::Always || hovered == Some(i);
-        if let Some(label) = style.label.as_ref().filter(|_| show_label) {
-            let at = screen.left_top();
-            let galley = painter.layout_no_wrap(
-                label.clone(),
-                egui::FontId::proportional(11.0),
-                Color32::WHITE,
-            );
-            let text_rect = egui::Align2::LEFT_BOTTOM.anchor_size(at, galley.size());
-            painter.rect_filled(text_rect.expand(1.0), 2.0, style.color);
-            painter.galley(text_rect.min, galley, Color32::WHITE);
-        }
+        draw_box(&painter, to_screen(b), style, show_label);
     }
     response
+}
+
+/// One box in screen coordinates, with its label above it when `show_label`.
+fn draw_box(painter: &egui::Painter, screen: egui::Rect, style: &BoxStyle, show_label: bool) {
+    let stroke = Stroke::new(style.width, style.color);
+    if style.dashed {
+        let c = [
+            screen.left_top(),
+            screen.right_top(),
+            screen.right_bottom(),
+            screen.left_bottom(),
+            screen.left_top(),
+        ];
+        painter.extend(egui::Shape::dashed_line(&c, stroke, 6.0, 4.0));
+    } else {
+        painter.rect_stroke(screen, 0.0, stroke, egui::StrokeKind::Middle);
+    }
+    if let Some(label) = style.label.as_ref().filter(|_| show_label) {
+        let at = screen.left_top();
+        let galley = painter.layout_no_wrap(
+            label.clone(),
+            egui::FontId::proportional(11.0),
+            Color32::WHITE,
+        );
+        let text_rect = egui::Align2::LEFT_BOTTOM.anchor_size(at, galley.size());
+        painter.rect_filled(text_rect.expand(1.0), 2.0, style.color);
+        painter.galley(text_rect.min, galley, Color32::WHITE);
+    }
 }

@@ -1,7 +1,8 @@
 //! The desktop app: an eframe window that draws the plain values the trainer thread sends
 //! (numbers, boxes, RGBA thumbnails) and turns user actions into commands.
 //!
-//! Never imports tch, `detector` or `ohem`: tensors stay on the trainer thread.
+//! Never imports tch or `detector`: tensors stay on the trainer thread. From `ohem` it takes only
+//! the selection itself (plain Rust), to replay it on a recorded batch in the what-if view.
 
 mod app;
 mod controls;
@@ -10,8 +11,13 @@ mod detections;
 mod hard_examples;
 mod images;
 mod picker;
+mod plot_files;
 mod plots;
+mod source_view;
+mod suspects;
 pub mod theme;
+mod tiles;
+mod what_if;
 
 use std::path::PathBuf;
 

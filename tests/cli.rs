@@ -1,31 +1,11 @@
 //! The headless commands, run as a user runs them: the real binary on real folders.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 mod common;
 
+use common::cli::{path, run, text};
 use common::sample_data;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ohem-studio"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn inspect_prints_layout_counts_and_every_problem() {

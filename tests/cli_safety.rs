@@ -9,27 +9,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::cli::{bin, path, run, text};
 use common::sample_data;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ohem-studio"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// A message a person can read: no panic, no libtorch trace.
 fn assert_sentence(output: &Output) {

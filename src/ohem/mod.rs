@@ -53,16 +53,7 @@ pub fn select_hard(
     if config.hard_examples == 0 {
         return Err(SelectionError::NoHardExamples);
     }
-    if losses.len() != candidates.len() {
-        return Err(SelectionError::LengthMismatch {
-            losses: losses.len(),
-            candidates: candidates.len(),
-        });
-    }
-    let ranks: Vec<f32> = losses
-        .iter()
-        .map(|&l| if l.is_nan() { f32::INFINITY } else { l })
-        .collect();
+    let ranks = ranks(losses, candidates)?;
     let mut order: Vec<usize> = if config.nms_by_loss {
         // Stand-alone crops get groups of their own, past every image index.
         let items: Vec<(Rect, f32, usize)> = candidates
@@ -97,6 +88,21 @@ pub fn select_hard(
     Ok(order)
 }
 
+/// The losses as ranks, one per candidate: a NaN loss ranks highest, since a diverging example
+/// is the one to look at.
+fn ranks(losses: &[f32], candidates: &[Candidate]) -> Result<Vec<f32>, SelectionError> {
+    if losses.len() != candidates.len() {
+        return Err(SelectionError::LengthMismatch {
+            losses: losses.len(),
+            candidates: candidates.len(),
+        });
+    }
+    Ok(losses
+        .iter()
+        .map(|&l| if l.is_nan() { f32::INFINITY } else { l })
+        .collect())
+}
+
 /// SSD's hard negative mining (Liu et al. 2016): every positive of the batch, and the
 /// highest-loss negatives, `negatives_per_positive` of them per positive (as many as for one
 /// positive when the batch holds none). Returns batch indices, highest loss first.
@@ -105,16 +111,7 @@ pub fn select_positives_and_hardest_negatives(
     candidates: &[Candidate],
     negatives_per_positive: f32,
 ) -> Result<Vec<usize>, SelectionError> {
-    if losses.len() != candidates.len() {
-        return Err(SelectionError::LengthMismatch {
-            losses: losses.len(),
-            candidates: candidates.len(),
-        });
-    }
-    let ranks: Vec<f32> = losses
-        .iter()
-        .map(|&l| if l.is_nan() { f32::INFINITY } else { l })
-        .collect();
+    let ranks = ranks(losses, candidates)?;
     let order = descending_order(&ranks);
     let positives = candidates.iter().filter(|c| c.positive).count();
     let quota = (negatives_per_positive.max(0.0) * positives.max(1) as f32).round() as usize;

@@ -151,6 +151,7 @@ pub fn names(records: &[ohem_studio::data::ImageRecord]) -> Vec<String> {
 
 pub mod app;
 pub mod cars;
+pub mod cli;
 pub mod mislabelled;
 
 /// The committed synthetic dataset.

@@ -26,14 +26,14 @@ fn assert_sentence(output: &Output) {
     }
 }
 
-/// A tiny run of `strategies` on the sample data into `out`, plus `extra` arguments.
-fn train(out: &Path, strategies: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
+/// A small run of `strategies` on the sample data into `out`: K 16, M 4, no evaluation.
+fn train_args<'a>(out: &'a Path, strategies: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
         "train",
         "--data",
         path_of(sample_data()),
         "--steps",
-        "4",
+        steps,
         "--batch",
         "16",
         "--hard",
@@ -46,7 +46,12 @@ fn train(out: &Path, strategies: &str, extra: &[&str]) -> Output {
         strategies,
         "--out",
         path(out),
-    ];
+    ]
+}
+
+/// [`train_args`] for 4 steps, plus `extra` arguments, run to the end.
+fn train(out: &Path, strategies: &str, extra: &[&str]) -> Output {
+    let mut args = train_args(out, strategies, "4");
     args.extend_from_slice(extra);
     run(&args)
 }
@@ -270,30 +275,9 @@ fn numbers_out_of_range_are_refused_before_anything_runs() {
 fn a_diverging_run_stops_with_an_error_and_keeps_its_last_good_weights() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("run");
-    let output = run(&[
-        "train",
-        "--data",
-        path_of(sample_data()),
-        "--steps",
-        "300",
-        "--batch",
-        "16",
-        "--hard",
-        "4",
-        "--eval-every",
-        "0",
-        "--warmup",
-        "0",
-        "--no-lr-decay",
-        "--lr",
-        "10",
-        "--device",
-        "cpu",
-        "--strategies",
-        "full",
-        "--out",
-        path(&out),
-    ]);
+    let mut args = train_args(&out, "full", "300");
+    args.extend_from_slice(&["--warmup", "0", "--no-lr-decay", "--lr", "10"]);
+    let output = run(&args);
     assert!(!output.status.success(), "{}", text(&output));
     assert_sentence(&output);
     let message = text(&output);
@@ -380,25 +364,7 @@ fn sigterm_and_sighup_stop_training_at_the_next_step_and_save() {
     for name in ["TERM", "HUP"] {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("run");
-        let args = [
-            "train",
-            "--data",
-            path_of(sample_data()),
-            "--steps",
-            "100000",
-            "--batch",
-            "16",
-            "--hard",
-            "4",
-            "--eval-every",
-            "0",
-            "--device",
-            "cpu",
-            "--strategies",
-            "ohem",
-            "--out",
-            path(&out),
-        ];
+        let args = train_args(&out, "ohem", "100000");
         let mut child = start_until(&args, "training ohem");
         // Let a few steps land in metrics.csv first.
         std::thread::sleep(Duration::from_millis(500));

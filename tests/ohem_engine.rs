@@ -268,7 +268,7 @@ fn a_few_hundred_ohem_steps_find_the_sample_cars() {
     cfg.nms_by_loss = true;
     let mut engine = Engine::new(Arc::new(dataset), cfg).expect("engine");
     let before = engine.evaluate()[0].evaluation.map();
-    let mut stream = ExampleStream::spawn(engine.train_sampler(), 1).expect("loader");
+    let mut stream = ExampleStream::spawn(engine.train_sampler(), 1, 0).expect("loader");
     for _ in 0..250 {
         let examples = stream.next_batch(64).expect("batch");
         engine.train_step(&examples).expect("step");

@@ -70,7 +70,10 @@ fn a_missing_folder_is_reported_and_the_trainer_stays_usable() {
         _ => None,
     });
     assert!(message.contains("/nonexistent/cars"), "{message}");
-    trainer.send(Command::Start(small_run()));
+    trainer.send(Command::Start {
+        config: small_run(),
+        record: None,
+    });
     let problem = wait_for(&trainer, 10, |e| match e {
         Event::Problem(m) => Some(m.clone()),
         _ => None,
@@ -84,7 +87,10 @@ fn a_missing_folder_is_reported_and_the_trainer_stays_usable() {
 fn live_settings_pause_resume_and_shutdown() {
     let mut trainer = spawn();
     open_sample(&trainer);
-    trainer.send(Command::Start(small_run()));
+    trainer.send(Command::Start {
+        config: small_run(),
+        record: None,
+    });
     let info = wait_for(&trainer, 30, |e| match e {
         Event::RunStarted(info) => Some(info.clone()),
         _ => None,
@@ -154,11 +160,14 @@ fn a_step_budget_ends_the_run_and_the_weights_can_still_be_saved() {
     let mut trainer = spawn();
     open_sample(&trainer);
     let dir = tempfile::tempdir().expect("temp dir");
-    trainer.send(Command::Start(TrainConfig {
-        steps: Some(3),
-        strategies: vec![Strategy::Ohem],
-        ..small_run()
-    }));
+    trainer.send(Command::Start {
+        config: TrainConfig {
+            steps: Some(3),
+            strategies: vec![Strategy::Ohem],
+            ..small_run()
+        },
+        record: None,
+    });
     let steps = wait_for(&trainer, 60, |e| match e {
         Event::RunEnded { steps, .. } => Some(*steps),
         _ => None,
@@ -184,7 +193,10 @@ fn a_step_budget_ends_the_run_and_the_weights_can_still_be_saved() {
 fn dropping_the_handle_ends_the_thread() {
     let trainer = spawn();
     open_sample(&trainer);
-    trainer.send(Command::Start(small_run()));
+    trainer.send(Command::Start {
+        config: small_run(),
+        record: None,
+    });
     wait_for(&trainer, 30, step);
     let started = Instant::now();
     drop(trainer);

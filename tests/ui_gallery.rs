@@ -120,6 +120,7 @@ fn app_with_a_batch() -> Harness<'static, OhemApp> {
         device: "test".into(),
         window_px: (40, 24),
         config: TrainConfig::default(),
+        resumed_at_step: None,
     }));
     app.apply_event(Event::HardExamples(batch()));
     harness.run_steps(3);

@@ -6,19 +6,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::bail;
-use tch::{Device, Kind};
+use tch::Device;
 
 use super::batch::{candidates, thumbnail, BatchTensors};
 use super::bootstrap::HardNegativeCache;
 use super::config::{Strategy, TrainConfig};
+use super::evaluator::{evaluate_net, EvalContext};
 use super::examples::{fixed_examples, Example, ExampleSampler, Split};
-use super::learner::Learner;
+use super::learner::{Learner, LearnerCheckpoint};
 use super::messages::{
     EvalReport, HardExample, HardExampleBatch, SeenExample, StepReport, StrategyStep,
 };
+use super::resume::TrainingState;
 use crate::data::Dataset;
 use crate::detector::{self, ModelInfo, NetSize};
-use crate::eval::{self, MATCH_IOU};
 use crate::ohem::{Candidate, SelectionConfig};
 
 /// Validation windows drawn once per run for the validation loss.
@@ -49,10 +50,14 @@ pub struct Engine {
     device_name: String,
     learners: Vec<Learner>,
     step: u64,
+    /// Examples taken from the batch stream: where the next batch starts.
+    examples_drawn: u64,
     train_sampler: ExampleSampler,
     val_examples: Vec<Example>,
     /// Bootstrapping's hard negatives, when it is one of the run's strategies.
     hard_negatives: HardNegativeCache,
+    /// The cache must be filled before the next step (a resumed run starts with it empty).
+    rescan_due: bool,
 }
 
 impl Engine {
@@ -99,10 +104,77 @@ impl Engine {
             device_name,
             learners,
             step: 0,
+            examples_drawn: 0,
             train_sampler,
             val_examples,
             hard_negatives: HardNegativeCache::default(),
+            rescan_due: false,
         })
+    }
+
+    /// Continues a run from its checkpoint: `state`'s settings and counters, each learner's
+    /// weights, moments and random stream. `info` is the network the checkpoint was saved
+    /// with; `dataset` must give the same one (same classes, same window).
+    pub fn resume(
+        dataset: Arc<Dataset>,
+        state: &TrainingState,
+        info: &ModelInfo,
+        saved: &[LearnerCheckpoint],
+    ) -> anyhow::Result<Self> {
+        let mut engine = Self::new(dataset, state.config.clone())?;
+        if engine.info.class_names != info.class_names {
+            bail!(
+                "the run was trained on the classes {:?}, this dataset has {:?}",
+                info.class_names,
+                engine.info.class_names
+            );
+        }
+        if engine.info.window != info.window || engine.info.size != info.size {
+            bail!("this dataset gives the detector another window or size than the run was trained with: open the run's own dataset");
+        }
+        for learner in &mut engine.learners {
+            let Some(own) = saved.iter().find(|s| s.strategy == learner.strategy()) else {
+                bail!("the checkpoint has no weights for {}", learner.strategy());
+            };
+            learner
+                .restore(own)
+                .map_err(|e| e.context(format!("{}", learner.strategy())))?;
+        }
+        engine.step = state.step;
+        engine.examples_drawn = state.examples_drawn;
+        engine.rescan_due = engine.step >= engine.config.bootstrap_every;
+        Ok(engine)
+    }
+
+    /// Examples taken from the batch stream so far.
+    pub fn examples_drawn(&self) -> u64 {
+        self.examples_drawn
+    }
+
+    /// Copies of what resuming each learner needs, for the evaluator to score and save.
+    pub fn learner_checkpoints(&self) -> Vec<LearnerCheckpoint> {
+        self.learners.iter().map(Learner::checkpoint).collect()
+    }
+
+    /// The run-wide part of a checkpoint at this step.
+    pub fn training_state(&self, trained_secs: f64) -> TrainingState {
+        TrainingState {
+            step: self.step,
+            examples_drawn: self.examples_drawn,
+            trained_secs,
+            config: self.config.clone(),
+            learners: Vec::new(),
+        }
+    }
+
+    /// What the evaluator thread needs to score this run's models.
+    pub fn eval_context(&self) -> EvalContext {
+        EvalContext {
+            dataset: self.dataset.clone(),
+            info: self.info.clone(),
+            device: self.device,
+            val_examples: self.val_examples.clone(),
+        }
     }
 
     pub fn dataset(&self) -> &Arc<Dataset> {
@@ -207,6 +279,7 @@ impl Engine {
             records[index] = Some(outcome.record);
         }
         self.step += 1;
+        self.examples_drawn += examples.len() as u64;
         let secs = started.elapsed().as_secs_f32().max(1e-6);
         Ok(StepOutcome {
             report: StepReport {
@@ -246,7 +319,7 @@ impl Engine {
         };
         let every = self.config.bootstrap_every;
         let mut scan_ms = 0.0;
-        if self.step > 0 && self.step % every == 0 {
+        if (self.step > 0 && self.step % every == 0) || std::mem::take(&mut self.rescan_due) {
             let report = self.hard_negatives.scan(
                 learner.net(),
                 &self.train_sampler,
@@ -308,43 +381,16 @@ impl Engine {
         }
     }
 
-    /// Evaluates every strategy on the validation split.
+    /// Evaluates every strategy on the validation split on this thread (tests, benchmarks; the
+    /// trainer hands evaluations to its evaluator thread).
     pub fn evaluate(&self) -> Vec<EvalReport> {
         if self.dataset.val.is_empty() {
             return Vec::new();
         }
-        let ground_truth = eval::ground_truth(&self.dataset.val);
-        let val_batch = (!self.val_examples.is_empty()).then(|| self.tensors(&self.val_examples));
+        let context = self.eval_context();
         self.learners
             .iter()
-            .map(|learner| {
-                let detections = detector::detect_images(
-                    learner.net(),
-                    &self.dataset.val,
-                    &self.info.scales,
-                    self.device,
-                );
-                let evaluation = eval::evaluate(
-                    &detections,
-                    &ground_truth,
-                    self.dataset.class_names.len(),
-                    MATCH_IOU,
-                );
-                let val_loss = val_batch.as_ref().map_or(f32::NAN, |b| {
-                    let _guard = tch::no_grad_guard();
-                    let losses = learner
-                        .net()
-                        .window_losses(&b.pixels, &b.labels, &b.targets);
-                    losses.loss.mean(Kind::Float).double_value(&[]) as f32
-                });
-                EvalReport {
-                    step: self.step,
-                    strategy: learner.strategy(),
-                    detections,
-                    evaluation,
-                    val_loss,
-                }
-            })
+            .map(|l| evaluate_net(&context, l.net(), l.strategy(), self.step))
             .collect()
     }
 

@@ -405,14 +405,15 @@ pub struct ExampleStream {
 }
 
 impl ExampleStream {
-    /// Starts the loader; it ends by itself once the stream is dropped.
-    pub fn spawn(sampler: ExampleSampler, seed: u64) -> std::io::Result<Self> {
+    /// Starts the loader at example `first` of the stream (0 for a new run; the examples a
+    /// resumed run had drawn); it ends by itself once the stream is dropped.
+    pub fn spawn(sampler: ExampleSampler, seed: u64, first: u64) -> std::io::Result<Self> {
         let (sender, chunks) = bounded(CHUNKS_AHEAD);
         std::thread::Builder::new()
             .name("batch-loader".into())
             .spawn(move || {
                 for chunk in 0u64.. {
-                    let start = chunk * CHUNK as u64;
+                    let start = first + chunk * CHUNK as u64;
                     let examples: Vec<Example> = (start..start + CHUNK as u64)
                         .into_par_iter()
                         .map(|i| sampler.example(seed, i))

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use super::adam::{AdamState, AdamW};
 use super::batch::BatchTensors;
 use super::config::{OhemLoss, Strategy, TrainConfig};
 use super::messages::StrategyStep;
@@ -35,7 +36,7 @@ pub struct Learner {
     net: DetectorNet,
     /// What the trained pass backpropagates: cross-entropy, or the focal loss.
     class_loss: ClassLoss,
-    optimizer: nn::Optimizer,
+    optimizer: AdamW,
     weight_decay: f64,
     /// The learning rate last set.
     lr: f64,
@@ -105,7 +106,7 @@ impl Learner {
             }
             _ => ClassLoss::CrossEntropy,
         };
-        let optimizer = adam_w(&vs, config.weight_decay, config.lr_at(0))?;
+        let optimizer = AdamW::new(&vs, config.weight_decay, config.lr_at(0));
         Ok(Self {
             strategy,
             vs,
@@ -255,29 +256,43 @@ impl Learner {
         let Some(good) = &self.health.last_good else {
             return Ok(Some(0));
         };
-        tch::no_grad(|| {
-            let mut variables = self.vs.variables();
-            for (name, saved) in &good.weights {
-                if let Some(variable) = variables.get_mut(name) {
-                    variable.copy_(saved);
-                }
-            }
-        });
-        self.optimizer = adam_w(&self.vs, self.weight_decay, self.lr)?;
+        load_weights(&mut self.vs, &good.weights)?;
+        self.optimizer = AdamW::new(&self.vs, self.weight_decay, self.lr);
         Ok(Some(good.steps))
     }
 
     fn snapshot(&self) -> Snapshot {
-        let weights = self
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(name, t)| (name, t.detach().copy()))
-            .collect();
         Snapshot {
             steps: self.steps,
-            weights,
+            weights: self.weights(),
         }
+    }
+
+    /// A copy of every weight, by name.
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        copy_of(&self.vs)
+    }
+
+    /// What resuming this learner needs: its weights, its optimizer's moments, its step count
+    /// and where its random stream stands. Copies, so training goes on while they are written.
+    pub fn checkpoint(&self) -> LearnerCheckpoint {
+        LearnerCheckpoint {
+            strategy: self.strategy,
+            weights: self.weights(),
+            adam: self.optimizer.state(),
+            steps: self.steps,
+            rng_word_pos: self.rng.get_word_pos(),
+        }
+    }
+
+    /// Continues from `saved`, taken from a learner of the same strategy and network.
+    pub fn restore(&mut self, saved: &LearnerCheckpoint) -> anyhow::Result<()> {
+        load_weights(&mut self.vs, &saved.weights)?;
+        self.optimizer.load_state(&saved.adam)?;
+        self.steps = saved.steps;
+        self.rng.set_word_pos(saved.rng_word_pos);
+        self.health = Health::default();
+        Ok(())
     }
 
     /// Forward and backward `selected` (all `k` examples: no copy of the batch). Returns the mean
@@ -318,12 +333,47 @@ impl Learner {
     }
 }
 
-fn adam_w(vs: &nn::VarStore, weight_decay: f64, lr: f64) -> anyhow::Result<nn::Optimizer> {
-    Ok(nn::AdamW {
-        wd: weight_decay,
-        ..Default::default()
+/// A learner's state at one step, enough to continue it exactly.
+pub struct LearnerCheckpoint {
+    pub strategy: Strategy,
+    pub weights: Vec<(String, Tensor)>,
+    pub adam: AdamState,
+    pub steps: u64,
+    /// Position in random-M's stream (ChaCha's 32-bit words drawn so far).
+    pub rng_word_pos: u128,
+}
+
+/// A copy of every variable of `vs`, detached from training.
+pub fn copy_of(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut weights: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.detach().copy()))
+        .collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    weights
+}
+
+/// Copies `weights` into the variables of `vs` of the same names; every variable must be given,
+/// with its shape.
+pub fn load_weights(vs: &mut nn::VarStore, weights: &[(String, Tensor)]) -> anyhow::Result<()> {
+    let given: std::collections::BTreeMap<&str, &Tensor> =
+        weights.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut variables = vs.variables();
+    for (name, variable) in variables.iter_mut() {
+        let Some(value) = given.get(name.as_str()) else {
+            anyhow::bail!("the saved weights have no {name}");
+        };
+        if value.size() != variable.size() {
+            anyhow::bail!(
+                "the saved {name} has shape {:?}, the network needs {:?}",
+                value.size(),
+                variable.size()
+            );
+        }
+        tch::no_grad(|| variable.copy_(value));
     }
-    .build(vs, lr)?)
+    Ok(())
 }
 
 /// What a pass saw of each example, on the host.

@@ -16,7 +16,14 @@ pub enum Command {
     /// [`Event::DatasetLoaded`] or [`Event::DatasetFailed`].
     OpenDataset(PathBuf),
     /// Start a run on the loaded dataset from fresh initial weights, shared by every strategy.
-    Start(TrainConfig),
+    /// With `record`, a checkpoint goes into that run folder at every evaluation and at the end.
+    Start {
+        config: TrainConfig,
+        record: Option<PathBuf>,
+    },
+    /// Continue the run recorded in this folder from its last checkpoint, on the loaded
+    /// dataset, recording on into the same folder.
+    Continue(PathBuf),
     /// Hold training after the current batch; answered by [`Event::Paused`].
     Pause,
     /// Go on after a pause; answered by [`Event::Resumed`].
@@ -97,6 +104,8 @@ pub struct RunInfo {
     /// Width and height of one example (window), in pixels.
     pub window_px: (usize, usize),
     pub config: TrainConfig,
+    /// The checkpoint's step when the run continues an earlier one (`None`: a fresh run).
+    pub resumed_at_step: Option<u64>,
 }
 
 /// Per-strategy numbers of one step.

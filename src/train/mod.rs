@@ -1,13 +1,16 @@
 //! The trainer: batches of windows, every strategy side by side from the same start, on its own
 //! thread. Imports data, detector, ohem and eval; never the UI.
 
+pub mod adam;
 pub mod batch;
 pub mod bootstrap;
 pub mod config;
 pub mod engine;
+pub mod evaluator;
 pub mod examples;
 pub mod learner;
 pub mod messages;
+pub mod resume;
 pub mod suspects;
 pub mod thread;
 

@@ -12,9 +12,11 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvErro
 
 use super::config::{Strategy, TrainConfig};
 use super::engine::Engine;
+use super::evaluator::{EvalJob, Evaluator};
 use super::examples::ExampleStream;
 use super::learner::{DIVERGED_AFTER, EXPLODED_LOSS};
 use super::messages::{Command, Event, RunInfo, ScoreGrid, ScoreMapReport};
+use super::resume::read_checkpoint;
 use crate::data::{self, Dataset, LoadOptions};
 use crate::detector::score_map::score_map;
 use crate::geometry::Rect;
@@ -101,6 +103,12 @@ impl TrainerHandle {
     /// Asks the trainer to leave and waits up to `timeout` for its thread to end; `true` when
     /// it ended (a trainer stuck in a long batch is left to finish on its own).
     pub fn shutdown(&mut self, timeout: Duration) -> bool {
+        self.shutdown_with(timeout, |_| {})
+    }
+
+    /// [`TrainerHandle::shutdown`], handing every event still sent (the run's last steps and
+    /// its end) to `last_events`.
+    pub fn shutdown_with(&mut self, timeout: Duration, mut last_events: impl FnMut(Event)) -> bool {
         let _ = self.commands.try_send(Command::Shutdown);
         let deadline = Instant::now() + timeout;
         while !self.is_finished() {
@@ -108,8 +116,11 @@ impl TrainerHandle {
                 return false;
             }
             // Keep draining so a trainer blocked on a full event queue can reach the command.
-            let _ = self.events.recv_timeout(Duration::from_millis(5));
+            if let Ok(event) = self.events.recv_timeout(Duration::from_millis(5)) {
+                last_events(event);
+            }
         }
+        self.events.try_iter().for_each(last_events);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -164,6 +175,10 @@ struct Run {
     stream: ExampleStream,
     trained_secs: f64,
     paused: bool,
+    /// The run folder its checkpoints go into, when it is recorded.
+    record: Option<PathBuf>,
+    /// The step of the last checkpoint handed to the evaluator.
+    checkpointed_at: Option<u64>,
 }
 
 struct Trainer {
@@ -175,6 +190,8 @@ struct Trainer {
     run: Option<Run>,
     /// The last run's models, kept after it ends so they can still be saved or evaluated.
     finished: Option<Engine>,
+    /// Scores the run's models (the last run's, once it ended) on its own thread.
+    evaluator: Option<Evaluator>,
     cancel_load: Arc<AtomicBool>,
 }
 
@@ -187,6 +204,7 @@ impl Trainer {
             settings: TrainConfig::default(),
             run: None,
             finished: None,
+            evaluator: None,
             cancel_load,
         }
     }
@@ -209,6 +227,10 @@ impl Trainer {
             };
             match next {
                 Some(Command::Shutdown) => {
+                    // Scores are not waited for; the last checkpoint is.
+                    if let Some(evaluator) = &self.evaluator {
+                        evaluator.cancel_scoring();
+                    }
                     self.end_run("the app closed")?;
                     return Ok(());
                 }
@@ -221,7 +243,8 @@ impl Trainer {
     fn handle(&mut self, command: Command) -> Result<(), Gone> {
         match command {
             Command::OpenDataset(path) => self.open_dataset(path)?,
-            Command::Start(config) => self.start(config)?,
+            Command::Start { config, record } => self.start(config, record)?,
+            Command::Continue(run_dir) => self.resume(run_dir)?,
             Command::Pause => {
                 if let Some(run) = &mut self.run {
                     run.paused = true;
@@ -272,6 +295,7 @@ impl Trainer {
     fn open_dataset(&mut self, path: PathBuf) -> Result<(), Gone> {
         self.end_run("another dataset was opened")?;
         self.finished = None;
+        self.evaluator = None;
         self.cancel_load.store(false, Ordering::SeqCst);
         let options = LoadOptions {
             cancel: Some(self.cancel_load.clone()),
@@ -300,7 +324,7 @@ impl Trainer {
         }
     }
 
-    fn start(&mut self, config: TrainConfig) -> Result<(), Gone> {
+    fn start(&mut self, config: TrainConfig, record: Option<PathBuf>) -> Result<(), Gone> {
         self.end_run("a new run started")?;
         // Settings that fail validation would make every later live change fail with them.
         if config.validate().is_ok() {
@@ -311,12 +335,59 @@ impl Trainer {
                 .outbox
                 .send(Event::Problem("open a dataset before starting".into()));
         };
-        let started = Engine::new(dataset, config).and_then(|engine| {
-            let stream = ExampleStream::spawn(engine.train_sampler(), engine.config().seed)?;
-            Ok((engine, stream))
+        let engine = Engine::new(dataset, config);
+        self.begin(engine, 0.0, record, None)
+    }
+
+    /// Continues the run recorded in `run_dir` from its checkpoint.
+    fn resume(&mut self, run_dir: PathBuf) -> Result<(), Gone> {
+        self.end_run("another run was continued")?;
+        let Some(dataset) = self.dataset.clone() else {
+            return self.outbox.send(Event::Problem(
+                "open the run's dataset before continuing it".into(),
+            ));
+        };
+        let engine = read_checkpoint(&run_dir).and_then(|(state, info, learners)| {
+            let engine = Engine::resume(dataset, &state, &info, &learners)?;
+            Ok((engine, state.trained_secs))
+        });
+        match engine {
+            Ok((engine, secs)) => {
+                self.settings = engine.config().clone();
+                let step = engine.step();
+                self.begin(Ok(engine), secs, Some(run_dir), Some(step))
+            }
+            Err(error) => self.begin(
+                Err(error.context(format!("{}", run_dir.display()))),
+                0.0,
+                None,
+                None,
+            ),
+        }
+    }
+
+    /// Starts training `engine` (or reports why it could not be built): its batch stream from
+    /// where the engine stands, its evaluator, and [`Event::RunStarted`].
+    fn begin(
+        &mut self,
+        engine: anyhow::Result<Engine>,
+        trained_secs: f64,
+        record: Option<PathBuf>,
+        resumed_at_step: Option<u64>,
+    ) -> Result<(), Gone> {
+        let started = engine.and_then(|engine| {
+            let stream = ExampleStream::spawn(
+                engine.train_sampler(),
+                engine.config().seed,
+                engine.examples_drawn(),
+            )?;
+            let outbox = self.outbox.clone();
+            let evaluator =
+                Evaluator::spawn(engine.eval_context(), move |e| outbox.send(e).is_ok())?;
+            Ok((engine, stream, evaluator))
         });
         match started {
-            Ok((engine, stream)) => {
+            Ok((engine, stream, evaluator)) => {
                 let info = RunInfo {
                     device: engine.device_name().to_string(),
                     window_px: (
@@ -324,12 +395,16 @@ impl Trainer {
                         engine.info().window.height_px,
                     ),
                     config: engine.config().clone(),
+                    resumed_at_step,
                 };
+                self.evaluator = Some(evaluator);
                 self.run = Some(Run {
+                    checkpointed_at: resumed_at_step,
                     engine,
                     stream,
-                    trained_secs: 0.0,
+                    trained_secs,
                     paused: false,
+                    record,
                 });
                 self.outbox.send(Event::RunStarted(info))
             }
@@ -356,7 +431,19 @@ impl Trainer {
         self.outbox.send(Event::Paused)
     }
 
+    /// Ends the run in progress: its last checkpoint is written (when it is recorded) and
+    /// its evaluations are done before [`Event::RunEnded`].
     fn end_run(&mut self, reason: &str) -> Result<(), Gone> {
+        let checkpoint_due = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.is_some() && r.checkpointed_at != Some(r.engine.step()));
+        if checkpoint_due {
+            self.hand_over(false);
+        }
+        if let (Some(_), Some(evaluator)) = (&self.run, &self.evaluator) {
+            evaluator.wait_idle();
+        }
         if let Some(run) = self.run.take() {
             let steps = run.engine.step();
             self.finished = Some(run.engine);
@@ -446,10 +533,34 @@ impl Trainer {
                 "the dataset has no validation images to evaluate on".into(),
             ));
         }
-        for report in engine.evaluate() {
-            self.outbox.send(Event::Evaluated(Arc::new(report)))?;
+        match self.hand_over(true) {
+            Some(skipped) => self.outbox.send(Event::Info(format!(
+                "the evaluation of step {skipped} was skipped: evaluating is far slower than training (evaluate less often)"
+            ))),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Hands a copy of the models to the evaluator, to score (`evaluate`) and, when the run is
+    /// recorded, to checkpoint. Returns the step of a hand-over this one replaced.
+    fn hand_over(&mut self, evaluate: bool) -> Option<u64> {
+        let evaluator = self.evaluator.as_ref()?;
+        let (engine, checkpoint) = match &mut self.run {
+            Some(run) => {
+                let checkpoint = run.record.clone().map(|dir| {
+                    run.checkpointed_at = Some(run.engine.step());
+                    (dir, run.engine.training_state(run.trained_secs))
+                });
+                (&run.engine, checkpoint)
+            }
+            None => (self.finished.as_ref()?, None),
+        };
+        evaluator.submit(EvalJob {
+            step: engine.step(),
+            learners: engine.learner_checkpoints(),
+            evaluate,
+            checkpoint,
+        })
     }
 
     /// Answers a [`Command::ScoreMap`]: between two steps, so training waits at most one.

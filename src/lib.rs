@@ -13,5 +13,6 @@ pub mod eval;
 pub mod files;
 pub mod geometry;
 pub mod ohem;
+pub mod run;
 pub mod train;
 pub mod ui;

@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// that can import torch (`make bench` points it at the torch it fetched).
     #[arg(long)]
     pub reference: Option<PathBuf>,
+    /// Steps of each of the two runs that time the trainer thread with and without evaluations
+    /// (0: skip them).
+    #[arg(long, default_value_t = 200)]
+    pub jitter_steps: u64,
+    /// Evaluate every this many steps in the second of those runs.
+    #[arg(long, default_value_t = 50)]
+    pub jitter_every: u64,
 }
 
 /// The step at which bootstrapping scans during the benchmark (one scan in the timed steps).
@@ -55,8 +62,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         bootstrap_every: BENCH_SCAN_AT,
         ..TrainConfig::default()
     };
-    let mut engine = Engine::new(Arc::new(dataset), config)?;
-    let mut stream = ExampleStream::spawn(engine.train_sampler(), engine.config().seed)?;
+    let mut engine = Engine::new(Arc::new(dataset), config.clone())?;
+    let mut stream = ExampleStream::spawn(engine.train_sampler(), engine.config().seed, 0)?;
     if args.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
@@ -90,6 +97,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(script) = &args.reference {
         let ours = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch));
         compare_with_pytorch(script, args, &engine, ours);
+    }
+    if args.jitter_steps > 0 {
+        let runs = TrainConfig {
+            strategies: Strategy::DEFAULT.to_vec(),
+            ..config
+        };
+        super::jitter::print_step_jitter(&args.data, &runs, args.jitter_steps, args.jitter_every)?;
     }
     Ok(())
 }

@@ -64,11 +64,14 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     if args.seeds == 0 {
         anyhow::bail!("--seeds must be at least 1");
     }
+    if args.train.resume.is_some() {
+        anyhow::bail!("compare starts its runs afresh: continue one of them with `train --resume`");
+    }
     let base = args.train.config()?;
     if base.eval_every == 0 {
         anyhow::bail!("compare needs evaluations: --eval-every must be at least 1");
     }
-    let folder = train::RunFolder::claim(&args.train.out, args.train.overwrite)?;
+    let folder = train::RunFolder::claim(args.train.out()?, args.train.overwrite)?;
     let interrupted = train::interrupt_flag();
     let mut rows = Vec::new();
     for i in 0..args.seeds {
@@ -81,19 +84,19 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let mut config = base.clone();
         config.seed = seed;
         let out = folder.child(&format!("seed{seed}"))?;
-        let evaluations = train::run(&args.train.data, &out, config, &interrupted)?;
+        let evaluations = train::run(args.train.data()?, &out, config, &interrupted)?;
         rows.extend(evaluations.iter().map(|e| Row::new(seed, e)));
     }
     if rows.is_empty() {
         anyhow::bail!(
             "no run was evaluated: {} has no validation images to compare on",
-            args.train.data.display()
+            args.train.data()?.display()
         );
     }
-    let csv_path = args.train.out.join("compare.csv");
+    let csv_path = args.train.out()?.join("compare.csv");
     write_rows(&csv_path, &rows)?;
     let summary = summary(&rows, &base.strategies);
-    crate::files::write_atomically(&args.train.out.join("summary.txt"), summary.as_bytes())?;
+    crate::files::write_atomically(&args.train.out()?.join("summary.txt"), summary.as_bytes())?;
     print!("{summary}");
     eprintln!("wrote {}", csv_path.display());
     Ok(())

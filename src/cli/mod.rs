@@ -5,6 +5,7 @@ mod bench;
 mod compare;
 mod files;
 mod inference;
+mod jitter;
 mod run_charts;
 mod sweep;
 mod train;
@@ -33,6 +34,13 @@ pub struct Cli {
     /// Start training as soon as the dataset is open.
     #[arg(long)]
     pub start: bool,
+    /// A run folder to show (`train --out`, or one the app recorded), followed while it grows;
+    /// repeat to overlay more runs on its plots.
+    #[arg(long = "run", value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// The app records each run it trains in a new folder inside this one.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

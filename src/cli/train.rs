@@ -10,20 +10,28 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::files::RunFiles;
 use super::run_charts::RunCharts;
 use super::DeviceArg;
 use crate::data::Dataset;
 use crate::detector::NetSize;
+use crate::files::write_atomically;
+use crate::run::{Recorder, RunReader};
 use crate::train::config::SELECTION_WARMUP_SHARE;
 use crate::train::messages::{EvalReport, RunInfo};
-use crate::train::suspects::OffenderLog;
+use crate::train::resume::{read_state, CHECKPOINT_DIR};
+use crate::train::suspects::{suspects_csv, OffenderLog};
 use crate::train::{Command, Event, OhemLoss, Strategy, TrainConfig, TrainerHandle};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    #[arg(long)]
-    pub data: PathBuf,
+    /// The dataset folder.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Continue the run recorded in this folder from its last checkpoint (written at every
+    /// evaluation and when a run stops): same dataset, settings and batch sequence, so its
+    /// curves go on where they left off. Other flags are taken from the run.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["data", "out", "overwrite"])]
+    pub resume: Option<PathBuf>,
     /// Steps (batches) to train.
     #[arg(long, default_value_t = 1000)]
     pub steps: u64,
@@ -95,8 +103,8 @@ pub struct TrainArgs {
     /// Run folder: metrics.csv, eval.csv, hard_examples.csv, label_suspects.csv, config.json,
     /// weights. A folder that already holds files is refused, so an earlier run is never
     /// overwritten by accident.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
     /// Replace the run in a non-empty --out folder. Its files are replaced only once the new run
     /// has started, so a run that fails to start leaves them as they were.
     #[arg(long)]
@@ -104,6 +112,16 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// `--data`, which clap requires unless `--resume` is given.
+    pub fn data(&self) -> anyhow::Result<&Path> {
+        self.data.as_deref().context("--data is required")
+    }
+
+    /// `--out`, which clap requires unless `--resume` is given.
+    pub fn out(&self) -> anyhow::Result<&Path> {
+        self.out.as_deref().context("--out is required")
+    }
+
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let config = TrainConfig {
             steps: Some(self.steps),
@@ -147,11 +165,51 @@ fn capped_threads(asked: usize) -> usize {
     asked.min(machine)
 }
 
-/// `train`: one run into `--out`.
+/// `train`: one run into `--out`, or the run of `--resume` continued.
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    if let Some(run_dir) = &args.resume {
+        return resume(run_dir);
+    }
     let config = args.config()?;
-    let target = RunFolder::claim(&args.out, args.overwrite)?;
-    run(&args.data, &target, config, &interrupt_flag()).map(|_| ())
+    let target = RunFolder::claim(args.out()?, args.overwrite)?;
+    run(args.data()?, &target, config, &interrupt_flag()).map(|_| ())
+}
+
+/// `train --resume`: the run in `run_dir` continued from its checkpoint to its step budget.
+fn resume(run_dir: &Path) -> anyhow::Result<()> {
+    let state = read_state(run_dir)?;
+    let recorded = RunReader::open(run_dir)?.config().clone();
+    if let Some(budget) = state.config.steps.filter(|&n| state.step >= n) {
+        bail!(
+            "{} already trained its {budget} steps: there is nothing to continue",
+            run_dir.display()
+        );
+    }
+    eprintln!(
+        "continuing {} from step {} (dataset {})",
+        run_dir.display(),
+        state.step,
+        recorded.data.display()
+    );
+    let target = RunFolder {
+        path: run_dir.to_path_buf(),
+        replaces: false,
+    };
+    let plan = Plan::Continue {
+        config: state.config,
+        at_step: state.step,
+    };
+    run_plan(&recorded.data, &target, plan, &interrupt_flag()).map(|_| ())
+}
+
+/// What a run starts from.
+enum Plan {
+    Fresh(TrainConfig),
+    /// The checkpoint in the run folder, taken at `at_step` with `config` in force.
+    Continue {
+        config: TrainConfig,
+        at_step: u64,
+    },
 }
 
 /// A run's output folder, checked before anything is loaded or written.
@@ -197,18 +255,23 @@ impl RunFolder {
         Self::claim(&self.path.join(name), self.replaces)
     }
 
-    /// Removes the weights and `model.json` of the run being replaced, so none of them can be
-    /// taken for the new run's. The CSVs are rewritten by the new run.
+    /// Removes the weights, `model.json` and checkpoints of the run being replaced, so none of
+    /// them can be taken for the new run's (nor continued). The rest is rewritten by the new run.
     fn clear_previous_weights(&self) -> anyhow::Result<()> {
         if !self.replaces {
             return Ok(());
         }
         for entry in std::fs::read_dir(&self.path)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "model.json" || name.ends_with(".safetensors") {
-                std::fs::remove_file(entry.path())
-                    .with_context(|| format!("cannot replace {}", entry.path().display()))?;
-            }
+            let path = entry.path();
+            let removed = if name.starts_with(CHECKPOINT_DIR) && path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else if name == "model.json" || name.ends_with(".safetensors") {
+                std::fs::remove_file(&path)
+            } else {
+                continue;
+            };
+            removed.with_context(|| format!("cannot replace {}", path.display()))?;
         }
         Ok(())
     }
@@ -234,6 +297,15 @@ pub fn run(
     config: TrainConfig,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Vec<EvalReport>> {
+    run_plan(data_dir, out, Plan::Fresh(config), interrupted)
+}
+
+fn run_plan(
+    data_dir: &Path,
+    out: &RunFolder,
+    plan: Plan,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Vec<EvalReport>> {
     eprintln!("loading {} …", data_dir.display());
     let mut trainer = TrainerHandle::spawn(Arc::new(|| {}))?;
     trainer.send(Command::OpenDataset(data_dir.to_path_buf()));
@@ -242,8 +314,20 @@ pub fn run(
         trainer.shutdown(Duration::from_secs(1));
         return Ok(Vec::new());
     };
+    let (config, command, at_step) = match plan {
+        Plan::Fresh(config) => {
+            let command = Command::Start {
+                config: config.clone(),
+                record: Some(out.path.clone()),
+            };
+            (config, command, 0)
+        }
+        Plan::Continue { config, at_step } => {
+            (config, Command::Continue(out.path.clone()), at_step)
+        }
+    };
     let mut session = Session {
-        bar: progress_bar(config.steps.unwrap_or(0)),
+        bar: progress_bar(config.steps.unwrap_or(0), at_step),
         outputs: None,
         dataset,
         data_dir,
@@ -255,7 +339,7 @@ pub fn run(
         config,
         offenders: OffenderLog::default(),
     };
-    trainer.send(Command::Start(session.config.clone()));
+    trainer.send(command);
 
     let mut stop_sent = false;
     loop {
@@ -299,7 +383,7 @@ struct Session<'a> {
     data_dir: &'a Path,
     out: &'a RunFolder,
     /// Created when the run has started: a run that fails to start writes nothing.
-    outputs: Option<RunFiles>,
+    outputs: Option<Recorder>,
     bar: ProgressBar,
     phase: Phase,
     last_evaluations: Vec<EvalReport>,
@@ -319,9 +403,11 @@ impl Session<'_> {
                 say(&self.bar, self.started_line(&info));
                 std::fs::create_dir_all(&self.out.path)
                     .with_context(|| format!("cannot create {}", self.out.path.display()))?;
-                self.out.clear_previous_weights()?;
-                let outputs = RunFiles::create(&self.out.path, &self.dataset)?;
-                outputs.write_config(self.data_dir, &info)?;
+                if info.resumed_at_step.is_none() {
+                    self.out.clear_previous_weights()?;
+                }
+                let outputs =
+                    Recorder::start(&self.out.path, self.dataset.clone(), self.data_dir, &info)?;
                 self.outputs = Some(outputs);
                 self.phase = Phase::Training;
             }
@@ -334,13 +420,12 @@ impl Session<'_> {
                     .collect();
                 self.bar
                     .set_message(format!("batch loss: {}", losses.join("  ")));
-                self.outputs()?.step(&report)?;
+                self.outputs()?.record(&Event::Step(report.clone()))?;
                 self.charts.record_step(&report);
             }
             Event::HardExamples(batch) => {
-                let dataset = self.dataset.clone();
-                self.offenders.record(&batch, &dataset.train);
-                self.outputs()?.hard_examples(&batch, &dataset)?
+                self.offenders.record(&batch, &self.dataset.train);
+                self.outputs()?.record(&Event::HardExamples(batch))?
             }
             Event::Evaluated(report) => self.evaluated(&report)?,
             Event::Problem(message) if self.phase != Phase::Training => {
@@ -357,8 +442,8 @@ impl Session<'_> {
             Event::RunEnded { .. } => {
                 self.bar.finish_and_clear();
                 self.outputs()?.flush()?;
-                let (suspects, dataset) = (self.offenders.suspects(), self.dataset.clone());
-                self.outputs()?.label_suspects(&suspects, &dataset)?;
+                let bytes = suspects_csv(&self.offenders.suspects(), &self.dataset.train)?;
+                write_atomically(&self.out.path.join("label_suspects.csv"), &bytes)?;
                 self.phase = Phase::Saving;
                 return Ok(Some(Command::SaveCheckpoint(self.out.path.clone())));
             }
@@ -394,8 +479,8 @@ impl Session<'_> {
                 report.val_loss
             ),
         );
-        let dataset = self.dataset.clone();
-        self.outputs()?.evaluation(report, &dataset)?;
+        self.outputs()?
+            .record(&Event::Evaluated(Arc::new(report.clone())))?;
         self.charts.record_evaluation(report);
         self.last_evaluations
             .retain(|e| e.strategy != report.strategy);
@@ -403,7 +488,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn outputs(&mut self) -> anyhow::Result<&mut RunFiles> {
+    fn outputs(&mut self) -> anyhow::Result<&mut Recorder> {
         self.outputs
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("the trainer reported a step before the run started"))
@@ -460,8 +545,9 @@ fn wait_for_dataset(
     }
 }
 
-fn progress_bar(steps: u64) -> ProgressBar {
+fn progress_bar(steps: u64, at_step: u64) -> ProgressBar {
     let bar = ProgressBar::new(steps);
+    bar.set_position(at_step);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

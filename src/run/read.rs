@@ -1,0 +1,388 @@
+//! Reading a run folder back as the trainer's own events, from the start and then as it grows:
+//! the app shows a recorded run with the code that shows a live one. Only complete lines and
+//! records are taken; what is still being written waits for the next look.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use super::{thumbs, RunConfig, Validation};
+use crate::eval::{self, Detection, MATCH_IOU};
+use crate::geometry::Rect;
+use crate::train::config::Strategy;
+use crate::train::messages::{
+    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
+};
+
+/// A CSV file read in pieces: where the last complete line ended, and its header.
+#[derive(Default)]
+struct Tail {
+    offset: u64,
+    header: Vec<String>,
+}
+
+impl Tail {
+    /// The rows completed since the last call.
+    fn rows(&mut self, path: &Path) -> anyhow::Result<Vec<Row>> {
+        let bytes = read_from(path, self.offset)?;
+        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        self.offset += end as u64 + 1;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&bytes[..=end]);
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.with_context(|| format!("{}", path.display()))?;
+            if self.header.is_empty() {
+                self.header = record.iter().map(String::from).collect();
+                continue;
+            }
+            rows.push(Row {
+                fields: record.iter().map(String::from).collect(),
+            });
+        }
+        Ok(rows)
+    }
+
+    fn column(&self, name: &str) -> anyhow::Result<usize> {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("no column {name}"))
+    }
+}
+
+struct Row {
+    fields: Vec<String>,
+}
+
+impl Row {
+    fn get<T: std::str::FromStr>(&self, column: usize) -> anyhow::Result<T> {
+        let text = self.fields.get(column).map_or("", String::as_str);
+        text.parse()
+            .map_err(|_| anyhow::anyhow!("'{text}' in column {} is not a number", column + 1))
+    }
+
+    fn text(&self, column: usize) -> &str {
+        self.fields.get(column).map_or("", String::as_str)
+    }
+}
+
+/// Bytes of `path` from `offset` on (none when the file does not exist yet).
+fn read_from(path: &Path, offset: u64) -> anyhow::Result<Vec<u8>> {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(Vec::new());
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// A run folder being read.
+pub struct RunReader {
+    dir: PathBuf,
+    config: RunConfig,
+    validation: Validation,
+    /// The run's strategies, in the order its learners record them.
+    strategies: Vec<Strategy>,
+    started: bool,
+    metrics: Tail,
+    hard: Tail,
+    detections: Tail,
+    evals: Tail,
+    thumbs_offset: u64,
+    /// A step whose rows have not all been read yet.
+    partial_step: Option<StepReport>,
+    /// Picks of a step waiting for the rest of their rows.
+    partial_picks: BTreeMap<u64, Vec<HardExample>>,
+    /// Thumbnails read, by step, waiting for their rows.
+    thumbnails: BTreeMap<u64, Vec<Thumbnail>>,
+    /// Detections read, by step and strategy, waiting for their `eval.csv` row.
+    detections_waiting: BTreeMap<(u64, Strategy), Vec<Detection>>,
+    last_secs: f64,
+    last_step: u64,
+}
+
+impl RunReader {
+    /// Opens the run folder `dir`; nothing is read past `config.json` and `validation.json`
+    /// until [`RunReader::poll`].
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let config_path = dir.join(super::CONFIG);
+        if !config_path.is_file() {
+            bail!(
+                "{} is not a run folder: it has no {} (a run folder is what `train --out` or the app's recording writes)",
+                dir.display(),
+                super::CONFIG
+            );
+        }
+        let config: RunConfig = read_json(&config_path)?;
+        let validation_path = dir.join(super::VALIDATION);
+        let validation = if validation_path.is_file() {
+            read_json(&validation_path)?
+        } else {
+            Validation::default()
+        };
+        let mut strategies = config.train.strategies.clone();
+        strategies.sort();
+        strategies.dedup();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            validation,
+            strategies,
+            started: false,
+            metrics: Tail::default(),
+            hard: Tail::default(),
+            detections: Tail::default(),
+            evals: Tail::default(),
+            thumbs_offset: 0,
+            partial_step: None,
+            partial_picks: BTreeMap::new(),
+            thumbnails: BTreeMap::new(),
+            detections_waiting: BTreeMap::new(),
+            last_secs: 0.0,
+            last_step: 0,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    pub fn validation(&self) -> &Validation {
+        &self.validation
+    }
+
+    /// The last step read.
+    pub fn last_step(&self) -> u64 {
+        self.last_step
+    }
+
+    /// Everything recorded since the last call, as the events that first carried it: the run's
+    /// start once, then steps, hard examples and evaluations in the order they were written.
+    pub fn poll(&mut self) -> anyhow::Result<Vec<Event>> {
+        let mut events = Vec::new();
+        if !std::mem::replace(&mut self.started, true) {
+            events.push(Event::RunStarted(RunInfo {
+                device: self.config.device_name.clone(),
+                window_px: self.config.window_px,
+                config: self.config.train.clone(),
+                resumed_at_step: None,
+            }));
+        }
+        self.read_steps(&mut events)?;
+        self.read_hard_examples(&mut events)?;
+        self.read_evaluations(&mut events)?;
+        Ok(events)
+    }
+
+    fn read_steps(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {
+        let path = self.dir.join(super::METRICS);
+        let rows = self.metrics.rows(&path)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let m = &self.metrics;
+        let columns = [
+            "step",
+            "strategy",
+            "elapsed_secs",
+            "batch_size",
+            "hard_examples",
+            "trained_loss",
+            "batch_loss",
+            "forward_ms",
+            "select_ms",
+            "train_ms",
+        ]
+        .map(|c| m.column(c));
+        let [step, strategy, secs, k, hard, trained, batch, forward, select, train] = columns;
+        let (step, strategy, secs, k, hard) = (step?, strategy?, secs?, k?, hard?);
+        let (trained, batch, forward, select, train) =
+            (trained?, batch?, forward?, select?, train?);
+        let rate = m.column("examples_per_sec").ok();
+        for row in rows {
+            let at: u64 = row.get(step)?;
+            let record = StrategyStep {
+                strategy: row.text(strategy).parse()?,
+                trained_loss: row.get(trained)?,
+                batch_loss: row.get(batch)?,
+                forward_ms: row.get(forward)?,
+                select_ms: row.get(select)?,
+                train_ms: row.get(train)?,
+            };
+            if self.partial_step.as_ref().is_some_and(|s| s.step != at) {
+                events.extend(self.partial_step.take().map(Event::Step));
+            }
+            let report = self.partial_step.get_or_insert_with(|| StepReport {
+                step: at,
+                elapsed_secs: 0.0,
+                batch_size: 0,
+                hard_examples: 0,
+                examples_per_sec: 0.0,
+                strategies: Vec::new(),
+            });
+            report.elapsed_secs = row.get(secs)?;
+            report.batch_size = row.get(k)?;
+            report.hard_examples = row.get(hard)?;
+            report.examples_per_sec = rate.map_or(Ok(0.0), |c| row.get(c))?;
+            report.strategies.push(record);
+            if report.strategies.len() == self.strategies.len() {
+                let done = self.partial_step.take();
+                events.extend(done.map(Event::Step));
+            }
+        }
+        if let Some(Event::Step(last)) = events.iter().rev().find(|e| matches!(e, Event::Step(_))) {
+            self.last_step = last.step;
+            self.last_secs = last.elapsed_secs;
+        }
+        Ok(())
+    }
+
+    fn read_thumbnails(&mut self) -> anyhow::Result<()> {
+        let bytes = read_from(&self.dir.join(super::THUMBNAILS), self.thumbs_offset)?;
+        for record in thumbs::records(&bytes, 0)? {
+            self.thumbnails
+                .insert(record.step, thumbs::decode(&bytes, record)?);
+            self.thumbs_offset += (record.end - record.start) as u64;
+        }
+        Ok(())
+    }
+
+    fn read_hard_examples(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {
+        self.read_thumbnails()?;
+        let rows = self.hard.rows(&self.dir.join(super::HARD_EXAMPLES))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let h = &self.hard;
+        let [step, image, x0, y0, x1, y1, label, loss, class_loss, score, k] = [
+            "step",
+            "image_index",
+            "x0",
+            "y0",
+            "x1",
+            "y1",
+            "label",
+            "loss",
+            "classification_loss",
+            "score",
+            "batch_size",
+        ]
+        .map(|c| h.column(c));
+        let (step, image, x0, y0, x1, y1) = (step?, image?, x0?, y0?, x1?, y1?);
+        let (label, loss, class_loss, score, k) = (label?, loss?, class_loss?, score?, k?);
+        for row in rows {
+            let at: u64 = row.get(step)?;
+            let Some(tiles) = self.thumbnails.get(&at) else {
+                continue;
+            };
+            let picks = self.partial_picks.entry(at).or_default();
+            let thumbnail = tiles.get(picks.len()).cloned().unwrap_or(Thumbnail {
+                width: 0,
+                height: 0,
+                rgba: Vec::new(),
+            });
+            picks.push(HardExample {
+                thumbnail,
+                source_image: row.text(image).parse().ok(),
+                window: Rect::new(row.get(x0)?, row.get(y0)?, row.get(x1)?, row.get(y1)?),
+                label: row.get(label)?,
+                loss: row.get(loss)?,
+                classification_loss: row.get(class_loss)?,
+                score: row.get(score)?,
+            });
+            if picks.len() == tiles.len() {
+                let examples = self.partial_picks.remove(&at).unwrap_or_default();
+                self.thumbnails.remove(&at);
+                events.push(Event::HardExamples(HardExampleBatch {
+                    step: at,
+                    batch_size: row.get(k)?,
+                    examples,
+                    // Only the picks are recorded, not the whole batch.
+                    batch: Vec::new(),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_evaluations(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {
+        self.read_detections()?;
+        let rows = self.evals.rows(&self.dir.join(super::EVALUATIONS))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let e = &self.evals;
+        let (step, strategy, val_loss) = (
+            e.column("step")?,
+            e.column("strategy")?,
+            e.column("val_loss")?,
+        );
+        for row in rows {
+            let key: (u64, Strategy) = (row.get(step)?, row.text(strategy).parse()?);
+            let detections = self.detections_waiting.remove(&key).unwrap_or_default();
+            let evaluation = eval::evaluate(
+                &detections,
+                &self.validation.boxes,
+                self.validation.class_names.len(),
+                MATCH_IOU,
+            );
+            events.push(Event::Evaluated(Arc::new(EvalReport {
+                step: key.0,
+                strategy: key.1,
+                detections,
+                evaluation,
+                val_loss: row.get(val_loss).unwrap_or(f32::NAN),
+            })));
+        }
+        Ok(())
+    }
+
+    /// Detections wait by step and strategy for the `eval.csv` row written after them.
+    fn read_detections(&mut self) -> anyhow::Result<()> {
+        let rows = self.detections.rows(&self.dir.join(super::DETECTIONS))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let d = &self.detections;
+        let [step, strategy, image, class, score, x0, y0, x1, y1] = [
+            "step", "strategy", "image", "class_id", "score", "x0", "y0", "x1", "y1",
+        ]
+        .map(|c| d.column(c));
+        let (step, strategy, image, class, score) = (step?, strategy?, image?, class?, score?);
+        let (x0, y0, x1, y1) = (x0?, y0?, x1?, y1?);
+        for row in rows {
+            let key = (row.get(step)?, row.text(strategy).parse()?);
+            self.detections_waiting
+                .entry(key)
+                .or_default()
+                .push(Detection {
+                    image: row.get(image)?,
+                    class_id: row.get(class)?,
+                    rect: Rect::new(row.get(x0)?, row.get(y0)?, row.get(x1)?, row.get(y1)?),
+                    score: row.get(score)?,
+                });
+        }
+        Ok(())
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not what a run writes", path.display()))
+}

@@ -1,0 +1,166 @@
+//! Run folders through the real binary: a run killed with SIGKILL opens and continues, and the
+//! continued run's curves are those of the same run trained straight through.
+
+// A test should stop at the first broken expectation, with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::cli::{bin, path, run, text};
+use common::sample_data;
+use ohem_studio::run::RunReader;
+use ohem_studio::train::messages::Event;
+use ohem_studio::train::resume::{checkpoint_dir, read_state};
+
+const STEPS: u64 = 400;
+
+fn train_args(out: &Path) -> Vec<String> {
+    let sample = sample_data();
+    [
+        "train",
+        "--data",
+        path(&sample),
+        "--steps",
+        "400",
+        "--eval-every",
+        "100",
+        "--batch",
+        "32",
+        "--hard",
+        "8",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        path(out),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `metrics.csv` as (step, strategy) → (trained loss, whole-batch loss).
+fn losses(run_dir: &Path) -> BTreeMap<(u64, String), (f64, f64)> {
+    let mut reader = csv::Reader::from_path(run_dir.join("metrics.csv")).unwrap();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let number = |i: usize| r[i].parse::<f64>().unwrap();
+            (
+                (r[0].parse().unwrap(), r[1].to_string()),
+                (number(5), number(6)),
+            )
+        })
+        .collect()
+}
+
+/// The steps of the `metrics.csv` rows written so far (a half-written last line left out).
+fn steps_written(run_dir: &Path) -> u64 {
+    let text = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Starts the run and kills it (SIGKILL) once a checkpoint exists and it has trained further.
+fn train_and_kill(out: &Path) -> u64 {
+    let mut child = bin().args(train_args(out)).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "no checkpoint within 300 s");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        let checkpoint = checkpoint_dir(out).and_then(|_| read_state(out).ok());
+        if let Some(state) = checkpoint {
+            if steps_written(out) > state.step + 2 {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return state.step;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_run_opens_and_continues_into_the_curves_of_a_straight_run() {
+    let straight = tempfile::tempdir().unwrap();
+    let output = run(&train_args(straight.path())
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", text(&output));
+
+    let killed = tempfile::tempdir().unwrap();
+    let checkpoint_step = train_and_kill(killed.path());
+    assert!(checkpoint_step > 0 && checkpoint_step < STEPS);
+
+    // What the kill left opens: steps up to the kill, an evaluation, the hard examples.
+    let mut reader = RunReader::open(killed.path()).unwrap();
+    let events = reader.poll().unwrap();
+    assert!(
+        reader.last_step() > checkpoint_step,
+        "{}",
+        reader.last_step()
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::Evaluated(_))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::HardExamples(b) if !b.examples.is_empty())));
+
+    let output = run(&["train", "--resume", path(killed.path())]);
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("from step {checkpoint_step}")),
+        "{said}"
+    );
+
+    let (expected, continued) = (losses(straight.path()), losses(killed.path()));
+    assert_eq!(
+        expected.len(),
+        STEPS as usize * 3,
+        "three strategies a step"
+    );
+    assert_eq!(
+        continued.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "every step once, none twice"
+    );
+    for (key, (trained, batch)) in &expected {
+        let (t, b) = continued[key];
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * a.abs().max(1.0);
+        assert!(
+            close(*trained, t) && close(*batch, b),
+            "{key:?}: {trained} {batch} vs {t} {b}"
+        );
+    }
+    // Finished: the final weights are there, and there is nothing left to continue.
+    assert!(killed.path().join("model.json").is_file());
+    let again = run(&["train", "--resume", path(killed.path())]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("already trained its 400 steps"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn a_folder_without_a_checkpoint_is_refused_with_the_reason() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = run(&["train", "--resume", path(empty.path())]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("no checkpoint"), "{}", text(&output));
+    let both = run(&["train", "--resume", path(empty.path()), "--out", "x"]);
+    assert!(!both.status.success());
+}

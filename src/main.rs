@@ -10,7 +10,11 @@ fn main() -> ExitCode {
             quiet_on_closed_pipe();
             ohem_studio::cli::run(command)
         }
-        None => ohem_studio::ui::run_app(cli.data, cli.start),
+        None => {
+            // A run folder brings its own dataset.
+            let data = cli.runs.is_empty().then_some(cli.data);
+            ohem_studio::ui::run_app(data, cli.start, cli.runs, cli.runs_dir)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

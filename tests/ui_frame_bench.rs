@@ -1,11 +1,13 @@
-//! How long the app takes to build a frame when full: 10,000-step curves for three strategies,
-//! a grid of 32 hard examples and an evaluation per strategy; then paused with the what-if view,
-//! the source image's heat map and the label suspects open. Ignored by `cargo test`; run by
-//! `make bench` (`--ignored --nocapture`).
+//! How long the app takes to build a frame when full: 10,000-step curves for the three default
+//! strategies, a grid of 32 hard examples and an evaluation per strategy; then paused with the
+//! what-if view, the source image's heat map and the label suspects open; and a long run of
+//! 100,000 steps while new steps keep arriving, alone and with a recorded run of the same length
+//! overlaid. Ignored by `cargo test`; run by `make bench` (`--ignored --nocapture`).
 
 // A test should stop at the first broken expectation, with its location.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use egui_kittest::Harness;
 use ohem_studio::data::{self, Dataset, GtBox, ImageRecord, Layout};
 use ohem_studio::eval::{self, Detection};
 use ohem_studio::geometry::Rect;
+use ohem_studio::run::Recorder;
 use ohem_studio::train::config::{Strategy, TrainConfig};
 use ohem_studio::train::messages::{
     EvalReport, Event, HardExampleBatch, RunInfo, ScoreGrid, ScoreMapReport, SeenExample,
@@ -26,8 +29,13 @@ use ohem_studio::train::messages::{
 use ohem_studio::ui::OhemApp;
 
 const STEPS: u64 = 10_000;
+/// A long run: where the cost of a frame must not have grown with the history.
+const LONG_RUN_STEPS: u64 = 100_000;
 const HARD_EXAMPLES: usize = 32;
-const FRAMES: u32 = 60;
+const FRAMES: usize = 60;
+/// Frames of the long run, each after a new step: a couple of seconds, so the curves' refreshes
+/// (at most four a second) are among them.
+const LIVE_FRAMES: usize = 500;
 /// Hard-example batches fed before measuring: what the label suspects need.
 const SUSPECT_BATCHES: u64 = 20;
 
@@ -68,7 +76,7 @@ fn step_report(step: u64) -> StepReport {
         batch_size: 128,
         hard_examples: HARD_EXAMPLES,
         examples_per_sec: 2500.0,
-        strategies: Strategy::ALL
+        strategies: Strategy::DEFAULT
             .iter()
             .enumerate()
             .map(|(i, &strategy)| StrategyStep {
@@ -128,7 +136,7 @@ fn hard_examples(step: u64) -> HardExampleBatch {
     }
 }
 
-fn evaluation(strategy: Strategy, dataset: &Dataset) -> Arc<EvalReport> {
+fn evaluation(step: u64, strategy: Strategy, dataset: &Dataset) -> Arc<EvalReport> {
     let detections: Vec<Detection> = (0..dataset.val.len() * 20)
         .map(|i| Detection {
             image: i % dataset.val.len(),
@@ -139,7 +147,7 @@ fn evaluation(strategy: Strategy, dataset: &Dataset) -> Arc<EvalReport> {
         .collect();
     let ground_truth = eval::ground_truth(&dataset.val);
     Arc::new(EvalReport {
-        step: STEPS,
+        step,
         strategy,
         evaluation: eval::evaluate(&detections, &ground_truth, 1, 0.5),
         detections,
@@ -147,23 +155,18 @@ fn evaluation(strategy: Strategy, dataset: &Dataset) -> Arc<EvalReport> {
     })
 }
 
-fn mean_frame(harness: &mut Harness<'_, OhemApp>, live_step: Option<&mut u64>) -> Duration {
-    let mut live_step = live_step;
-    let started = Instant::now();
-    for _ in 0..FRAMES {
-        if let Some(step) = live_step.as_deref_mut() {
-            *step += 1;
-            harness
-                .state_mut()
-                .apply_event(Event::Step(step_report(*step)));
-        }
-        harness.step();
+fn run_info() -> RunInfo {
+    RunInfo {
+        device: "bench".into(),
+        window_px: (48, 32),
+        config: TrainConfig::default(),
+        resumed_at_step: None,
     }
-    started.elapsed() / FRAMES
 }
-#[test]
-#[ignore = "a benchmark: run with --ignored --nocapture"]
-fn frame_time_with_full_curves_and_grid() {
+
+/// The app after `steps` steps of every default strategy, with a hard-example grid, the label
+/// suspects and an evaluation per strategy, its first frames drawn.
+fn full_app(steps: u64) -> Harness<'static, OhemApp> {
     let mut harness = app_harness(None, false, None);
     let dataset = dataset();
     let app = harness.state_mut();
@@ -172,45 +175,130 @@ fn frame_time_with_full_curves_and_grid() {
         dataset: dataset.clone(),
         diagnostics: Vec::new(),
     });
-    app.apply_event(Event::RunStarted(RunInfo {
-        device: "bench".into(),
-        window_px: (48, 32),
-        config: TrainConfig::default(),
-    }));
-    for step in 1..=STEPS {
+    app.apply_event(Event::RunStarted(run_info()));
+    for step in 1..=steps {
         app.apply_event(Event::Step(step_report(step)));
     }
     // Batches enough for the label suspects to have persistent offenders.
-    for step in STEPS - SUSPECT_BATCHES + 1..=STEPS {
+    for step in steps - SUSPECT_BATCHES + 1..=steps {
         app.apply_event(Event::HardExamples(hard_examples(step)));
     }
-    for strategy in Strategy::ALL {
-        app.apply_event(Event::Evaluated(evaluation(strategy, &dataset)));
+    for strategy in Strategy::DEFAULT {
+        app.apply_event(Event::Evaluated(evaluation(steps, strategy, &dataset)));
     }
     // The first frames upload textures and fill the plot caches.
     harness.run_steps(5);
+    harness
+}
 
-    let steady = mean_frame(&mut harness, None);
+/// How long each of `frames` frames takes; with `live_step`, the next step arrives before each
+/// one, as the trainer's events do in a live run, and taking it in counts in the frame.
+fn frame_times(
+    harness: &mut Harness<'_, OhemApp>,
+    frames: usize,
+    mut live_step: Option<&mut u64>,
+) -> Vec<Duration> {
+    (0..frames)
+        .map(|_| {
+            let started = Instant::now();
+            if let Some(step) = live_step.as_deref_mut() {
+                *step += 1;
+                harness
+                    .state_mut()
+                    .apply_event(Event::Step(step_report(*step)));
+            }
+            harness.step();
+            started.elapsed()
+        })
+        .collect()
+}
+
+fn mean_ms(times: &[Duration]) -> f64 {
+    times.iter().sum::<Duration>().as_secs_f64() * 1e3 / times.len() as f64
+}
+
+/// "median X ms, worst Y ms" of `times`.
+fn median_and_worst(times: &[Duration]) -> String {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "median {:.2} ms, worst {:.2} ms ({} frames)",
+        ms(sorted[sorted.len() / 2]),
+        ms(sorted[sorted.len() - 1]),
+        sorted.len()
+    )
+}
+
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn frame_time_with_full_curves_and_grid() {
+    let mut harness = full_app(STEPS);
+    let steady = frame_times(&mut harness, FRAMES, None);
     let mut step = STEPS;
-    let live = mean_frame(&mut harness, Some(&mut step));
+    let live = frame_times(&mut harness, FRAMES, Some(&mut step));
     println!(
         "frame build, {STEPS} steps x 3 strategies, {HARD_EXAMPLES} thumbnails, 1400x900: \
          {:.2} ms steady, {:.2} ms with a new step every frame (mean of {FRAMES})",
-        steady.as_secs_f64() * 1e3,
-        live.as_secs_f64() * 1e3
+        mean_ms(&steady),
+        mean_ms(&live)
     );
 
     let (what_if, suspects) = frames_with_the_new_panels(&mut harness);
     println!(
         "paused with M moved (what-if tiles) and a source image with its heat map open: \
          {:.2} ms; the label suspects instead of the gallery: {:.2} ms (mean of {FRAMES})",
-        what_if.as_secs_f64() * 1e3,
-        suspects.as_secs_f64() * 1e3
+        mean_ms(&what_if),
+        mean_ms(&suspects)
     );
 }
 
-/// Mean frame times with the what-if view and the heat map open, then with the label suspects.
-fn frames_with_the_new_panels(harness: &mut Harness<'_, OhemApp>) -> (Duration, Duration) {
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn frame_time_of_a_long_live_run() {
+    let mut harness = full_app(LONG_RUN_STEPS);
+    let mut step = LONG_RUN_STEPS;
+    let live = frame_times(&mut harness, LIVE_FRAMES, Some(&mut step));
+    println!(
+        "frame at 100,000 steps × 3 strategies, live: {}",
+        median_and_worst(&live)
+    );
+
+    let folder = tempfile::tempdir().unwrap();
+    let recorded = folder.path().join("earlier-run");
+    record_run(&recorded, LONG_RUN_STEPS);
+    harness.state_mut().overlay_run(recorded);
+    wait_for(&mut harness, "the overlaid run", |h| {
+        !h.state().overlaid_runs().is_empty()
+    });
+    // The run is read on another thread; by its next look at the folder, all of it is in.
+    std::thread::sleep(Duration::from_secs(1));
+    harness.run_steps(3);
+    let overlaid = frame_times(&mut harness, LIVE_FRAMES, Some(&mut step));
+    println!(
+        "the same with a recorded 100,000-step run overlaid: {}",
+        median_and_worst(&overlaid)
+    );
+}
+
+/// A run folder in `dir` holding `steps` steps and an evaluation per strategy.
+fn record_run(dir: &Path, steps: u64) {
+    let dataset = dataset();
+    let mut recorder = Recorder::start(dir, dataset.clone(), &dataset.root, &run_info()).unwrap();
+    for step in 1..=steps {
+        recorder.record(&Event::Step(step_report(step))).unwrap();
+    }
+    for strategy in Strategy::DEFAULT {
+        let report = evaluation(steps, strategy, &dataset);
+        recorder.record(&Event::Evaluated(report)).unwrap();
+    }
+    recorder.flush().unwrap();
+}
+
+/// Frame times with the what-if view and the heat map open, then with the label suspects.
+fn frames_with_the_new_panels(
+    harness: &mut Harness<'_, OhemApp>,
+) -> (Vec<Duration>, Vec<Duration>) {
     harness.state_mut().apply_event(Event::Paused);
     harness
         .get_by_role_and_label(Role::Slider, "M")
@@ -245,7 +333,7 @@ fn frames_with_the_new_panels(harness: &mut Harness<'_, OhemApp>) -> (Duration, 
             ..asked
         }));
     harness.run_steps(5);
-    let what_if = mean_frame(harness, None);
+    let what_if = frame_times(harness, FRAMES, None);
     harness.get_by_label_contains("Label suspects (").click();
     harness.run_steps(5);
     assert!(
@@ -255,7 +343,7 @@ fn frames_with_the_new_panels(harness: &mut Harness<'_, OhemApp>) -> (Duration, 
             > 0,
         "the suspects are listed"
     );
-    (what_if, mean_frame(harness, None))
+    (what_if, frame_times(harness, FRAMES, None))
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use egui::RichText;
 
 use super::controls::{controls_ui, ControlAction, Controls};
@@ -17,19 +17,26 @@ use super::images::ImageTextures;
 use super::picker::{FolderPicker, PickAnswer};
 use super::plot_files::{save_plots, SweepView};
 use super::plots::{error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui};
+use super::runs::{new_run_dir, recorded_until, RunFollower};
 use super::theme;
 use super::what_if::WhatIfSettings;
 use crate::data::{Dataset, Diagnostic};
 use crate::files::file_name;
+use crate::run::{Recorder, RecorderThread};
 use crate::train::config::Strategy;
 use crate::train::messages::{
     Command, EvalReport, Event, HardExampleBatch, RunInfo, ScoreMapReport,
 };
+use crate::train::resume::checkpoint_dir;
 use crate::train::suspects::Suspect;
 use crate::train::thread::TrainerHandle;
 
 /// Messages kept for the message list.
 const MESSAGES_KEPT: usize = 50;
+/// Recording failures waiting to be shown (a recording stops at its first).
+const RECORD_ERRORS_KEPT: usize = 16;
+/// A viewed run that grew this recently may be trained by another process: not continued.
+const QUIET_BEFORE_CONTINUE: Duration = Duration::from_secs(10);
 
 /// How the app starts.
 pub struct AppOptions {
@@ -39,6 +46,10 @@ pub struct AppOptions {
     pub start: bool,
     /// Asks for folders (the system dialog in the app, a fake in tests).
     pub picker: Box<dyn FolderPicker>,
+    /// Run folders opened at launch: the first shown in full, the others overlaid on its plots.
+    pub runs: Vec<PathBuf>,
+    /// Live runs are recorded in a new run folder inside this one (`None`: not recorded).
+    pub record_into: Option<PathBuf>,
 }
 
 /// What the trainer is doing, as far as the app knows.
@@ -53,6 +64,8 @@ pub enum Status {
     RunEnded(String),
     /// The trainer thread ended; the next action starts a new one.
     TrainerEnded(String),
+    /// Showing a recorded run, and what is added to it.
+    Viewing(PathBuf),
 }
 
 impl Status {
@@ -66,6 +79,7 @@ impl Status {
             Status::Paused => "paused".into(),
             Status::RunEnded(reason) => format!("run ended ({reason})"),
             Status::TrainerEnded(why) => format!("trainer ended ({why})"),
+            Status::Viewing(dir) => format!("run {}", dir.display()),
         }
     }
 }
@@ -93,6 +107,8 @@ enum PickPurpose {
     ExportSuspects,
     SavePlots,
     OpenSweep,
+    OpenRun,
+    OverlayRun,
 }
 
 /// The ohem-studio window.
@@ -132,6 +148,19 @@ pub struct OhemApp {
     textures: ImageTextures,
     /// A sweep's heat map, opened for viewing.
     sweep: Option<SweepView>,
+    /// The recorded run shown in full.
+    viewing: Option<RunFollower>,
+    /// A run to show once its dataset, being loaded, is open.
+    pending_run: Option<RunFollower>,
+    /// Recorded runs drawn over the plots.
+    overlays: Vec<RunFollower>,
+    /// Where live runs are recorded (a new folder each).
+    record_root: Option<PathBuf>,
+    /// The folder the live run records into.
+    record_dir: Option<PathBuf>,
+    recorder: Option<RecorderThread>,
+    /// Write failures of the recorder thread.
+    record_errors: (Sender<String>, Receiver<String>),
 }
 
 impl OhemApp {
@@ -165,19 +194,35 @@ impl OhemApp {
             latest_evaluations: BTreeMap::new(),
             textures: ImageTextures::default(),
             sweep: None,
+            viewing: None,
+            pending_run: None,
+            overlays: Vec::new(),
+            record_root: options.record_into,
+            record_dir: None,
+            recorder: None,
+            record_errors: bounded(RECORD_ERRORS_KEPT),
         };
         app.trainer = app.spawn_trainer();
         if let Some(dir) = options.data_dir {
             app.open_dataset(dir);
             app.start_when_loaded = options.start;
         }
+        for (i, dir) in options.runs.into_iter().enumerate() {
+            match i {
+                0 => app.open_run(dir),
+                _ => app.overlay_run(dir),
+            }
+        }
         app
     }
 
-    fn spawn_trainer(&mut self) -> Option<TrainerHandle> {
+    fn waker(&self) -> crate::train::Waker {
         let ctx = self.ctx.clone();
-        let waker = Arc::new(move || ctx.request_repaint_after(Duration::from_millis(10)));
-        match TrainerHandle::spawn(waker) {
+        Arc::new(move || ctx.request_repaint_after(Duration::from_millis(10)))
+    }
+
+    fn spawn_trainer(&mut self) -> Option<TrainerHandle> {
+        match TrainerHandle::spawn(self.waker()) {
             Ok(handle) => Some(handle),
             Err(error) => {
                 self.problem(format!("cannot start the trainer thread: {error}"));
@@ -265,14 +310,202 @@ impl OhemApp {
             self.problem("open a dataset before starting".into());
             return;
         }
-        if self.send(Command::Start(self.controls.train_config())) {
+        let record = self
+            .record_root
+            .as_ref()
+            .zip(self.dataset.as_ref())
+            .map(|(root, dataset)| new_run_dir(root, &dataset.root));
+        let command = Command::Start {
+            config: self.controls.train_config(),
+            record: record.clone(),
+        };
+        if self.send(command) {
+            self.record_dir = record;
+            self.viewing = None;
             self.status = Status::Starting;
+        }
+    }
+
+    /// Shows the run recorded in `dir` (opening its dataset first when it is on this machine);
+    /// while a run trains, overlays it on the plots instead.
+    pub fn open_run(&mut self, dir: PathBuf) {
+        if matches!(
+            self.status,
+            Status::Running | Status::Paused | Status::Starting
+        ) {
+            return self.overlay_run(dir);
+        }
+        let follower = match RunFollower::open(&dir, self.waker()) {
+            Ok(follower) => follower,
+            Err(error) => return self.problem(format!("cannot open the run: {error:#}")),
+        };
+        let data = follower.data().to_path_buf();
+        let loaded = self
+            .dataset
+            .as_ref()
+            .is_some_and(|d| same_folder(&d.root, &data));
+        if !loaded && data.is_dir() {
+            self.pending_run = Some(follower);
+            self.load_dataset(data);
+            return;
+        }
+        if !loaded {
+            self.push_message(
+                format!(
+                    "the run's dataset {} is not on this machine: its curves, hard examples and scores are shown, without images",
+                    data.display()
+                ),
+                false,
+            );
+            self.dataset = None;
+            self.summary = None;
+        }
+        self.view(follower);
+    }
+
+    fn view(&mut self, follower: RunFollower) {
+        self.forget_run();
+        self.detections = DetectionsState::default();
+        self.has_weights = false;
+        self.status = Status::Viewing(follower.dir().to_path_buf());
+        self.viewing = Some(follower);
+    }
+
+    /// Draws the run recorded in `dir` over the plots, following it as it grows.
+    pub fn overlay_run(&mut self, dir: PathBuf) {
+        match RunFollower::open(&dir, self.waker()) {
+            Ok(follower) if self.overlays.iter().any(|o| o.name() == follower.name()) => self
+                .problem(format!(
+                    "a run named {} is overlaid already",
+                    follower.name()
+                )),
+            Ok(follower) => self.overlays.push(follower),
+            Err(error) => self.problem(format!("cannot overlay the run: {error:#}")),
+        }
+    }
+
+    /// Continues the viewed run from its last checkpoint, recording on into its folder.
+    fn continue_run(&mut self) {
+        let Some(dir) = self.viewing.as_ref().map(|v| v.dir().to_path_buf()) else {
+            return;
+        };
+        if self.send(Command::Continue(dir.clone())) {
+            self.record_dir = Some(dir);
+            self.viewing = None;
+            self.status = Status::Starting;
+        }
+    }
+
+    /// Why the viewed run cannot be continued now, if it cannot.
+    fn cannot_continue(&self) -> Option<String> {
+        let viewing = self.viewing.as_ref()?;
+        if checkpoint_dir(viewing.dir()).is_none() {
+            return Some(
+                "the run has no checkpoint yet (one is written at every evaluation)".into(),
+            );
+        }
+        if !self
+            .dataset
+            .as_ref()
+            .is_some_and(|d| same_folder(&d.root, viewing.data()))
+        {
+            return Some(format!(
+                "open its dataset {} first",
+                viewing.data().display()
+            ));
+        }
+        let quiet = viewing.quiet_for();
+        (quiet < QUIET_BEFORE_CONTINUE).then(|| {
+            format!(
+                "the run is still growing (another process may be training it): it can be continued once nothing is added for {} s",
+                QUIET_BEFORE_CONTINUE.as_secs()
+            )
+        })
+    }
+
+    /// Takes what the followed runs recorded since the last frame.
+    fn drain_runs(&mut self) {
+        let viewed = self.viewing.as_mut().map(RunFollower::take_events);
+        for event in viewed.into_iter().flatten() {
+            self.apply_recorded(event);
+        }
+        // An overlay taken off the plots is closed.
+        let shown = self.plots.overlay_names();
+        self.overlays
+            .retain(|o| !o.drawn() || shown.iter().any(|n| n == o.name()));
+        let mut problems = Vec::new();
+        for overlay in &mut self.overlays {
+            for event in overlay.take_events() {
+                match event {
+                    Event::Step(report) => self.plots.overlay_step(overlay.name(), &report),
+                    Event::Evaluated(report) => {
+                        self.plots.overlay_evaluation(overlay.name(), &report)
+                    }
+                    Event::Problem(message) => problems.push(message),
+                    _ => continue,
+                }
+                overlay.set_drawn();
+            }
+        }
+        while let Ok(message) = self.record_errors.1.try_recv() {
+            problems.push(message);
+        }
+        for message in problems {
+            self.problem(message);
+        }
+    }
+
+    /// One record of a viewed run: shown as the live run's would be, without its status.
+    fn apply_recorded(&mut self, event: Event) {
+        match event {
+            Event::RunStarted(info) => self.run = Some(info),
+            Event::Step(report) => {
+                self.step = report.step;
+                self.examples_per_sec = report.examples_per_sec;
+                self.plots.record_step(&report);
+            }
+            other => self.apply_event(other),
+        }
+    }
+
+    /// Starts recording the run that just started into its folder; a continued run's past is
+    /// read back first, so its curves go on from where they were.
+    fn start_recording(&mut self, info: &RunInfo) {
+        let (Some(dir), Some(dataset)) = (self.record_dir.clone(), self.dataset.clone()) else {
+            return;
+        };
+        if let Some(step) = info.resumed_at_step {
+            match recorded_until(&dir, step) {
+                Ok(past) => past.into_iter().for_each(|e| self.apply_recorded(e)),
+                Err(error) => self.problem(format!("cannot read the run's past: {error:#}")),
+            }
+        }
+        let errors = self.record_errors.0.clone();
+        let recorder = Recorder::start(&dir, dataset.clone(), &dataset.root, info).and_then(|r| {
+            let on_error = move |message: String| {
+                eprintln!("error: {message}");
+                let _ = errors.try_send(message);
+            };
+            Ok(RecorderThread::spawn(r, on_error)?)
+        });
+        match recorder {
+            Ok(recorder) => {
+                self.push_message(format!("recording into {}", dir.display()), false);
+                self.recorder = Some(recorder);
+            }
+            Err(error) => self.problem(format!(
+                "the run is not recorded: cannot write {}: {error:#}",
+                dir.display()
+            )),
         }
     }
 
     /// Applies one trainer event to the app's state: what `logic` does with each event it
     /// drains, public so that tests and benchmarks can feed the app directly.
     pub fn apply_event(&mut self, event: Event) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.record(&event);
+        }
         match event {
             Event::DatasetLoaded {
                 dataset,
@@ -288,6 +521,9 @@ impl OhemApp {
                 self.detections = DetectionsState::default();
                 self.has_weights = false;
                 self.status = Status::Ready;
+                if let Some(run) = self.pending_run.take() {
+                    self.view(run);
+                }
                 if std::mem::take(&mut self.start_when_loaded) {
                     self.start();
                 }
@@ -304,10 +540,16 @@ impl OhemApp {
                 } else {
                     Status::NoDataset
                 };
+                if let Some(run) = self.pending_run.take() {
+                    self.dataset = None;
+                    self.view(run);
+                }
             }
             Event::RunStarted(info) => {
                 self.forget_run();
                 self.saved_at_step = None;
+                self.recorder = None;
+                self.start_recording(&info);
                 self.run = Some(info);
                 self.has_weights = true;
                 self.status = Status::Running;
@@ -334,6 +576,8 @@ impl OhemApp {
             Event::Paused => self.status = Status::Paused,
             Event::Resumed => self.status = Status::Running,
             Event::RunEnded { steps, reason } => {
+                // Dropping the recorder writes out what it still holds.
+                self.recorder = None;
                 self.push_message(format!("run ended after {steps} steps: {reason}"), false);
                 self.status = Status::RunEnded(reason);
             }
@@ -374,6 +618,16 @@ impl OhemApp {
 
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// The dataset open in the app.
+    pub fn dataset(&self) -> Option<&Arc<Dataset>> {
+        self.dataset.as_ref()
+    }
+
+    /// The names of the runs overlaid on the plots.
+    pub fn overlaid_runs(&self) -> Vec<String> {
+        self.plots.overlay_names()
     }
 
     /// The hard-example batch on screen.
@@ -447,8 +701,17 @@ impl OhemApp {
     }
 
     /// Ends the trainer thread, waiting up to `timeout`; `true` when it ended.
+    /// The run's last steps still go into its record, which is then written out.
     pub fn shutdown(&mut self, timeout: Duration) -> bool {
-        self.trainer.as_mut().is_none_or(|t| t.shutdown(timeout))
+        let mut recorder = self.recorder.take();
+        let record = |event: Event| {
+            if let Some(recorder) = &mut recorder {
+                recorder.record(&event);
+            }
+        };
+        self.trainer
+            .as_mut()
+            .is_none_or(|t| t.shutdown_with(timeout, record))
     }
 
     fn poll_picker(&mut self) {
@@ -477,6 +740,8 @@ impl OhemApp {
             PickPurpose::ExportCsv => self.export_csv_in(&folder),
             PickPurpose::ExportSuspects => self.export_suspects_in(&folder),
             PickPurpose::SavePlots => self.save_plots_in(&folder),
+            PickPurpose::OpenRun => self.open_run(folder),
+            PickPurpose::OverlayRun => self.overlay_run(folder),
             PickPurpose::OpenSweep => match SweepView::open(&self.ctx, &folder) {
                 Ok(view) => self.sweep = Some(view),
                 Err(error) => self.problem(format!("{error:#}")),
@@ -539,6 +804,9 @@ impl OhemApp {
             PickPurpose::OpenSweep => self.problem(format!(
                 "no folder dialog could be shown ({why}): a sweep's heat map is sweep.png in its folder"
             )),
+            PickPurpose::OpenRun | PickPurpose::OverlayRun => self.problem(format!(
+                "no folder dialog could be shown ({why}): open runs with ohem-studio --run RUN_DIR (repeat --run to overlay)"
+            )),
             PickPurpose::SaveWeights
             | PickPurpose::ExportCsv
             | PickPurpose::ExportSuspects
@@ -589,6 +857,13 @@ impl OhemApp {
                 let path = PathBuf::from(self.path_text.trim());
                 self.open_dataset(path);
             }
+            if ui
+                .add_enabled(self.pending_pick.is_none(), egui::Button::new("Open run…"))
+                .on_hover_text("Shows a run folder (train --out, or the app's recording) and follows it while it grows")
+                .clicked()
+            {
+                self.pick(PickPurpose::OpenRun, "Open a run folder");
+            }
             if matches!(self.status, Status::Loading(_)) && ui.button("Cancel loading").clicked() {
                 if let Some(trainer) = &self.trainer {
                     trainer.cancel_loading();
@@ -622,6 +897,17 @@ impl OhemApp {
                 .clicked()
             {
                 self.send(Command::StopRun);
+            }
+            if self.viewing.is_some() {
+                let why_not = self.cannot_continue();
+                let button = ui
+                    .add_enabled(why_not.is_none(), egui::Button::new("Continue training"))
+                    .on_hover_text("Trains on from the run's last checkpoint, recording into its folder");
+                if let Some(why) = why_not {
+                    button.on_disabled_hover_text(why);
+                } else if button.clicked() {
+                    self.continue_run();
+                }
             }
             ui.separator();
             let device = self.run.as_ref().map_or("–", |r| r.device.as_str());
@@ -760,6 +1046,16 @@ impl OhemApp {
             if ui
                 .add_enabled(
                     self.pending_pick.is_none(),
+                    egui::Button::new("Overlay run…"),
+                )
+                .on_hover_text("Draws another run folder's curves over these, TensorBoard style")
+                .clicked()
+            {
+                self.pick(PickPurpose::OverlayRun, "A run folder to overlay");
+            }
+            if ui
+                .add_enabled(
+                    self.pending_pick.is_none(),
                     egui::Button::new("Open sweep…"),
                 )
                 .on_hover_text("Shows the heat map a sweep wrote (ohem-studio sweep)")
@@ -892,6 +1188,7 @@ impl eframe::App for OhemApp {
         for event in events {
             self.apply_event(event);
         }
+        self.drain_runs();
         self.poll_picker();
     }
 
@@ -953,4 +1250,11 @@ impl eframe::App for OhemApp {
             eprintln!("warning: the trainer did not stop within a second");
         }
     }
+}
+
+/// Whether two paths name the same folder.
+fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let canonical =
+        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canonical(a) == canonical(b)
 }

@@ -13,6 +13,7 @@ mod images;
 mod picker;
 mod plot_files;
 mod plots;
+mod runs;
 mod source_view;
 mod suspects;
 pub mod theme;
@@ -23,12 +24,19 @@ use std::path::PathBuf;
 
 pub use app::{AppOptions, Message, OhemApp, Status};
 pub use controls::Controls;
-pub use curves::{debiased_ema, downsample_min_max};
+pub use curves::debiased_ema;
 pub use hard_examples::ExampleKind;
 pub use picker::{FixedFolderPicker, FolderPicker, NoDialogPicker, PickAnswer, SystemFolderPicker};
 
-/// Opens the app window on `data_dir`, starting training at once when `start` is set.
-pub fn run_app(data_dir: PathBuf, start: bool) -> anyhow::Result<()> {
+/// Opens the app window: on `data_dir` (starting training at once when `start` is set), or on
+/// the run folders `runs` (the first shown, the others overlaid). Live runs are recorded in
+/// new folders inside `record_into`.
+pub fn run_app(
+    data_dir: Option<PathBuf>,
+    start: bool,
+    runs: Vec<PathBuf>,
+    record_into: PathBuf,
+) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1400.0, 900.0])
@@ -43,9 +51,11 @@ pub fn run_app(data_dir: PathBuf, start: bool) -> anyhow::Result<()> {
             let app = OhemApp::new(
                 &cc.egui_ctx,
                 AppOptions {
-                    data_dir: Some(data_dir),
+                    data_dir,
                     start,
                     picker: Box::new(SystemFolderPicker),
+                    runs,
+                    record_into: Some(record_into),
                 },
             );
             Ok(Box::new(app))

@@ -1,5 +1,5 @@
 //! The loss, mAP, precision–recall and error-breakdown plots, drawn every frame from the cached
-//! points in [`super::curves`].
+//! points in [`super::curves`], with saved runs overlaid faintly behind the live one.
 
 use std::collections::BTreeMap;
 
@@ -29,13 +29,49 @@ pub fn plot_settings_ui(ui: &mut egui::Ui, state: &mut PlotsState) {
             .on_hover_text(
             "Scale the loss axis to the bulk of the points; a spike is drawn clipped at the edge",
         );
+        overlays_ui(ui, state);
     });
+}
+
+/// The overlaid runs, each with a checkbox that shows it and a button that takes it off.
+fn overlays_ui(ui: &mut egui::Ui, state: &mut PlotsState) {
+    let names = state.overlay_names();
+    if names.is_empty() {
+        return;
+    }
+    ui.separator();
+    ui.weak("other runs, dotted:");
+    for name in names {
+        ui.horizontal(|ui| {
+            let mut shown = state.is_overlay_shown(&name);
+            if ui.checkbox(&mut shown, name.as_str()).changed() {
+                state.show_overlay(&name, shown);
+            }
+            if ui
+                .small_button("×")
+                .on_hover_text(format!("Take {name} off the plots"))
+                .clicked()
+            {
+                state.remove_overlay(&name);
+            }
+        });
+    }
+}
+
+/// A curve of an overlaid run: its strategy's colour, but fainter, thinner and dotted, so the
+/// live run stays in front.
+fn overlay_line<'a>(run: &str, strategy: Strategy, points: PlotPoints<'a>) -> Line<'a> {
+    Line::new(format!("{run} · {}", strategy.label()), points)
+        .color(theme::strategy(strategy).gamma_multiply(0.7))
+        .width(1.0)
+        .style(LineStyle::dotted_loose())
 }
 
 const LINK_GROUP: &str = "loss-and-map-x";
 
 /// Loss curves of every strategy: trained-examples loss solid (smoothed over a faint raw
-/// curve), whole-batch loss dashed, K/M changes as vertical lines.
+/// curve), whole-batch loss dashed, K/M changes as vertical lines; behind them the whole-batch
+/// loss of each overlaid run, dotted.
 pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
     let log_y = state.log_y;
     let x_by_time = state.x_by_time;
@@ -73,6 +109,12 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
     let clip_range = state.robust_y_range.filter(|_| state.ignore_outliers);
     let drawn: &PlotsState = state;
     let response = plot.show(ui, |plot_ui| {
+        for (run, overlay) in drawn.shown_overlays() {
+            for (strategy, series) in &overlay.batch {
+                let points = clipped(&series.smooth_view, clip_range);
+                plot_ui.line(overlay_line(run, *strategy, points));
+            }
+        }
         for (strategy, curves) in &drawn.curves {
             let color = theme::strategy(*strategy);
             // One legend entry per strategy (lines of one name share it); the line styles are
@@ -156,7 +198,8 @@ fn format_log_tick(log_value: f64) -> String {
     }
 }
 
-/// Validation mAP of each strategy over the run; x linked with the loss plot.
+/// Validation mAP of each strategy over the run, and of the overlaid runs dotted behind it; x
+/// linked with the loss plot.
 pub fn map_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
     let x_name = if state.x_by_time { "seconds" } else { "step" };
     // Spans the loss plot's range even before the first evaluation.
@@ -182,6 +225,12 @@ pub fn map_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
         .link_axis(Id::unique(LINK_GROUP), [true, false])
         .link_cursor(Id::unique(LINK_GROUP), [true, false])
         .show(ui, |plot_ui| {
+            for (run, overlay) in state.shown_overlays() {
+                for (strategy, points) in &overlay.map_view {
+                    let points = PlotPoints::Borrowed(points);
+                    plot_ui.line(overlay_line(run, *strategy, points));
+                }
+            }
             for (strategy, points) in &state.map_view {
                 let color = theme::strategy(*strategy);
                 plot_ui.line(
@@ -320,4 +369,59 @@ pub fn error_breakdown_ui(
                 plot_ui.bar_chart(chart);
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use egui_kittest::kittest::Queryable;
+    use egui_kittest::Harness;
+
+    use super::*;
+    use crate::train::messages::{StepReport, StrategyStep};
+
+    /// Step `step` of the default strategies, every loss `loss`.
+    fn step_report(step: u64, loss: f32) -> StepReport {
+        StepReport {
+            step,
+            elapsed_secs: step as f64 * 0.05,
+            batch_size: 128,
+            hard_examples: 32,
+            examples_per_sec: 2500.0,
+            strategies: Strategy::DEFAULT
+                .into_iter()
+                .map(|strategy| StrategyStep {
+                    strategy,
+                    trained_loss: loss,
+                    batch_loss: loss,
+                    forward_ms: 1.0,
+                    select_ms: 0.1,
+                    train_ms: 2.0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_overlaid_run_is_listed_and_can_be_hidden_and_taken_off() {
+        let mut state = PlotsState::default();
+        state.record_step(&step_report(1, 0.5));
+        state.overlay_step("baseline", &step_report(1, 0.8));
+        let mut harness = Harness::builder()
+            .with_size(egui::vec2(1400.0, 900.0))
+            .build_ui_state(
+                |ui, state: &mut PlotsState| {
+                    state.refresh_views();
+                    plot_settings_ui(ui, state);
+                    loss_plot_ui(ui, state, 380.0);
+                    map_plot_ui(ui, state, 190.0);
+                },
+                state,
+            );
+        harness.get_by_label("baseline").click();
+        harness.run_steps(2);
+        assert!(!harness.state().is_overlay_shown("baseline"));
+        harness.get_by_label("×").click();
+        harness.run_steps(2);
+        assert!(harness.state().overlay_names().is_empty());
+    }
 }

@@ -27,18 +27,22 @@ pub fn app_harness_with_picker(
     start: bool,
     picker: Box<dyn FolderPicker>,
 ) -> Harness<'static, OhemApp> {
-    let mut picker = Some(picker);
+    app_harness_from(AppOptions {
+        data_dir,
+        start,
+        picker,
+        runs: Vec::new(),
+        record_into: None,
+    })
+}
+
+/// The real app at 1400×900, built with `options`.
+pub fn app_harness_from(options: AppOptions) -> Harness<'static, OhemApp> {
+    let mut options = Some(options);
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_eframe(move |cc| {
-            OhemApp::new(
-                &cc.egui_ctx,
-                AppOptions {
-                    data_dir,
-                    start,
-                    picker: picker.take().expect("the app is built once"),
-                },
-            )
+            OhemApp::new(&cc.egui_ctx, options.take().expect("the app is built once"))
         })
 }
 

@@ -1,0 +1,156 @@
+//! Run folders in the app: one shown in full or overlaid on the plots, read on a `run-follower`
+//! thread that keeps reading while another process (a `train` on a server, a synced folder)
+//! is still writing it.
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+
+use crate::files::file_name;
+use crate::run::RunReader;
+use crate::train::messages::Event;
+use crate::train::Waker;
+
+/// How often a followed run folder is looked at for new records.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+/// Records read ahead of the app; a long run's history waits for the app to take it.
+const READ_AHEAD: usize = 4096;
+
+/// A run folder being read: what was recorded, then what is added.
+pub struct RunFollower {
+    dir: PathBuf,
+    name: String,
+    /// The dataset folder the run was trained on.
+    data: PathBuf,
+    /// `None` only while dropping, so a thread waiting to send gives up.
+    events: Option<Receiver<Event>>,
+    /// Dropped to stop the thread.
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// When the last new record arrived.
+    changed_at: Instant,
+    /// Its curves have been drawn (so an overlay missing from the plots was taken off).
+    drawn: bool,
+}
+
+impl RunFollower {
+    /// Opens `dir` (an error names what is wrong with it) and starts following it; `waker`
+    /// is called when new records arrive.
+    pub fn open(dir: &Path, waker: Waker) -> anyhow::Result<Self> {
+        let mut reader = RunReader::open(dir)?;
+        let data = reader.config().data.clone();
+        let (sender, events) = bounded(READ_AHEAD);
+        let (stop, stopping) = bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("run-follower".into())
+            .spawn(move || loop {
+                let (batch, failed) = match reader.poll() {
+                    Ok(batch) => (batch, false),
+                    Err(error) => {
+                        let message =
+                            format!("stopped reading {}: {error:#}", reader.dir().display());
+                        (vec![Event::Problem(message)], true)
+                    }
+                };
+                let any = !batch.is_empty();
+                for event in batch {
+                    if sender.send(event).is_err() {
+                        return;
+                    }
+                }
+                if any {
+                    waker();
+                }
+                if failed
+                    || stopping.recv_timeout(FOLLOW_INTERVAL) != Err(RecvTimeoutError::Timeout)
+                {
+                    return;
+                }
+            })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            name: file_name(dir),
+            data,
+            events: Some(events),
+            stop: Some(stop),
+            thread: Some(thread),
+            changed_at: Instant::now(),
+            drawn: false,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The folder's name, as the plots' legend shows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// The records read since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let events: Vec<Event> = self.events.iter().flat_map(Receiver::try_iter).collect();
+        if !events.is_empty() {
+            self.changed_at = Instant::now();
+        }
+        events
+    }
+
+    pub fn drawn(&self) -> bool {
+        self.drawn
+    }
+
+    pub fn set_drawn(&mut self) {
+        self.drawn = true;
+    }
+
+    /// How long nothing new has come in.
+    pub fn quiet_for(&self) -> Duration {
+        self.changed_at.elapsed()
+    }
+}
+
+impl Drop for RunFollower {
+    fn drop(&mut self) {
+        self.stop = None;
+        self.events = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What `dir` recorded up to and including `step`: a continued run's past, read once.
+pub fn recorded_until(dir: &Path, step: u64) -> anyhow::Result<Vec<Event>> {
+    let mut events = RunReader::open(dir)?.poll()?;
+    events.retain(|event| match event {
+        Event::Step(r) => r.step <= step,
+        Event::HardExamples(b) => b.step <= step,
+        Event::Evaluated(r) => r.step <= step,
+        _ => false,
+    });
+    Ok(events)
+}
+
+/// A new folder for a live run under `root`, named after the dataset and the time.
+pub fn new_run_dir(root: &Path, dataset: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let base = format!("{}-{secs}", file_name(dataset));
+    (0..)
+        .map(|n| match n {
+            0 => root.join(&base),
+            n => root.join(format!("{base}-{n}")),
+        })
+        .find(|dir| !dir.exists())
+        .unwrap_or_else(|| root.join(base))
+}

@@ -1,0 +1,159 @@
+//! Run folders in the real app: a run another thread is training is followed as it grows, and a
+//! run the app trains is recorded, reopens and can be overlaid.
+
+// A test should stop at the first broken expectation, with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+mod common;
+
+use common::app::{app_harness_from, small_batches, wait_for, wait_for_within};
+use common::cli::path;
+use common::sample_data;
+use ohem_studio::cli::Cli;
+use ohem_studio::run::RunReader;
+use ohem_studio::train::resume::read_state;
+use ohem_studio::ui::{AppOptions, FixedFolderPicker, Status};
+
+fn options(
+    data_dir: Option<PathBuf>,
+    runs: Vec<PathBuf>,
+    record_into: Option<PathBuf>,
+) -> AppOptions {
+    AppOptions {
+        data_dir,
+        start: false,
+        picker: Box::new(FixedFolderPicker(None)),
+        runs,
+        record_into,
+    }
+}
+
+/// `ohem-studio train` on sample_data into `out`, in this process.
+fn train_in_process(out: &Path, steps: u64) -> anyhow::Result<()> {
+    let sample = sample_data();
+    let steps = steps.to_string();
+    let cli = Cli::parse_from([
+        "ohem-studio",
+        "train",
+        "--data",
+        path(&sample),
+        "--steps",
+        &steps,
+        "--eval-every",
+        "60",
+        "--batch",
+        "32",
+        "--hard",
+        "8",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        path(out),
+    ]);
+    ohem_studio::cli::run(cli.command.unwrap())
+}
+
+#[test]
+fn the_app_follows_a_run_that_another_thread_is_training() {
+    let run = tempfile::tempdir().unwrap();
+    let dir = run.path().to_path_buf();
+    let trainer = std::thread::Builder::new()
+        .name("second-trainer".into())
+        .spawn(move || train_in_process(&dir, 240))
+        .unwrap();
+    let started = std::time::Instant::now();
+    while RunReader::open(run.path()).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut harness = app_harness_from(options(None, vec![run.path().to_path_buf()], None));
+    wait_for(&mut harness, "the first recorded steps", |h| {
+        h.state().step() > 0
+    });
+    assert_eq!(
+        harness.state().status(),
+        &Status::Viewing(run.path().to_path_buf())
+    );
+    // While the other thread trains, the app's curves keep growing.
+    let mut seen = vec![harness.state().step()];
+    while !trainer.is_finished() && seen.len() < 4 {
+        let last = *seen.last().unwrap();
+        wait_for(&mut harness, "more steps", |h| {
+            h.state().step() > last || trainer.is_finished()
+        });
+        seen.push(harness.state().step());
+    }
+    assert!(seen.len() >= 3, "the curves grew only through {seen:?}");
+    trainer.join().unwrap().unwrap();
+    wait_for(&mut harness, "the last step and evaluation", |h| {
+        h.state().step() == 240 && h.state().best_f1_score().is_some()
+    });
+    assert!(harness.state().shown_hard_examples().is_some());
+    // The run's own dataset was opened for it, so its images are there too.
+    assert!(harness.state().dataset().is_some());
+}
+
+#[test]
+fn a_run_trained_in_the_app_is_recorded_reopens_and_overlays() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut harness = app_harness_from(options(
+        Some(sample_data()),
+        Vec::new(),
+        Some(runs.path().to_path_buf()),
+    ));
+    wait_for(&mut harness, "the dataset", |h| {
+        h.state().status() == &Status::Ready
+    });
+    small_batches(&mut harness, 32, 8);
+    harness.state_mut().start();
+    wait_for_within(&mut harness, "30 steps", Duration::from_secs(120), |h| {
+        h.state().step() >= 30
+    });
+    // Closing the app ends the run; its last checkpoint is written first.
+    assert!(harness.state_mut().shutdown(Duration::from_secs(20)));
+    let trained = harness.state().step();
+    drop(harness);
+
+    let recorded: Vec<PathBuf> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let folder = &recorded[0];
+    assert!(folder
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("sample_data-"));
+    let state = read_state(folder).unwrap();
+    assert!(
+        state.step >= trained,
+        "checkpoint at {} of {trained}",
+        state.step
+    );
+    let mut reader = RunReader::open(folder).unwrap();
+    reader.poll().unwrap();
+    assert_eq!(reader.last_step(), state.step);
+
+    // Reopened: the same curves; and a second run overlaid on them.
+    let copy = runs.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for name in ["config.json", "validation.json", "metrics.csv", "eval.csv"] {
+        std::fs::copy(folder.join(name), copy.join(name)).unwrap();
+    }
+    let mut harness = app_harness_from(options(None, vec![folder.clone(), copy], None));
+    wait_for(&mut harness, "the recorded steps and the overlay", |h| {
+        h.state().step() == state.step && h.state().overlaid_runs() == ["copy"]
+    });
+}

@@ -32,6 +32,9 @@ pub struct BenchArgs {
     pub strategies: String,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+    /// CPU threads for libtorch (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// A plain-PyTorch script of the same step (examples/torch_reference.py) to run after the
     /// timing with the same K, M and steps; its times are printed beside ours. Needs a Python
     /// that can import torch (`make bench` points it at the torch it fetched).
@@ -57,6 +60,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         hard_examples: args.hard_examples,
         strategies: Strategy::parse_list(&args.strategies)?,
         device: args.device.into(),
+        cpu_threads: args.threads,
         eval_every: 0,
         // One scan inside the timed steps, reported apart and spread over the default interval.
         bootstrap_every: BENCH_SCAN_AT,

@@ -69,7 +69,13 @@ fn steps_written(run_dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts the run and kills it (SIGKILL) once a checkpoint exists and it has trained further.
+/// Whether `eval.csv` has a row.
+fn evaluated(run_dir: &Path) -> bool {
+    std::fs::read_to_string(run_dir.join("eval.csv")).is_ok_and(|t| t.lines().count() > 1)
+}
+
+/// Starts the run and kills it (SIGKILL) once a checkpoint and an evaluation exist and it has
+/// trained further.
 fn train_and_kill(out: &Path) -> u64 {
     let mut child = bin().args(train_args(out)).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -81,7 +87,7 @@ fn train_and_kill(out: &Path) -> u64 {
         );
         let checkpoint = checkpoint_dir(out).and_then(|_| read_state(out).ok());
         if let Some(state) = checkpoint {
-            if steps_written(out) > state.step + 2 {
+            if steps_written(out) > state.step + 2 && evaluated(out) {
                 child.kill().unwrap();
                 child.wait().unwrap();
                 return state.step;

@@ -179,11 +179,8 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 fn resume(run_dir: &Path) -> anyhow::Result<()> {
     let state = read_state(run_dir)?;
     let recorded = RunReader::open(run_dir)?.config().clone();
-    if let Some(budget) = state.config.steps.filter(|&n| state.step >= n) {
-        bail!(
-            "{} already trained its {budget} steps: there is nothing to continue",
-            run_dir.display()
-        );
+    if let Some(why) = state.finished() {
+        bail!("{}: {why}", run_dir.display());
     }
     eprintln!(
         "continuing {} from step {} (dataset {})",

@@ -32,7 +32,7 @@ pub struct EvalContext {
     pub val_examples: Vec<Example>,
 }
 
-/// One hand-over: the weights to score, and the checkpoint to write after.
+/// One hand-over: a copy of every learner at `step`, to score and/or to checkpoint.
 pub struct EvalJob {
     pub step: u64,
     pub learners: Vec<LearnerCheckpoint>,
@@ -42,17 +42,39 @@ pub struct EvalJob {
     pub checkpoint: Option<(PathBuf, TrainingState)>,
 }
 
-/// Hand-overs that may wait; past this the oldest is dropped (and reported).
+/// A checkpoint waiting to be written.
+struct CheckpointJob {
+    step: u64,
+    learners: Vec<LearnerCheckpoint>,
+    dir: PathBuf,
+    state: TrainingState,
+}
+
+/// Weights waiting to be scored.
+struct ScoreJob {
+    step: u64,
+    learners: Vec<LearnerCheckpoint>,
+}
+
+/// Scorings that may wait; past this the oldest is dropped (and reported).
 const MAX_WAITING: usize = 8;
 
-/// Where the evaluator stands, shared with the trainer.
+/// Where the evaluator stands, shared with the trainer. A checkpoint goes before any scoring
+/// (and between two strategies of one), and only the newest is kept: it supersedes the others.
 #[derive(Default)]
 struct Slot {
-    waiting: VecDeque<EvalJob>,
+    checkpoint: Option<CheckpointJob>,
+    scores: VecDeque<ScoreJob>,
     busy: bool,
     /// Checkpoints only from now on: the run is ending and nobody waits for scores.
     scoring_cancelled: bool,
     stop: bool,
+}
+
+impl Slot {
+    fn idle(&self) -> bool {
+        !self.busy && self.checkpoint.is_none() && self.scores.is_empty()
+    }
 }
 
 type Shared = Arc<(Mutex<Slot>, Condvar)>;
@@ -81,35 +103,40 @@ impl Evaluator {
         })
     }
 
-    /// Hands `job` over without waiting; returns the step of a waiting job it pushed out of
-    /// a full queue, which will not be evaluated.
+    /// Hands `job` over without waiting; returns the step of a scoring it pushed out of a full
+    /// queue, which will not be done.
     pub fn submit(&self, job: EvalJob) -> Option<u64> {
         let (slot, wake) = &*self.shared;
         let mut state = lock(slot);
-        if job.checkpoint.is_some() {
-            for older in &mut state.waiting {
-                older.checkpoint = None;
+        let mut dropped = None;
+        if job.evaluate && !state.scoring_cancelled {
+            state.scores.push_back(ScoreJob {
+                step: job.step,
+                learners: job.learners.iter().map(|l| l.weights_only()).collect(),
+            });
+            if state.scores.len() > MAX_WAITING {
+                dropped = state.scores.pop_front().map(|j| j.step);
             }
         }
-        state.waiting.push_back(job);
-        let dropped = (state.waiting.len() > MAX_WAITING)
-            .then(|| state.waiting.pop_front())
-            .flatten()
-            .map(|j| j.step);
+        if let Some((dir, training)) = job.checkpoint {
+            state.checkpoint = Some(CheckpointJob {
+                step: job.step,
+                learners: job.learners,
+                dir,
+                state: training,
+            });
+        }
         wake.notify_all();
         dropped
     }
 
-    /// Stops scoring: the strategy being scored is finished, waiting scores are dropped, and
+    /// Stops scoring: the strategy being scored is finished, waiting scorings are dropped, and
     /// only checkpoints are still written. For a run that ends without waiting for scores.
     pub fn cancel_scoring(&self) {
         let (slot, wake) = &*self.shared;
         let mut state = lock(slot);
         state.scoring_cancelled = true;
-        state.waiting.retain(|j| j.checkpoint.is_some());
-        for job in &mut state.waiting {
-            job.evaluate = false;
-        }
+        state.scores.clear();
         wake.notify_all();
     }
 
@@ -117,7 +144,7 @@ impl Evaluator {
     pub fn wait_idle(&self) {
         let (slot, wake) = &*self.shared;
         let mut state = lock(slot);
-        while state.busy || !state.waiting.is_empty() {
+        while !state.idle() {
             state = wake.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -129,7 +156,7 @@ impl Drop for Evaluator {
         {
             let mut state = lock(slot);
             state.stop = true;
-            state.waiting.clear();
+            state.scores.clear();
         }
         wake.notify_all();
         if let Some(thread) = self.thread.take() {
@@ -157,6 +184,12 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What the evaluator does next.
+enum Work {
+    Checkpoint(Box<CheckpointJob>),
+    Score(ScoreJob),
+}
+
 fn evaluator_loop(context: &EvalContext, shared: &Shared, emit: &dyn Fn(Event) -> bool) {
     // One thread on the CPU, at a lower priority: the cores are training's, and an evaluation
     // may take longer.
@@ -167,24 +200,26 @@ fn evaluator_loop(context: &EvalContext, shared: &Shared, emit: &dyn Fn(Event) -
     let mut nets = Nets::new(context);
     let (slot, wake) = &**shared;
     loop {
-        let job = {
+        let work = {
             let mut state = lock(slot);
             loop {
+                if let Some(job) = state.checkpoint.take() {
+                    break Work::Checkpoint(Box::new(job));
+                }
                 if state.stop {
                     return;
                 }
-                if let Some(job) = state.waiting.pop_front() {
-                    state.busy = true;
-                    break job;
+                if let Some(job) = state.scores.pop_front() {
+                    break Work::Score(job);
                 }
                 state = wake.wait(state).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let stopping = || {
-            let state = lock(slot);
-            state.stop || state.scoring_cancelled
+        lock(slot).busy = true;
+        let listening = match work {
+            Work::Checkpoint(job) => checkpoint(context, &mut nets, &job, emit),
+            Work::Score(job) => score(context, &mut nets, &job, shared, emit),
         };
-        let listening = run_job(context, &mut nets, &job, stopping, emit);
         lock(slot).busy = false;
         wake.notify_all();
         if !listening {
@@ -193,17 +228,31 @@ fn evaluator_loop(context: &EvalContext, shared: &Shared, emit: &dyn Fn(Event) -
     }
 }
 
-/// Scores every strategy of `job`, then writes its checkpoint; `false` once nobody listens.
-fn run_job(
+/// Scores every strategy of `job`, writing a checkpoint handed over meanwhile between two of
+/// them; `false` once nobody listens.
+fn score(
     context: &EvalContext,
     nets: &mut Nets,
-    job: &EvalJob,
-    stopping: impl Fn() -> bool,
+    job: &ScoreJob,
+    shared: &Shared,
     emit: &dyn Fn(Event) -> bool,
 ) -> bool {
-    for learner in job.learners.iter().filter(|_| job.evaluate) {
-        if stopping() {
-            break;
+    let (slot, _) = &**shared;
+    for learner in job.learners.iter() {
+        let (waiting, stopping) = {
+            let mut state = lock(slot);
+            (
+                state.checkpoint.take(),
+                state.stop || state.scoring_cancelled,
+            )
+        };
+        if let Some(waiting) = waiting {
+            if !checkpoint(context, nets, &waiting, emit) {
+                return false;
+            }
+        }
+        if stopping {
+            return true;
         }
         let report = match nets.load(learner) {
             Ok(net) => evaluate_net(context, net, learner.strategy, job.step),
@@ -217,26 +266,30 @@ fn run_job(
             return false;
         }
     }
-    let Some((dir, state)) = &job.checkpoint else {
-        return true;
-    };
-    for learner in &job.learners {
-        if let Err(error) = nets.load(learner) {
-            let message = format!(
-                "the checkpoint at step {} was not written: {error:#}",
-                job.step
-            );
-            eprintln!("error: {message}");
-            return emit(Event::Problem(message));
-        }
-    }
-    let stores: Vec<(&str, &VarStore)> = nets
-        .stores
+    true
+}
+
+/// Writes `job`'s checkpoint; `false` once nobody listens.
+fn checkpoint(
+    context: &EvalContext,
+    nets: &mut Nets,
+    job: &CheckpointJob,
+    emit: &dyn Fn(Event) -> bool,
+) -> bool {
+    let written = job
+        .learners
         .iter()
-        .filter(|(s, _, _)| job.learners.iter().any(|l| l.strategy == *s))
-        .map(|(s, vs, _)| (s.key(), vs))
-        .collect();
-    match write_checkpoint(dir, &context.info, &stores, &job.learners, state) {
+        .try_for_each(|learner| nets.load(learner).map(|_| ()))
+        .and_then(|()| {
+            let stores: Vec<(&str, &VarStore)> = nets
+                .stores
+                .iter()
+                .filter(|(s, _, _)| job.learners.iter().any(|l| l.strategy == *s))
+                .map(|(s, vs, _)| (s.key(), vs))
+                .collect();
+            write_checkpoint(&job.dir, &context.info, &stores, &job.learners, &job.state)
+        });
+    match written {
         Ok(()) => true,
         Err(error) => {
             let message = format!(

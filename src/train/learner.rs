@@ -343,6 +343,26 @@ pub struct LearnerCheckpoint {
     pub rng_word_pos: u128,
 }
 
+impl LearnerCheckpoint {
+    /// The same weights (shared, not copied) without the optimizer state: what scoring needs.
+    pub fn weights_only(&self) -> Self {
+        Self {
+            strategy: self.strategy,
+            weights: self
+                .weights
+                .iter()
+                .map(|(name, t)| (name.clone(), t.shallow_clone()))
+                .collect(),
+            adam: AdamState {
+                updates: self.adam.updates,
+                moments: Vec::new(),
+            },
+            steps: self.steps,
+            rng_word_pos: self.rng_word_pos,
+        }
+    }
+}
+
 /// A copy of every variable of `vs`, detached from training.
 pub fn copy_of(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let mut weights: Vec<(String, Tensor)> = vs

@@ -125,6 +125,18 @@ pub fn checkpoint_dir(run_dir: &Path) -> Option<PathBuf> {
         .find(|dir| dir.join(STATE_FILE).is_file() && dir.join("model.json").is_file())
 }
 
+impl TrainingState {
+    /// Why a run at this state cannot go on, if it cannot: its step budget is spent.
+    pub fn finished(&self) -> Option<String> {
+        self.config
+            .steps
+            .filter(|&budget| self.step >= budget)
+            .map(|budget| {
+                format!("the run already trained its {budget} steps: there is nothing to continue")
+            })
+    }
+}
+
 /// Reads just the run-wide state of `run_dir`'s checkpoint.
 pub fn read_state(run_dir: &Path) -> anyhow::Result<TrainingState> {
     let Some(dir) = checkpoint_dir(run_dir) else {

@@ -348,6 +348,9 @@ impl Trainer {
             ));
         };
         let engine = read_checkpoint(&run_dir).and_then(|(state, info, learners)| {
+            if let Some(why) = state.finished() {
+                anyhow::bail!(why);
+            }
             let engine = Engine::resume(dataset, &state, &info, &learners)?;
             Ok((engine, state.trained_secs))
         });

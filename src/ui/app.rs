@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use egui::RichText;
@@ -27,7 +27,7 @@ use crate::train::config::Strategy;
 use crate::train::messages::{
     Command, EvalReport, Event, HardExampleBatch, RunInfo, ScoreMapReport,
 };
-use crate::train::resume::checkpoint_dir;
+use crate::train::resume::read_state;
 use crate::train::suspects::Suspect;
 use crate::train::thread::TrainerHandle;
 
@@ -161,6 +161,8 @@ pub struct OhemApp {
     recorder: Option<RecorderThread>,
     /// Write failures of the recorder thread.
     record_errors: (Sender<String>, Receiver<String>),
+    /// When the viewed run's "Continue training" was last checked, and why it cannot be.
+    continue_check: Option<(Instant, Option<String>)>,
 }
 
 impl OhemApp {
@@ -201,6 +203,7 @@ impl OhemApp {
             record_dir: None,
             recorder: None,
             record_errors: bounded(RECORD_ERRORS_KEPT),
+            continue_check: None,
         };
         app.trainer = app.spawn_trainer();
         if let Some(dir) = options.data_dir {
@@ -396,13 +399,30 @@ impl OhemApp {
         }
     }
 
+    /// [`Self::cannot_continue`], looked up at most once a second (it reads the checkpoint's
+    /// state from disk).
+    fn cannot_continue_now(&mut self) -> Option<String> {
+        let fresh = self
+            .continue_check
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            self.continue_check = Some((Instant::now(), self.cannot_continue()));
+        }
+        self.continue_check
+            .as_ref()
+            .and_then(|(_, why)| why.clone())
+    }
+
     /// Why the viewed run cannot be continued now, if it cannot.
     fn cannot_continue(&self) -> Option<String> {
         let viewing = self.viewing.as_ref()?;
-        if checkpoint_dir(viewing.dir()).is_none() {
-            return Some(
-                "the run has no checkpoint yet (one is written at every evaluation)".into(),
-            );
+        let state = match read_state(viewing.dir()) {
+            Ok(state) => state,
+            Err(error) => return Some(format!("{error:#}")),
+        };
+        if let Some(why) = state.finished() {
+            return Some(why);
         }
         if !self
             .dataset
@@ -899,7 +919,7 @@ impl OhemApp {
                 self.send(Command::StopRun);
             }
             if self.viewing.is_some() {
-                let why_not = self.cannot_continue();
+                let why_not = self.cannot_continue_now();
                 let button = ui
                     .add_enabled(why_not.is_none(), egui::Button::new("Continue training"))
                     .on_hover_text("Trains on from the run's last checkpoint, recording into its folder");

@@ -165,21 +165,6 @@ impl Drop for Evaluator {
     }
 }
 
-/// Lowers this thread's scheduling priority (Linux sets it per thread): the trainer's threads
-/// get the cores first, the evaluator what they leave.
-fn yield_to_training() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-    unsafe {
-        let thread = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread, EVALUATOR_NICENESS);
-    }
-}
-
-/// The evaluator's niceness on Linux (0 is the default, 19 the lowest priority).
-#[cfg(target_os = "linux")]
-const EVALUATOR_NICENESS: libc::c_int = 10;
-
 fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -191,11 +176,10 @@ enum Work {
 }
 
 fn evaluator_loop(context: &EvalContext, shared: &Shared, emit: &dyn Fn(Event) -> bool) {
-    // One thread on the CPU, at a lower priority: the cores are training's, and an evaluation
-    // may take longer.
+    // One thread on the CPU: the other cores stay training's, and an evaluation may take longer.
+    // (At a lower priority it fell hundreds of steps behind on two cores, so it has none.)
     if context.device == Device::Cpu {
         tch::set_num_threads(1);
-        yield_to_training();
     }
     let mut nets = Nets::new(context);
     let (slot, wake) = &**shared;

@@ -209,6 +209,25 @@ enum Plan {
     },
 }
 
+impl Plan {
+    /// The settings, the command that starts the run recording into `run_dir`, and the step
+    /// it starts from.
+    fn into_command(self, run_dir: &Path) -> (TrainConfig, Command, u64) {
+        match self {
+            Plan::Fresh(config) => {
+                let command = Command::Start {
+                    config: config.clone(),
+                    record: Some(run_dir.to_path_buf()),
+                };
+                (config, command, 0)
+            }
+            Plan::Continue { config, at_step } => {
+                (config, Command::Continue(run_dir.to_path_buf()), at_step)
+            }
+        }
+    }
+}
+
 /// A run's output folder, checked before anything is loaded or written.
 #[derive(Clone, Debug)]
 pub struct RunFolder {
@@ -311,18 +330,7 @@ fn run_plan(
         trainer.shutdown(Duration::from_secs(1));
         return Ok(Vec::new());
     };
-    let (config, command, at_step) = match plan {
-        Plan::Fresh(config) => {
-            let command = Command::Start {
-                config: config.clone(),
-                record: Some(out.path.clone()),
-            };
-            (config, command, 0)
-        }
-        Plan::Continue { config, at_step } => {
-            (config, Command::Continue(out.path.clone()), at_step)
-        }
-    };
+    let (config, command, at_step) = plan.into_command(&out.path);
     let mut session = Session {
         bar: progress_bar(config.steps.unwrap_or(0), at_step),
         outputs: None,

@@ -56,6 +56,15 @@ impl Tail {
             .position(|h| h == name)
             .with_context(|| format!("no column {name}"))
     }
+
+    /// The positions of the columns `names`.
+    fn columns<const N: usize>(&self, names: [&str; N]) -> anyhow::Result<[usize; N]> {
+        let mut found = [0; N];
+        for (slot, name) in found.iter_mut().zip(names) {
+            *slot = self.column(name)?;
+        }
+        Ok(found)
+    }
 }
 
 struct Row {
@@ -194,25 +203,20 @@ impl RunReader {
         if rows.is_empty() {
             return Ok(());
         }
-        let m = &self.metrics;
-        let columns = [
-            "step",
-            "strategy",
-            "elapsed_secs",
-            "batch_size",
-            "hard_examples",
-            "trained_loss",
-            "batch_loss",
-            "forward_ms",
-            "select_ms",
-            "train_ms",
-        ]
-        .map(|c| m.column(c));
-        let [step, strategy, secs, k, hard, trained, batch, forward, select, train] = columns;
-        let (step, strategy, secs, k, hard) = (step?, strategy?, secs?, k?, hard?);
-        let (trained, batch, forward, select, train) =
-            (trained?, batch?, forward?, select?, train?);
-        let rate = m.column("examples_per_sec").ok();
+        let [step, strategy, secs, k, hard, trained, batch, forward, select, train] =
+            self.metrics.columns([
+                "step",
+                "strategy",
+                "elapsed_secs",
+                "batch_size",
+                "hard_examples",
+                "trained_loss",
+                "batch_loss",
+                "forward_ms",
+                "select_ms",
+                "train_ms",
+            ])?;
+        let rate = self.metrics.column("examples_per_sec").ok();
         for row in rows {
             let at: u64 = row.get(step)?;
             let record = StrategyStep {
@@ -267,23 +271,20 @@ impl RunReader {
         if rows.is_empty() {
             return Ok(());
         }
-        let h = &self.hard;
-        let [step, image, x0, y0, x1, y1, label, loss, class_loss, score, k] = [
-            "step",
-            "image_index",
-            "x0",
-            "y0",
-            "x1",
-            "y1",
-            "label",
-            "loss",
-            "classification_loss",
-            "score",
-            "batch_size",
-        ]
-        .map(|c| h.column(c));
-        let (step, image, x0, y0, x1, y1) = (step?, image?, x0?, y0?, x1?, y1?);
-        let (label, loss, class_loss, score, k) = (label?, loss?, class_loss?, score?, k?);
+        let [step, image, x0, y0, x1, y1, label, loss, class_loss, score, k] =
+            self.hard.columns([
+                "step",
+                "image_index",
+                "x0",
+                "y0",
+                "x1",
+                "y1",
+                "label",
+                "loss",
+                "classification_loss",
+                "score",
+                "batch_size",
+            ])?;
         for row in rows {
             let at: u64 = row.get(step)?;
             let Some(tiles) = self.thumbnails.get(&at) else {
@@ -325,12 +326,7 @@ impl RunReader {
         if rows.is_empty() {
             return Ok(());
         }
-        let e = &self.evals;
-        let (step, strategy, val_loss) = (
-            e.column("step")?,
-            e.column("strategy")?,
-            e.column("val_loss")?,
-        );
+        let [step, strategy, val_loss] = self.evals.columns(["step", "strategy", "val_loss"])?;
         for row in rows {
             let key: (u64, Strategy) = (row.get(step)?, row.text(strategy).parse()?);
             let detections = self.detections_waiting.remove(&key).unwrap_or_default();
@@ -357,13 +353,9 @@ impl RunReader {
         if rows.is_empty() {
             return Ok(());
         }
-        let d = &self.detections;
-        let [step, strategy, image, class, score, x0, y0, x1, y1] = [
+        let [step, strategy, image, class, score, x0, y0, x1, y1] = self.detections.columns([
             "step", "strategy", "image", "class_id", "score", "x0", "y0", "x1", "y1",
-        ]
-        .map(|c| d.column(c));
-        let (step, strategy, image, class, score) = (step?, strategy?, image?, class?, score?);
-        let (x0, y0, x1, y1) = (x0?, y0?, x1?, y1?);
+        ])?;
         for row in rows {
             let key = (row.get(step)?, row.text(strategy).parse()?);
             self.detections_waiting

@@ -531,40 +531,8 @@ impl OhemApp {
                 dataset,
                 summary,
                 diagnostics,
-            } => {
-                self.path_text = dataset.root.display().to_string();
-                self.summary = Some(summary.to_string());
-                self.diagnostics = diagnostics;
-                self.dataset = Some(dataset);
-                self.forget_run();
-                self.textures.clear();
-                self.detections = DetectionsState::default();
-                self.has_weights = false;
-                self.status = Status::Ready;
-                if let Some(run) = self.pending_run.take() {
-                    self.view(run);
-                }
-                if std::mem::take(&mut self.start_when_loaded) {
-                    self.start();
-                }
-            }
-            Event::DatasetFailed { path, message } => {
-                self.start_when_loaded = false;
-                if message == crate::data::LOADING_CANCELLED {
-                    self.push_message(format!("loading {} cancelled", path.display()), false);
-                } else {
-                    self.problem(format!("cannot open {}: {message}", path.display()));
-                }
-                self.status = if self.dataset.is_some() {
-                    Status::Ready
-                } else {
-                    Status::NoDataset
-                };
-                if let Some(run) = self.pending_run.take() {
-                    self.dataset = None;
-                    self.view(run);
-                }
-            }
+            } => self.dataset_loaded(dataset, summary.to_string(), diagnostics),
+            Event::DatasetFailed { path, message } => self.dataset_failed(&path, &message),
             Event::RunStarted(info) => {
                 self.forget_run();
                 self.saved_at_step = None;
@@ -619,6 +587,49 @@ impl OhemApp {
                 self.problem(message.clone());
                 self.status = Status::TrainerEnded(message);
             }
+        }
+    }
+
+    fn dataset_loaded(
+        &mut self,
+        dataset: Arc<Dataset>,
+        summary: String,
+        diagnostics: Vec<Diagnostic>,
+    ) {
+        self.path_text = dataset.root.display().to_string();
+        self.summary = Some(summary);
+        self.diagnostics = diagnostics;
+        self.dataset = Some(dataset);
+        self.forget_run();
+        self.textures.clear();
+        self.detections = DetectionsState::default();
+        self.has_weights = false;
+        self.status = Status::Ready;
+        if let Some(run) = self.pending_run.take() {
+            self.view(run);
+        }
+        if std::mem::take(&mut self.start_when_loaded) {
+            self.start();
+        }
+    }
+
+    /// The dataset in `path` did not open: the one before (if any) stays; a run waiting for
+    /// it is shown without images.
+    fn dataset_failed(&mut self, path: &std::path::Path, message: &str) {
+        self.start_when_loaded = false;
+        if message == crate::data::LOADING_CANCELLED {
+            self.push_message(format!("loading {} cancelled", path.display()), false);
+        } else {
+            self.problem(format!("cannot open {}: {message}", path.display()));
+        }
+        self.status = if self.dataset.is_some() {
+            Status::Ready
+        } else {
+            Status::NoDataset
+        };
+        if let Some(run) = self.pending_run.take() {
+            self.dataset = None;
+            self.view(run);
         }
     }
 
@@ -890,45 +901,7 @@ impl OhemApp {
                 }
             }
             ui.separator();
-            let can_start = self.dataset.is_some()
-                && !matches!(self.status, Status::Loading(_) | Status::Starting);
-            if ui
-                .add_enabled(can_start, egui::Button::new("Start"))
-                .clicked()
-            {
-                self.start();
-            }
-            let running = self.status == Status::Running;
-            let paused = self.status == Status::Paused;
-            if ui
-                .add_enabled(running, egui::Button::new("Pause"))
-                .clicked()
-            {
-                self.send(Command::Pause);
-            }
-            if ui
-                .add_enabled(paused, egui::Button::new("Resume"))
-                .clicked()
-            {
-                self.send(Command::Resume);
-            }
-            if ui
-                .add_enabled(running || paused, egui::Button::new("Stop"))
-                .clicked()
-            {
-                self.send(Command::StopRun);
-            }
-            if self.viewing.is_some() {
-                let why_not = self.cannot_continue_now();
-                let button = ui
-                    .add_enabled(why_not.is_none(), egui::Button::new("Continue training"))
-                    .on_hover_text("Trains on from the run's last checkpoint, recording into its folder");
-                if let Some(why) = why_not {
-                    button.on_disabled_hover_text(why);
-                } else if button.clicked() {
-                    self.continue_run();
-                }
-            }
+            self.run_buttons_ui(ui);
             ui.separator();
             let device = self.run.as_ref().map_or("–", |r| r.device.as_str());
             ui.label(format!("device: {device}"));
@@ -944,6 +917,51 @@ impl OhemApp {
                 }
                 ui.label(RichText::new(format!("Problem: {banner}")).color(theme::PROBLEM_TEXT));
             });
+        }
+    }
+
+    /// Start, Pause, Resume, Stop, and Continue for a viewed run.
+    fn run_buttons_ui(&mut self, ui: &mut egui::Ui) {
+        let can_start =
+            self.dataset.is_some() && !matches!(self.status, Status::Loading(_) | Status::Starting);
+        if ui
+            .add_enabled(can_start, egui::Button::new("Start"))
+            .clicked()
+        {
+            self.start();
+        }
+        let running = self.status == Status::Running;
+        let paused = self.status == Status::Paused;
+        if ui
+            .add_enabled(running, egui::Button::new("Pause"))
+            .clicked()
+        {
+            self.send(Command::Pause);
+        }
+        if ui
+            .add_enabled(paused, egui::Button::new("Resume"))
+            .clicked()
+        {
+            self.send(Command::Resume);
+        }
+        if ui
+            .add_enabled(running || paused, egui::Button::new("Stop"))
+            .clicked()
+        {
+            self.send(Command::StopRun);
+        }
+        if self.viewing.is_some() {
+            let why_not = self.cannot_continue_now();
+            let button = ui
+                .add_enabled(why_not.is_none(), egui::Button::new("Continue training"))
+                .on_hover_text(
+                    "Trains on from the run's last checkpoint, recording into its folder",
+                );
+            if let Some(why) = why_not {
+                button.on_disabled_hover_text(why);
+            } else if button.clicked() {
+                self.continue_run();
+            }
         }
     }
 
@@ -1044,45 +1062,7 @@ impl OhemApp {
     fn plots_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
             plot_settings_ui(ui, &mut self.plots);
-            if ui
-                .add_enabled(
-                    self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
-                    egui::Button::new("Export CSV…"),
-                )
-                .clicked()
-            {
-                self.pick(PickPurpose::ExportCsv, "Folder for loss_curves.csv");
-            }
-            if ui
-                .add_enabled(
-                    self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
-                    egui::Button::new("Save plots as PNG…"),
-                )
-                .on_hover_text("Writes loss.png, map.png and pr.png")
-                .clicked()
-            {
-                self.pick(PickPurpose::SavePlots, "Folder for the plots");
-            }
-            if ui
-                .add_enabled(
-                    self.pending_pick.is_none(),
-                    egui::Button::new("Overlay run…"),
-                )
-                .on_hover_text("Draws another run folder's curves over these, TensorBoard style")
-                .clicked()
-            {
-                self.pick(PickPurpose::OverlayRun, "A run folder to overlay");
-            }
-            if ui
-                .add_enabled(
-                    self.pending_pick.is_none(),
-                    egui::Button::new("Open sweep…"),
-                )
-                .on_hover_text("Shows the heat map a sweep wrote (ohem-studio sweep)")
-                .clicked()
-            {
-                self.pick(PickPurpose::OpenSweep, "A sweep's folder");
-            }
+            self.plot_buttons_ui(ui);
         });
         let spacing = ui.spacing().item_spacing.y;
         let metrics_h = 18.0 * self.latest_evaluations.len().max(1) as f32;
@@ -1105,6 +1085,49 @@ impl OhemApp {
             });
         });
         self.threshold_metrics_ui(ui);
+    }
+
+    /// Export, save, overlay and sweep buttons above the plots.
+    fn plot_buttons_ui(&mut self, ui: &mut egui::Ui) {
+        if ui
+            .add_enabled(
+                self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
+                egui::Button::new("Export CSV…"),
+            )
+            .clicked()
+        {
+            self.pick(PickPurpose::ExportCsv, "Folder for loss_curves.csv");
+        }
+        if ui
+            .add_enabled(
+                self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
+                egui::Button::new("Save plots as PNG…"),
+            )
+            .on_hover_text("Writes loss.png, map.png and pr.png")
+            .clicked()
+        {
+            self.pick(PickPurpose::SavePlots, "Folder for the plots");
+        }
+        if ui
+            .add_enabled(
+                self.pending_pick.is_none(),
+                egui::Button::new("Overlay run…"),
+            )
+            .on_hover_text("Draws another run folder's curves over these, TensorBoard style")
+            .clicked()
+        {
+            self.pick(PickPurpose::OverlayRun, "A run folder to overlay");
+        }
+        if ui
+            .add_enabled(
+                self.pending_pick.is_none(),
+                egui::Button::new("Open sweep…"),
+            )
+            .on_hover_text("Shows the heat map a sweep wrote (ohem-studio sweep)")
+            .clicked()
+        {
+            self.pick(PickPurpose::OpenSweep, "A sweep's folder");
+        }
     }
 
     /// Precision, recall and F1 of each strategy's latest evaluation at the score threshold.

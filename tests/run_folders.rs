@@ -69,6 +69,11 @@ fn steps_written(run_dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// `name` in `run_dir`, as text.
+fn read(run_dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(run_dir.join(name)).unwrap()
+}
+
 /// Whether `eval.csv` has a row.
 fn evaluated(run_dir: &Path) -> bool {
     std::fs::read_to_string(run_dir.join("eval.csv")).is_ok_and(|t| t.lines().count() > 1)
@@ -150,6 +155,11 @@ fn a_killed_run_opens_and_continues_into_the_curves_of_a_straight_run() {
             "{key:?}: {trained} {batch} vs {t} {b}"
         );
     }
+    // The evaluations too, the one the kill may have cut short included.
+    assert_eq!(
+        read(straight.path(), "eval.csv"),
+        read(killed.path(), "eval.csv")
+    );
     // Finished: the final weights are there, and there is nothing left to continue.
     assert!(killed.path().join("model.json").is_file());
     let again = run(&["train", "--resume", path(killed.path())]);

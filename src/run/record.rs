@@ -75,10 +75,18 @@ impl Recorder {
         write_config(dir, data_dir, info)?;
         write_validation(dir, &dataset)?;
         let header = eval_header(&dataset);
-        let open = |name: &str, header: &[String]| match info.resumed_at_step {
-            Some(step) => append_to(&dir.join(name), header, step),
+        let open = |name: &str, header: &[String], keep: fn(u64, u64) -> bool| match info
+            .resumed_at_step
+        {
+            Some(step) => append_to(&dir.join(name), header, |row| keep(row, step)),
             None => create(&dir.join(name), header),
         };
+        // A continued run that evaluates at its checkpoint's step does so again first.
+        let evaluations_kept: fn(u64, u64) -> bool = match info.resumed_at_step {
+            Some(step) if info.config.evaluates_at(step) => |row, at| row < at,
+            _ => |row, at| row <= at,
+        };
+        let steps_kept: fn(u64, u64) -> bool = |row, at| row <= at;
         let strings = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let thumbs_path = dir.join(super::THUMBNAILS);
         if let Some(step) = info.resumed_at_step {
@@ -93,11 +101,15 @@ impl Recorder {
             .with_context(|| format!("cannot write {}", thumbs_path.display()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            metrics: open(super::METRICS, &strings(&METRICS_HEADER))?,
-            hard: open(super::HARD_EXAMPLES, &strings(&HARD_HEADER))?,
+            metrics: open(super::METRICS, &strings(&METRICS_HEADER), steps_kept)?,
+            hard: open(super::HARD_EXAMPLES, &strings(&HARD_HEADER), steps_kept)?,
             thumbs: BufWriter::new(thumbs),
-            detections: open(super::DETECTIONS, &strings(&DETECTIONS_HEADER))?,
-            evals: open(super::EVALUATIONS, &header)?,
+            detections: open(
+                super::DETECTIONS,
+                &strings(&DETECTIONS_HEADER),
+                evaluations_kept,
+            )?,
+            evals: open(super::EVALUATIONS, &header, evaluations_kept)?,
             dataset,
         })
     }
@@ -209,9 +221,13 @@ fn create(path: &Path, header: &[String]) -> anyhow::Result<CsvFile> {
     Ok(writer)
 }
 
-/// Opens `path` to append after keeping only its rows up to `step` (rewritten atomically);
-/// a missing file is created.
-fn append_to(path: &Path, header: &[String], step: u64) -> anyhow::Result<CsvFile> {
+/// Opens `path` to append after keeping only its rows whose step `keep` accepts (rewritten
+/// atomically); a missing file is created.
+fn append_to(
+    path: &Path,
+    header: &[String],
+    keep: impl Fn(u64) -> bool,
+) -> anyhow::Result<CsvFile> {
     let Ok(bytes) = std::fs::read(path) else {
         return create(path, header);
     };
@@ -225,7 +241,7 @@ fn append_to(path: &Path, header: &[String], step: u64) -> anyhow::Result<CsvFil
         let row_step = std::str::from_utf8(leading)
             .ok()
             .and_then(|s| s.parse::<u64>().ok());
-        if row_step.is_some_and(|s| s <= step) {
+        if row_step.is_some_and(&keep) {
             kept.extend_from_slice(line);
         }
     }

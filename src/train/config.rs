@@ -247,6 +247,13 @@ pub fn machine_threads() -> usize {
 }
 
 impl TrainConfig {
+    /// Whether the run evaluates after step `step` by its schedule (the last step of a budget
+    /// aside). A run continued from such a step evaluates again first: the evaluation written
+    /// before it stopped may be incomplete.
+    pub fn evaluates_at(&self, step: u64) -> bool {
+        self.eval_every > 0 && step > 0 && step % self.eval_every == 0
+    }
+
     /// The learning rate for step `step` (0-based): linear warm-up, then constant, or a cosine
     /// decay to 1 % of the peak at the step budget when there is one.
     pub fn lr_at(&self, step: u64) -> f64 {

@@ -358,7 +358,12 @@ impl Trainer {
             Ok((engine, secs)) => {
                 self.settings = engine.config().clone();
                 let step = engine.step();
-                self.begin(Ok(engine), secs, Some(run_dir), Some(step))
+                let evaluate = engine.config().evaluates_at(step);
+                self.begin(Ok(engine), secs, Some(run_dir), Some(step))?;
+                if evaluate {
+                    self.evaluate()?;
+                }
+                Ok(())
             }
             Err(error) => self.begin(
                 Err(error.context(format!("{}", run_dir.display()))),
@@ -508,7 +513,7 @@ impl Trainer {
         }
         let config = run.engine.config();
         let budget_reached = config.steps.is_some_and(|n| step >= n);
-        if config.eval_every > 0 && (step % config.eval_every == 0 || budget_reached) {
+        if config.evaluates_at(step) || (config.eval_every > 0 && budget_reached) {
             self.evaluate()?;
         }
         if budget_reached {

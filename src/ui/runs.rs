@@ -127,13 +127,16 @@ impl Drop for RunFollower {
     }
 }
 
-/// What `dir` recorded up to and including `step`: a continued run's past, read once.
+/// What `dir` recorded up to and including `step`: a continued run's past, read once. The
+/// evaluations of `step` itself are left out when the run evaluates again there on continuing.
 pub fn recorded_until(dir: &Path, step: u64) -> anyhow::Result<Vec<Event>> {
-    let mut events = RunReader::open(dir)?.poll()?;
+    let mut reader = RunReader::open(dir)?;
+    let reevaluated = reader.config().train.evaluates_at(step);
+    let mut events = reader.poll()?;
     events.retain(|event| match event {
         Event::Step(r) => r.step <= step,
         Event::HardExamples(b) => b.step <= step,
-        Event::Evaluated(r) => r.step <= step,
+        Event::Evaluated(r) => r.step < step || (r.step == step && !reevaluated),
         _ => false,
     });
     Ok(events)

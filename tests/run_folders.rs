@@ -160,6 +160,20 @@ fn a_killed_run_opens_and_continues_into_the_curves_of_a_straight_run() {
         read(straight.path(), "eval.csv"),
         read(killed.path(), "eval.csv")
     );
+    // A damaged line is named, not skipped.
+    let damaged = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        straight.path().join("config.json"),
+        damaged.path().join("config.json"),
+    )
+    .unwrap();
+    let metrics = read(straight.path(), "metrics.csv").replacen(",ohem,", ",ohem,x", 1);
+    std::fs::write(damaged.path().join("metrics.csv"), metrics).unwrap();
+    let error = RunReader::open(damaged.path()).unwrap().poll().unwrap_err();
+    assert!(
+        format!("{error:#}").contains("metrics.csv:2: 'x"),
+        "{error:#}"
+    );
     // Finished: the final weights are there, and there is nothing left to continue.
     assert!(killed.path().join("model.json").is_file());
     let again = run(&["train", "--resume", path(killed.path())]);

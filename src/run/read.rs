@@ -17,10 +17,11 @@ use crate::train::messages::{
     EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
 };
 
-/// A CSV file read in pieces: where the last complete line ended, and its header.
+/// A CSV file read in pieces: where the last complete line ended, its number, and the header.
 #[derive(Default)]
 struct Tail {
     offset: u64,
+    lines: u64,
     header: Vec<String>,
 }
 
@@ -32,6 +33,9 @@ impl Tail {
             return Ok(Vec::new());
         };
         self.offset += end as u64 + 1;
+        let first_line = self.lines;
+        self.lines += bytes[..=end].iter().filter(|&&b| b == b'\n').count() as u64;
+        let file: Arc<str> = crate::files::file_name(path).into();
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -43,8 +47,11 @@ impl Tail {
                 self.header = record.iter().map(String::from).collect();
                 continue;
             }
+            let line = first_line + record.position().map_or(0, |p| p.line());
             rows.push(Row {
                 fields: record.iter().map(String::from).collect(),
+                file: file.clone(),
+                line,
             });
         }
         Ok(rows)
@@ -67,15 +74,25 @@ impl Tail {
     }
 }
 
+/// One CSV row, and where it is (for messages).
 struct Row {
     fields: Vec<String>,
+    file: Arc<str>,
+    line: u64,
 }
 
 impl Row {
+    /// The value in `column`, or an error that names the file, line and column.
     fn get<T: std::str::FromStr>(&self, column: usize) -> anyhow::Result<T> {
-        let text = self.fields.get(column).map_or("", String::as_str);
-        text.parse()
-            .map_err(|_| anyhow::anyhow!("'{text}' in column {} is not a number", column + 1))
+        let text = self.text(column);
+        text.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{}:{}: '{text}' in column {} is not what a run writes there",
+                self.file,
+                self.line,
+                column + 1
+            )
+        })
     }
 
     fn text(&self, column: usize) -> &str {
@@ -220,7 +237,7 @@ impl RunReader {
         for row in rows {
             let at: u64 = row.get(step)?;
             let record = StrategyStep {
-                strategy: row.text(strategy).parse()?,
+                strategy: row.get(strategy)?,
                 trained_loss: row.get(trained)?,
                 batch_loss: row.get(batch)?,
                 forward_ms: row.get(forward)?,
@@ -328,7 +345,7 @@ impl RunReader {
         }
         let [step, strategy, val_loss] = self.evals.columns(["step", "strategy", "val_loss"])?;
         for row in rows {
-            let key: (u64, Strategy) = (row.get(step)?, row.text(strategy).parse()?);
+            let key: (u64, Strategy) = (row.get(step)?, row.get(strategy)?);
             let detections = self.detections_waiting.remove(&key).unwrap_or_default();
             let evaluation = eval::evaluate(
                 &detections,
@@ -357,7 +374,7 @@ impl RunReader {
             "step", "strategy", "image", "class_id", "score", "x0", "y0", "x1", "y1",
         ])?;
         for row in rows {
-            let key = (row.get(step)?, row.text(strategy).parse()?);
+            let key = (row.get(step)?, row.get(strategy)?);
             self.detections_waiting
                 .entry(key)
                 .or_default()

@@ -127,6 +127,8 @@ fn a_run_never_overwrites_another_run_by_accident() {
     // Overwritten for real, by a run with fewer strategies, over leftovers of a broken save:
     // no weights of the old run stay beside the new model.json, and no leftover stays at all.
     std::fs::write(out.join(".ohem.partial.safetensors"), b"half a file").expect("leftover");
+    std::fs::create_dir(out.join("checkpoint.old")).expect("old checkpoint");
+    assert!(out.join("checkpoint/full.safetensors").is_file());
     let replaced = train(&out, "ohem", &["--overwrite"]);
     assert!(replaced.status.success(), "{}", text(&replaced));
     assert!(out.join("ohem.safetensors").is_file());
@@ -135,6 +137,10 @@ fn a_run_never_overwrites_another_run_by_accident() {
         "the old run's weights are gone"
     );
     assert!(!out.join(".ohem.partial.safetensors").exists());
+    // Nor a checkpoint of the old run to continue by mistake.
+    assert!(!out.join("checkpoint.old").exists());
+    assert!(out.join("checkpoint/ohem.safetensors").is_file());
+    assert!(!out.join("checkpoint/full.safetensors").exists());
 }
 
 #[test]

@@ -18,7 +18,7 @@ use crate::files::write_atomically;
 use crate::run::{Recorder, RunReader};
 use crate::train::config::SELECTION_WARMUP_SHARE;
 use crate::train::messages::{EvalReport, RunInfo};
-use crate::train::resume::{read_state, CHECKPOINT_DIR};
+use crate::train::resume::read_state;
 use crate::train::suspects::{suspects_csv, OffenderLog};
 use crate::train::{Command, Event, OhemLoss, Strategy, TrainConfig, TrainerHandle};
 
@@ -271,23 +271,19 @@ impl RunFolder {
         Self::claim(&self.path.join(name), self.replaces)
     }
 
-    /// Removes the weights, `model.json` and checkpoints of the run being replaced, so none of
-    /// them can be taken for the new run's (nor continued). The rest is rewritten by the new run.
+    /// Removes the weights and `model.json` of the run being replaced, so none of them can be
+    /// taken for the new run's. The trainer removes its checkpoints (before it could write one)
+    /// and the recorder rewrites the rest.
     fn clear_previous_weights(&self) -> anyhow::Result<()> {
         if !self.replaces {
             return Ok(());
         }
         for entry in std::fs::read_dir(&self.path)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            let removed = if name.starts_with(CHECKPOINT_DIR) && path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else if name == "model.json" || name.ends_with(".safetensors") {
-                std::fs::remove_file(&path)
-            } else {
-                continue;
-            };
-            removed.with_context(|| format!("cannot replace {}", path.display()))?;
+            if name == "model.json" || name.ends_with(".safetensors") {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot replace {}", entry.path().display()))?;
+            }
         }
         Ok(())
     }

@@ -117,6 +117,19 @@ fn adam_file(strategy: Strategy) -> String {
     format!("{}.adam.safetensors", strategy.key())
 }
 
+/// Removes the checkpoints of an earlier run from `run_dir`, which a new run records into: none
+/// of them may be taken for the new run's.
+pub fn remove_checkpoints(run_dir: &Path) -> anyhow::Result<()> {
+    for name in [CHECKPOINT_DIR, "checkpoint.old", "checkpoint.partial"] {
+        let dir = run_dir.join(name);
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove the earlier run's {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The complete checkpoint folder of `run_dir`, if it has one.
 pub fn checkpoint_dir(run_dir: &Path) -> Option<PathBuf> {
     [CHECKPOINT_DIR, "checkpoint.old"]

@@ -16,7 +16,7 @@ use super::evaluator::{EvalJob, Evaluator};
 use super::examples::ExampleStream;
 use super::learner::{DIVERGED_AFTER, EXPLODED_LOSS};
 use super::messages::{Command, Event, RunInfo, ScoreGrid, ScoreMapReport};
-use super::resume::read_checkpoint;
+use super::resume::{read_checkpoint, remove_checkpoints};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::detector::score_map::score_map;
 use crate::geometry::Rect;
@@ -384,6 +384,9 @@ impl Trainer {
         resumed_at_step: Option<u64>,
     ) -> Result<(), Gone> {
         let started = engine.and_then(|engine| {
+            if let (Some(dir), None) = (&record, resumed_at_step) {
+                remove_checkpoints(dir)?;
+            }
             let stream = ExampleStream::spawn(
                 engine.train_sampler(),
                 engine.config().seed,

@@ -313,11 +313,7 @@ impl OhemApp {
             self.problem("open a dataset before starting".into());
             return;
         }
-        let record = self
-            .record_root
-            .as_ref()
-            .zip(self.dataset.as_ref())
-            .map(|(root, dataset)| new_run_dir(root, &dataset.root));
+        let record = self.new_record_dir();
         let command = Command::Start {
             config: self.controls.train_config(),
             record: record.clone(),
@@ -326,6 +322,23 @@ impl OhemApp {
             self.record_dir = record;
             self.viewing = None;
             self.status = Status::Starting;
+        }
+    }
+
+    /// A new folder for the next live run's record, created; `None` (said why) when the app
+    /// does not record or the folder cannot be made: the run then trains unrecorded.
+    fn new_record_dir(&mut self) -> Option<PathBuf> {
+        let root = self.record_root.as_ref()?;
+        let dir = new_run_dir(root, &self.dataset.as_ref()?.root);
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => Some(dir),
+            Err(error) => {
+                self.problem(format!(
+                    "the run is not recorded: cannot create {}: {error}",
+                    dir.display()
+                ));
+                None
+            }
         }
     }
 

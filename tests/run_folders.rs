@@ -12,8 +12,15 @@ mod common;
 
 use common::cli::{bin, path, run, text};
 use common::sample_data;
-use ohem_studio::run::RunReader;
-use ohem_studio::train::messages::Event;
+use std::sync::Arc;
+
+use ohem_studio::data::{load_dataset, LoadOptions};
+use ohem_studio::eval::{self, Detection, MATCH_IOU};
+use ohem_studio::run::{Recorder, RunReader};
+use ohem_studio::train::config::{Strategy, TrainConfig};
+use ohem_studio::train::messages::{
+    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
+};
 use ohem_studio::train::resume::{checkpoint_dir, read_state};
 
 const STEPS: u64 = 400;
@@ -193,4 +200,140 @@ fn a_folder_without_a_checkpoint_is_refused_with_the_reason() {
     assert!(text(&output).contains("no checkpoint"), "{}", text(&output));
     let both = run(&["train", "--resume", path(empty.path()), "--out", "x"]);
     assert!(!both.status.success());
+}
+
+/// The events of a made-up run of `steps` steps on `dataset`: two strategies, four picks a
+/// step, an evaluation every fifth step.
+fn recorded_events(dataset: &ohem_studio::data::Dataset, steps: u64) -> Vec<Event> {
+    let strategies = [Strategy::Ohem, Strategy::FullBatch];
+    let mut events = Vec::new();
+    for step in 1..=steps {
+        events.push(Event::Step(StepReport {
+            step,
+            elapsed_secs: step as f64 * 0.1,
+            batch_size: 16,
+            hard_examples: 4,
+            examples_per_sec: 160.0,
+            strategies: strategies
+                .map(|strategy| StrategyStep {
+                    strategy,
+                    trained_loss: 1.0 / step as f32,
+                    batch_loss: 0.5 / step as f32,
+                    forward_ms: 1.0,
+                    select_ms: 0.1,
+                    train_ms: 2.0,
+                })
+                .to_vec(),
+        }));
+        let pick = |rank: usize| HardExample {
+            thumbnail: Thumbnail {
+                width: 8,
+                height: 4,
+                rgba: [(step % 200) as u8 + 20, 0, 0, 255].repeat(32),
+            },
+            source_image: Some(rank),
+            window: ohem_studio::geometry::Rect::new(0.0, 0.0, 10.0, 10.0),
+            label: rank % 2,
+            loss: 1.0 - rank as f32 * 0.1,
+            classification_loss: 0.5,
+            score: 0.3,
+        };
+        events.push(Event::HardExamples(HardExampleBatch {
+            step,
+            batch_size: 16,
+            examples: (0..4).map(pick).collect(),
+            batch: Vec::new(),
+        }));
+        if step % 5 == 0 {
+            for strategy in strategies {
+                let detections: Vec<Detection> = (0..dataset.val.len())
+                    .map(|image| {
+                        let rect = dataset.val[image].boxes[0].rect;
+                        Detection::new(image, 0, rect, 0.9 - step as f32 * 0.01)
+                    })
+                    .collect();
+                let truth = eval::ground_truth(&dataset.val);
+                let evaluation = eval::evaluate(&detections, &truth, 1, MATCH_IOU);
+                events.push(Event::Evaluated(Arc::new(EvalReport {
+                    step,
+                    strategy,
+                    detections,
+                    evaluation,
+                    val_loss: 0.25,
+                })));
+            }
+        }
+    }
+    events
+}
+
+#[test]
+fn a_run_read_while_it_is_written_gives_every_record_once() {
+    let data = tempfile::tempdir().unwrap();
+    common::app::write_fixture(data.path());
+    let (dataset, _) = load_dataset(data.path(), &LoadOptions::default()).unwrap();
+    let dataset = Arc::new(dataset);
+    let run_dir = tempfile::tempdir().unwrap();
+    let info = RunInfo {
+        device: "test".into(),
+        window_px: (8, 4),
+        config: TrainConfig {
+            strategies: vec![Strategy::Ohem, Strategy::FullBatch],
+            ..TrainConfig::default()
+        },
+        resumed_at_step: None,
+    };
+    let mut recorder =
+        Recorder::start(run_dir.path(), dataset.clone(), data.path(), &info).unwrap();
+    let mut reader = RunReader::open(run_dir.path()).unwrap();
+    let written = recorded_events(&dataset, 120);
+    let mut read = Vec::new();
+    for event in &written {
+        recorder.record(event).unwrap();
+        read.extend(reader.poll().unwrap());
+    }
+    // Half a line of a next step, as a reader may find it mid-write: left for later.
+    let metrics = run_dir.path().join("metrics.csv");
+    let mut half = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics)
+        .unwrap();
+    std::io::Write::write_all(&mut half, b"121,ohem,12.1,16").unwrap();
+    read.extend(reader.poll().unwrap());
+
+    let steps: Vec<u64> = read
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step(r) => Some(r.step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, (1..=120).collect::<Vec<_>>());
+    let batches: Vec<&HardExampleBatch> = read
+        .iter()
+        .filter_map(|e| match e {
+            Event::HardExamples(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches.len(), 120);
+    assert!(batches.iter().all(|b| b.examples.len() == 4));
+    let last = batches.last().unwrap();
+    assert_eq!(last.examples[0].thumbnail.width, 8);
+    assert!((i32::from(last.examples[0].thumbnail.rgba[0]) - 140).abs() < 10);
+    let scores: Vec<(u64, f32)> = read
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated(r) => Some((r.step, r.evaluation.map())),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<(u64, f32)> = written
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated(r) => Some((r.step, r.evaluation.map())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scores, expected);
 }

@@ -36,6 +36,19 @@ fn start_evaluating_every_two_steps(harness: &mut Harness<'_, OhemApp>) {
     open_and_start(harness);
 }
 
+/// Pauses the run and waits for the evaluations still being scored (every two steps), so the
+/// views stay as they are.
+fn pause_with_evaluations_done(harness: &mut Harness<'_, OhemApp>) {
+    harness.get_by_label("Pause").click();
+    wait_for(harness, "the pause", |h| has_label(h, "paused"));
+    wait_for(harness, "the last evaluation", |h| {
+        h.state()
+            .evaluated_step()
+            .is_some_and(|s| s + 2 > h.state().step())
+    });
+    harness.run_steps(3);
+}
+
 #[test]
 fn typing_a_path_and_enter_opens_the_dataset() {
     let data = fixture();
@@ -108,8 +121,7 @@ fn the_threshold_recolours_examples_and_metrics_without_a_new_batch() {
     wait_for(&mut harness, "an evaluation", |h| {
         count_labels_containing(h, "OHEM @ ") > 0 && count_labels_containing(h, "hard example ") > 0
     });
-    harness.get_by_label("Pause").click();
-    wait_for(&mut harness, "the pause", |h| has_label(h, "paused"));
+    pause_with_evaluations_done(&mut harness);
     let step = shown_step(&harness);
 
     let metrics = |h: &Harness<'_, OhemApp>| -> String {
@@ -221,9 +233,7 @@ fn the_viewer_shows_top_n_false_positives_or_misses_and_best_f1_sets_the_thresho
     wait_for(&mut harness, "an evaluation", |h| {
         count_labels_containing(h, "detections at ≥") > 0
     });
-    harness.get_by_label("Pause").click();
-    wait_for(&mut harness, "the pause", |h| has_label(h, "paused"));
-    harness.run_steps(3);
+    pause_with_evaluations_done(&mut harness);
 
     // Until the slider is moved, the threshold follows the evaluation's best F1.
     let best = harness.state().best_f1_score().unwrap().clamp(0.05, 0.99);

@@ -196,18 +196,32 @@ pub fn detect_images(
     scales: &[f32],
     device: Device,
 ) -> Vec<Detection> {
-    images
-        .iter()
-        .enumerate()
-        .flat_map(|(image, record)| {
+    detect_images_unless(net, images, scales, device, &|| false).unwrap_or_default()
+}
+
+/// [`detect_images`], given up (`None`) as soon as `stop` says so between two images.
+pub fn detect_images_unless(
+    net: &DetectorNet,
+    images: &[ImageRecord],
+    scales: &[f32],
+    device: Device,
+    stop: &dyn Fn() -> bool,
+) -> Option<Vec<Detection>> {
+    let mut found = Vec::new();
+    for (image, record) in images.iter().enumerate() {
+        if stop() {
+            return None;
+        }
+        found.extend(
             detect(net, &record.pixels, scales, SCORE_FLOOR, device)
                 .into_iter()
-                .map(move |d| Detection {
+                .map(|d| Detection {
                     image,
                     class_id: d.class_id,
                     rect: record.to_original(&d.rect),
                     score: d.score,
-                })
-        })
-        .collect()
+                }),
+        );
+    }
+    Some(found)
 }

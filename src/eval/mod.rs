@@ -330,8 +330,11 @@ impl Evaluation {
     /// # Panics
     /// If `gt_index` is out of range.
     pub fn is_false_negative(&self, gt_index: usize, threshold: f32) -> bool {
-        !self.gt_difficult[gt_index]
-            && self.gt_matched[gt_index].is_none_or(|d| !self.is_kept(d, threshold))
+        self.gt_difficult.get(gt_index) == Some(&false)
+            && self
+                .gt_matched
+                .get(gt_index)
+                .is_some_and(|m| m.is_none_or(|d| !self.is_kept(d, threshold)))
     }
 
     /// Whether detection `det_index` is kept at `threshold`.

@@ -23,12 +23,15 @@ struct Tail {
     offset: u64,
     lines: u64,
     header: Vec<String>,
+    /// The last look read to the end of what was on disk (not stopped at the size limit).
+    caught_up: bool,
 }
 
 impl Tail {
     /// The rows completed since the last call.
     fn rows(&mut self, path: &Path) -> anyhow::Result<Vec<Row>> {
         let bytes = read_from(path, self.offset)?;
+        self.caught_up = (bytes.len() as u64) < READ_PER_LOOK;
         let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
             return Ok(Vec::new());
         };
@@ -100,14 +103,29 @@ impl Row {
     }
 }
 
-/// Bytes of `path` from `offset` on (none when the file does not exist yet).
+/// At most this many bytes of a file are read per look: a long run's history comes in pieces,
+/// a look at a time, instead of all at once.
+const READ_PER_LOOK: u64 = 32 << 20;
+/// Hard-example batches of a look whose pixels are decoded: the newest, which the app keeps.
+const BATCHES_WITH_PIXELS: usize = 64;
+
+/// Up to [`READ_PER_LOOK`] bytes of `path` from `offset` on (none when the file does not exist
+/// yet). A file now shorter than what was read of it was rewritten under the reader.
 fn read_from(path: &Path, offset: u64) -> anyhow::Result<Vec<u8>> {
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let Ok(file) = std::fs::File::open(path) else {
         return Ok(Vec::new());
     };
+    if file.metadata()?.len() < offset {
+        bail!(
+            "{} was rewritten while it was being read (the run was continued or replaced): open the run again",
+            path.display()
+        );
+    }
+    let mut file = file;
     file.seek(SeekFrom::Start(offset))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    file.take(READ_PER_LOOK)
+        .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(bytes)
 }
@@ -125,14 +143,19 @@ pub struct RunReader {
     detections: Tail,
     evals: Tail,
     thumbs_offset: u64,
+    /// Whether hard examples are read at all (an overlay draws only curves).
+    with_hard_examples: bool,
     /// A step whose rows have not all been read yet.
     partial_step: Option<StepReport>,
-    /// Picks of a step waiting for the rest of their rows.
-    partial_picks: BTreeMap<u64, Vec<HardExample>>,
-    /// Thumbnails read, by step, waiting for their rows.
-    thumbnails: BTreeMap<u64, Vec<Thumbnail>>,
+    /// Picks read, by step, with the batch size, waiting for the rest of their rows or for
+    /// their thumbnail record.
+    partial_picks: BTreeMap<u64, (usize, Vec<HardExample>)>,
+    /// Thumbnail records found, by step, waiting for their rows.
+    thumbnails: BTreeMap<u64, thumbs::Record>,
     /// Detections read, by step and strategy, waiting for their `eval.csv` row.
     detections_waiting: BTreeMap<(u64, Strategy), Vec<Detection>>,
+    /// `eval.csv` rows (step, strategy, validation loss) waiting for all their detections.
+    evaluations_waiting: Vec<(u64, Strategy, f32)>,
     last_secs: f64,
     last_step: u64,
 }
@@ -170,13 +193,21 @@ impl RunReader {
             detections: Tail::default(),
             evals: Tail::default(),
             thumbs_offset: 0,
+            with_hard_examples: true,
             partial_step: None,
             partial_picks: BTreeMap::new(),
             thumbnails: BTreeMap::new(),
             detections_waiting: BTreeMap::new(),
+            evaluations_waiting: Vec::new(),
             last_secs: 0.0,
             last_step: 0,
         })
+    }
+
+    /// Reads the curves and evaluations only, not the hard examples (for an overlay).
+    pub fn without_hard_examples(mut self) -> Self {
+        self.with_hard_examples = false;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -209,7 +240,9 @@ impl RunReader {
             }));
         }
         self.read_steps(&mut events)?;
-        self.read_hard_examples(&mut events)?;
+        if self.with_hard_examples {
+            self.read_hard_examples(&mut events)?;
+        }
         self.read_evaluations(&mut events)?;
         Ok(events)
     }
@@ -272,18 +305,53 @@ impl RunReader {
         Ok(())
     }
 
-    fn read_thumbnails(&mut self) -> anyhow::Result<()> {
-        let bytes = read_from(&self.dir.join(super::THUMBNAILS), self.thumbs_offset)?;
-        for record in thumbs::records(&bytes, 0)? {
-            self.thumbnails
-                .insert(record.step, thumbs::decode(&bytes, record)?);
-            self.thumbs_offset += (record.end - record.start) as u64;
+    /// The rows first, then the thumbnail records: the writer appends a step's record before
+    /// its rows, so every row read has its record on disk by the time the records are looked at.
+    fn read_hard_examples(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {
+        self.read_picks()?;
+        let path = self.dir.join(super::THUMBNAILS);
+        for record in thumbs::index(&path, self.thumbs_offset)? {
+            self.thumbs_offset = record.end;
+            self.thumbnails.insert(record.step, record);
+        }
+        let complete: Vec<u64> = self
+            .partial_picks
+            .iter()
+            .filter(|(step, (_, picks))| {
+                self.thumbnails
+                    .get(step)
+                    .is_some_and(|r| r.count == picks.len())
+            })
+            .map(|(step, _)| *step)
+            .collect();
+        // Pixels for the newest batches only: the app shows no older ones.
+        let newest = complete.len().saturating_sub(BATCHES_WITH_PIXELS);
+        for (i, step) in complete.into_iter().enumerate() {
+            let (Some((batch_size, mut examples)), Some(record)) = (
+                self.partial_picks.remove(&step),
+                self.thumbnails.remove(&step),
+            ) else {
+                continue;
+            };
+            if i >= newest {
+                let tiles = thumbs::decode(&path, record)?;
+                for (example, tile) in examples.iter_mut().zip(tiles) {
+                    example.thumbnail = tile;
+                }
+            }
+            events.push(Event::HardExamples(HardExampleBatch {
+                step,
+                batch_size,
+                examples,
+                // Only the picks are recorded, not the whole batch.
+                batch: Vec::new(),
+            }));
         }
         Ok(())
     }
 
-    fn read_hard_examples(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {
-        self.read_thumbnails()?;
+    /// The hard-example rows written since the last look, kept by step.
+    fn read_picks(&mut self) -> anyhow::Result<()> {
         let rows = self.hard.rows(&self.dir.join(super::HARD_EXAMPLES))?;
         if rows.is_empty() {
             return Ok(());
@@ -303,50 +371,52 @@ impl RunReader {
                 "batch_size",
             ])?;
         for row in rows {
-            let at: u64 = row.get(step)?;
-            let Some(tiles) = self.thumbnails.get(&at) else {
-                continue;
-            };
-            let picks = self.partial_picks.entry(at).or_default();
-            let thumbnail = tiles.get(picks.len()).cloned().unwrap_or(Thumbnail {
-                width: 0,
-                height: 0,
-                rgba: Vec::new(),
-            });
-            picks.push(HardExample {
-                thumbnail,
+            let pick = HardExample {
+                thumbnail: Thumbnail {
+                    width: 0,
+                    height: 0,
+                    rgba: Vec::new(),
+                },
                 source_image: row.text(image).parse().ok(),
                 window: Rect::new(row.get(x0)?, row.get(y0)?, row.get(x1)?, row.get(y1)?),
                 label: row.get(label)?,
                 loss: row.get(loss)?,
                 classification_loss: row.get(class_loss)?,
                 score: row.get(score)?,
-            });
-            if picks.len() == tiles.len() {
-                let examples = self.partial_picks.remove(&at).unwrap_or_default();
-                self.thumbnails.remove(&at);
-                events.push(Event::HardExamples(HardExampleBatch {
-                    step: at,
-                    batch_size: row.get(k)?,
-                    examples,
-                    // Only the picks are recorded, not the whole batch.
-                    batch: Vec::new(),
-                }));
-            }
+            };
+            let (at, batch_size): (u64, usize) = (row.get(step)?, row.get(k)?);
+            let waiting = self.partial_picks.entry(at);
+            waiting
+                .or_insert_with(|| (batch_size, Vec::new()))
+                .1
+                .push(pick);
         }
         Ok(())
     }
 
+    /// The `eval.csv` rows first, then the detections: the writer appends an evaluation's
+    /// detections before its row, so once the detections are read to the end of the file, every
+    /// row read before has all of them.
     fn read_evaluations(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {
-        self.read_detections()?;
         let rows = self.evals.rows(&self.dir.join(super::EVALUATIONS))?;
-        if rows.is_empty() {
+        if !rows.is_empty() {
+            let [step, strategy, val_loss] =
+                self.evals.columns(["step", "strategy", "val_loss"])?;
+            for row in rows {
+                let loss = row.get(val_loss).unwrap_or(f32::NAN);
+                self.evaluations_waiting
+                    .push((row.get(step)?, row.get(strategy)?, loss));
+            }
+        }
+        self.read_detections()?;
+        if !self.detections.caught_up {
             return Ok(());
         }
-        let [step, strategy, val_loss] = self.evals.columns(["step", "strategy", "val_loss"])?;
-        for row in rows {
-            let key: (u64, Strategy) = (row.get(step)?, row.get(strategy)?);
-            let detections = self.detections_waiting.remove(&key).unwrap_or_default();
+        for (step, strategy, val_loss) in std::mem::take(&mut self.evaluations_waiting) {
+            let detections = self
+                .detections_waiting
+                .remove(&(step, strategy))
+                .unwrap_or_default();
             let evaluation = eval::evaluate(
                 &detections,
                 &self.validation.boxes,
@@ -354,11 +424,11 @@ impl RunReader {
                 MATCH_IOU,
             );
             events.push(Event::Evaluated(Arc::new(EvalReport {
-                step: key.0,
-                strategy: key.1,
+                step,
+                strategy,
                 detections,
                 evaluation,
-                val_loss: row.get(val_loss).unwrap_or(f32::NAN),
+                val_loss,
             })));
         }
         Ok(())

@@ -96,6 +96,7 @@ impl Recorder {
                 .with_context(|| format!("cannot write {}", thumbs_path.display()))?;
         }
         let thumbs = OpenOptions::new()
+            .create(true)
             .append(true)
             .open(&thumbs_path)
             .with_context(|| format!("cannot write {}", thumbs_path.display()))?;
@@ -257,14 +258,22 @@ fn append_to(
 
 /// Cuts `hard_examples.thumbs` after the last record of a step up to `step`.
 fn cut_thumbnails(path: &Path, step: u64) -> anyhow::Result<()> {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let end = thumbs::records(&bytes, 0)?
+    let end = thumbs::index(path, 0)?
         .into_iter()
         .filter(|r| r.step <= step)
         .map(|r| r.end)
         .max()
         .unwrap_or(0);
-    write_atomically(path, &bytes[..end])
+    if !path.exists() {
+        return Ok(());
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.set_len(end)
+        .with_context(|| format!("cannot cut {} back", path.display()))?;
+    Ok(())
 }
 
 fn write_config(dir: &Path, data_dir: &Path, info: &RunInfo) -> anyhow::Result<()> {

@@ -1,8 +1,11 @@
 //! `hard_examples.thumbs`: the pixels of each step's hard examples, appended as one record per
-//! step — a small header, then the step's thumbnails side by side as one JPEG strip (about a
-//! tenth of the raw pixels). A record cut short by a kill is simply not read.
+//! step — a small header, then the step's thumbnails as one JPEG grid (about a tenth of the raw
+//! pixels). A reader finds the records from their headers alone and decodes only those it
+//! shows; a record cut short by a kill is simply not read.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use image::codecs::jpeg::JpegEncoder;
@@ -10,10 +13,12 @@ use image::{ExtendedColorType, RgbImage};
 
 use crate::train::messages::Thumbnail;
 
-const MAGIC: &[u8; 4] = b"OHT1";
-/// Magic, step (u64), tile width, tile height, tile count, JPEG length (u32 each).
-const HEADER: usize = 4 + 8 + 4 * 4;
+const MAGIC: &[u8; 4] = b"OHT2";
+/// Magic, step (u64), tile width, tile height, tile count, tiles per grid row, JPEG length.
+const HEADER: usize = 4 + 8 + 5 * 4;
 const QUALITY: u8 = 85;
+/// The widest grid row, in pixels: JPEG allows 65,535.
+const MAX_ROW_PX: usize = 8192;
 
 /// Appends the record of `step`'s `thumbnails` (all of one size) to `out`.
 pub fn append(out: &mut impl Write, step: u64, thumbnails: &[Thumbnail]) -> anyhow::Result<()> {
@@ -24,85 +29,108 @@ pub fn append(out: &mut impl Write, step: u64, thumbnails: &[Thumbnail]) -> anyh
     if thumbnails.iter().any(|t| t.width != w || t.height != h) {
         bail!("the hard examples of step {step} have thumbnails of different sizes");
     }
-    let mut strip = RgbImage::new((w * thumbnails.len()) as u32, h as u32);
+    let cols = (MAX_ROW_PX / w.max(1)).clamp(1, thumbnails.len());
+    let rows = thumbnails.len().div_ceil(cols);
+    let mut grid = RgbImage::new((w * cols) as u32, (h * rows) as u32);
     for (i, thumbnail) in thumbnails.iter().enumerate() {
+        let (left, top) = ((i % cols) * w, (i / cols) * h);
         for (p, rgba) in thumbnail.rgba.chunks_exact(4).enumerate() {
-            let (x, y) = ((i * w + p % w) as u32, (p / w) as u32);
-            strip.put_pixel(x, y, image::Rgb([rgba[0], rgba[1], rgba[2]]));
+            let (x, y) = ((left + p % w) as u32, (top + p / w) as u32);
+            grid.put_pixel(x, y, image::Rgb([rgba[0], rgba[1], rgba[2]]));
         }
     }
     let mut jpeg = Vec::new();
     JpegEncoder::new_with_quality(&mut jpeg, QUALITY).encode(
-        strip.as_raw(),
-        strip.width(),
-        strip.height(),
+        grid.as_raw(),
+        grid.width(),
+        grid.height(),
         ExtendedColorType::Rgb8,
     )?;
     out.write_all(MAGIC)?;
     out.write_all(&step.to_le_bytes())?;
-    for n in [w, h, thumbnails.len(), jpeg.len()] {
+    for n in [w, h, thumbnails.len(), cols, jpeg.len()] {
         out.write_all(&(n as u32).to_le_bytes())?;
     }
     out.write_all(&jpeg)?;
     Ok(())
 }
 
-/// One record's place in the file.
+/// One record: its step, its layout and its place in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
     pub step: u64,
-    pub start: usize,
-    pub end: usize,
+    pub tile_w: usize,
+    pub tile_h: usize,
+    /// Thumbnails in the record: the step's picks.
+    pub count: usize,
+    cols: usize,
+    pub start: u64,
+    pub end: u64,
 }
 
-/// The complete records in `bytes` from offset `from`; stops at a record cut short.
-pub fn records(bytes: &[u8], from: usize) -> anyhow::Result<Vec<Record>> {
+impl Record {
+    fn parse(header: &[u8; HEADER], start: u64) -> anyhow::Result<Self> {
+        if &header[..4] != MAGIC {
+            bail!("not a thumbnail record at byte {start}");
+        }
+        let word = |i: usize| {
+            u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]) as usize
+        };
+        let mut step = [0u8; 8];
+        step.copy_from_slice(&header[4..12]);
+        Ok(Self {
+            step: u64::from_le_bytes(step),
+            tile_w: word(12),
+            tile_h: word(16),
+            count: word(20),
+            cols: word(24).max(1),
+            start,
+            end: start + (HEADER + word(28)) as u64,
+        })
+    }
+}
+
+/// The complete records of `path` from byte `from` on, read from their headers alone; stops
+/// at a record cut short (or not yet written whole). A missing file has none.
+pub fn index(path: &Path, from: u64) -> anyhow::Result<Vec<Record>> {
+    let Ok(mut file) = File::open(path) else {
+        return Ok(Vec::new());
+    };
+    let len = file.metadata()?.len();
     let mut found = Vec::new();
     let mut at = from;
-    while bytes.len() >= at + HEADER {
-        let header = &bytes[at..at + HEADER];
-        if &header[..4] != MAGIC {
-            bail!("not a thumbnail record at byte {at}");
-        }
-        let word =
-            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
-        let step = u64::from_le_bytes(header[4..12].try_into().context("header")?);
-        let end = at + HEADER + word(24) as usize;
-        if end > bytes.len() {
+    let mut header = [0u8; HEADER];
+    while at + HEADER as u64 <= len {
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut header)?;
+        let record = Record::parse(&header, at).with_context(|| format!("{}", path.display()))?;
+        if record.end > len {
             break;
         }
-        found.push(Record {
-            step,
-            start: at,
-            end,
-        });
-        at = end;
+        at = record.end;
+        found.push(record);
     }
     Ok(found)
 }
 
-/// The thumbnails of one record.
-pub fn decode(bytes: &[u8], record: Record) -> anyhow::Result<Vec<Thumbnail>> {
-    let header = &bytes[record.start..record.start + HEADER];
-    let word = |i: usize| {
-        u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]) as usize
-    };
-    let (w, h, count) = (word(12), word(16), word(20));
-    let strip = image::load_from_memory_with_format(
-        &bytes[record.start + HEADER..record.end],
-        image::ImageFormat::Jpeg,
-    )
-    .with_context(|| format!("the thumbnails of step {}", record.step))?
-    .to_rgba8();
-    if strip.width() as usize != w * count || strip.height() as usize != h {
-        bail!(
-            "the thumbnail strip of step {} has the wrong size",
-            record.step
-        );
+/// The thumbnails of `record`, read from `path`.
+pub fn decode(path: &Path, record: Record) -> anyhow::Result<Vec<Thumbnail>> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    file.seek(SeekFrom::Start(record.start + HEADER as u64))?;
+    let mut jpeg = vec![0u8; (record.end - record.start) as usize - HEADER];
+    file.read_exact(&mut jpeg)?;
+    let grid = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .with_context(|| format!("the thumbnails of step {}", record.step))?
+        .to_rgba8();
+    let (w, h, cols) = (record.tile_w, record.tile_h, record.cols);
+    let rows = record.count.div_ceil(cols);
+    if grid.width() as usize != w * cols.min(record.count) || grid.height() as usize != h * rows {
+        bail!("the thumbnails of step {} have the wrong size", record.step);
     }
-    Ok((0..count)
+    Ok((0..record.count)
         .map(|i| {
-            let tile = image::imageops::crop_imm(&strip, (i * w) as u32, 0, w as u32, h as u32);
+            let (x, y) = ((i % cols) * w, (i / cols) * h);
+            let tile = image::imageops::crop_imm(&grid, x as u32, y as u32, w as u32, h as u32);
             Thumbnail {
                 width: w,
                 height: h,
@@ -116,33 +144,45 @@ pub fn decode(bytes: &[u8], record: Record) -> anyhow::Result<Vec<Thumbnail>> {
 mod tests {
     use super::*;
 
-    fn tile(shade: u8) -> Thumbnail {
+    fn tile(width: usize, shade: u8) -> Thumbnail {
         Thumbnail {
-            width: 8,
+            width,
             height: 4,
-            rgba: [shade, shade, shade, 255].repeat(32),
+            rgba: [shade, shade, shade, 255].repeat(width * 4),
         }
     }
 
     #[test]
     fn records_round_trip_and_a_cut_record_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.thumbs");
         let mut file = Vec::new();
-        append(&mut file, 3, &[tile(10), tile(200)]).unwrap();
-        let whole = file.len();
-        append(&mut file, 4, &[tile(90)]).unwrap();
-        let found = records(&file, 0).unwrap();
+        append(&mut file, 3, &[tile(8, 10), tile(8, 200)]).unwrap();
+        let whole = file.len() as u64;
+        append(&mut file, 4, &[tile(8, 90)]).unwrap();
+        std::fs::write(&path, &file).unwrap();
+        let found = index(&path, 0).unwrap();
         assert_eq!(found.iter().map(|r| r.step).collect::<Vec<_>>(), [3, 4]);
-        let tiles = decode(&file, found[0]).unwrap();
+        let tiles = decode(&path, found[0]).unwrap();
         assert_eq!(tiles.len(), 2);
         assert!((i32::from(tiles[1].rgba[0]) - 200).abs() < 8);
-        let cut = records(&file[..file.len() - 5], 0).unwrap();
-        assert_eq!(
-            cut,
-            vec![Record {
-                step: 3,
-                start: 0,
-                end: whole
-            }]
-        );
+        std::fs::write(&path, &file[..file.len() - 5]).unwrap();
+        let cut = index(&path, 0).unwrap();
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].end, whole);
+    }
+
+    #[test]
+    fn many_wide_thumbnails_wrap_into_rows_jpeg_can_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.thumbs");
+        let tiles: Vec<Thumbnail> = (0..300).map(|i| tile(256, (i % 250) as u8)).collect();
+        let mut file = Vec::new();
+        append(&mut file, 1, &tiles).unwrap();
+        std::fs::write(&path, &file).unwrap();
+        let record = index(&path, 0).unwrap()[0];
+        let back = decode(&path, record).unwrap();
+        assert_eq!(back.len(), 300);
+        assert!((i32::from(back[299].rgba[0]) - 49).abs() < 8);
     }
 }

@@ -319,7 +319,9 @@ impl Engine {
         };
         let every = self.config.bootstrap_every;
         let mut scan_ms = 0.0;
-        if (self.step > 0 && self.step % every == 0) || std::mem::take(&mut self.rescan_due) {
+        // Taken first: a resumed run at a multiple of the interval scans once, not twice.
+        let resumed = std::mem::take(&mut self.rescan_due);
+        if resumed || (self.step > 0 && self.step % every == 0) {
             let report = self.hard_negatives.scan(
                 learner.net(),
                 &self.train_sampler,

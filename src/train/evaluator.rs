@@ -5,9 +5,11 @@
 //! of them keeps its checkpoint, which supersedes the others'.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind};
@@ -109,7 +111,9 @@ impl Evaluator {
         let (slot, wake) = &*self.shared;
         let mut state = lock(slot);
         let mut dropped = None;
-        if job.evaluate && !state.scoring_cancelled {
+        if job.evaluate {
+            // Asked for after a cancellation: wanted again.
+            state.scoring_cancelled = false;
             state.scores.push_back(ScoreJob {
                 step: job.step,
                 learners: job.learners.iter().map(|l| l.weights_only()).collect(),
@@ -130,8 +134,8 @@ impl Evaluator {
         dropped
     }
 
-    /// Stops scoring: the strategy being scored is finished, waiting scorings are dropped, and
-    /// only checkpoints are still written. For a run that ends without waiting for scores.
+    /// Stops scoring between two validation images and drops the scorings waiting; checkpoints
+    /// are still written. For a run that ends without waiting for its scores.
     pub fn cancel_scoring(&self) {
         let (slot, wake) = &*self.shared;
         let mut state = lock(slot);
@@ -140,12 +144,17 @@ impl Evaluator {
         wake.notify_all();
     }
 
-    /// Waits until every job handed over is done (the end of a run, before its last save).
+    /// Waits until every job handed over is done (the end of a run, before its last save), or
+    /// the thread has ended.
     pub fn wait_idle(&self) {
         let (slot, wake) = &*self.shared;
         let mut state = lock(slot);
-        while !state.idle() {
-            state = wake.wait(state).unwrap_or_else(|p| p.into_inner());
+        let ended = || self.thread.as_ref().is_none_or(|t| t.is_finished());
+        while !state.idle() && !ended() {
+            state = wake
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
@@ -200,16 +209,28 @@ fn evaluator_loop(context: &EvalContext, shared: &Shared, emit: &dyn Fn(Event) -
             }
         };
         lock(slot).busy = true;
-        let listening = match work {
+        // A failure in libtorch (out of memory on the GPU) is told, and the evaluator goes on.
+        // Nobody listening is no reason to stop: checkpoints are still worth writing.
+        let done = catch_unwind(AssertUnwindSafe(|| match work {
             Work::Checkpoint(job) => checkpoint(context, &mut nets, &job, emit),
             Work::Score(job) => score(context, &mut nets, &job, shared, emit),
-        };
+        }));
+        if let Err(panic) = done {
+            let message = format!("the evaluator failed: {}", panic_message(&panic));
+            eprintln!("error: {message}");
+            emit(Event::Problem(message));
+        }
         lock(slot).busy = false;
         wake.notify_all();
-        if !listening {
-            return;
-        }
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 /// Scores every strategy of `job`, writing a checkpoint handed over meanwhile between two of
@@ -238,13 +259,20 @@ fn score(
         if stopping {
             return true;
         }
+        let stop = || {
+            let state = lock(slot);
+            state.stop || state.scoring_cancelled
+        };
         let report = match nets.load(learner) {
-            Ok(net) => evaluate_net(context, net, learner.strategy, job.step),
+            Ok(net) => evaluate_net_unless(context, net, learner.strategy, job.step, &stop),
             Err(error) => {
                 let message = format!("cannot evaluate {}: {error:#}", learner.strategy);
                 eprintln!("error: {message}");
                 return emit(Event::Problem(message));
             }
+        };
+        let Some(report) = report else {
+            return true;
         };
         if !emit(Event::Evaluated(Arc::new(report))) {
             return false;
@@ -331,9 +359,33 @@ pub fn evaluate_net(
     strategy: Strategy,
     step: u64,
 ) -> EvalReport {
+    let (val, scales) = (&context.dataset.val, &context.info.scales);
+    let detections = detector::detect_images(net, val, scales, context.device);
+    report(context, net, strategy, step, detections)
+}
+
+/// [`evaluate_net`], given up (`None`) when `stop` says so between two validation images.
+fn evaluate_net_unless(
+    context: &EvalContext,
+    net: &DetectorNet,
+    strategy: Strategy,
+    step: u64,
+    stop: &dyn Fn() -> bool,
+) -> Option<EvalReport> {
+    let (val, scales) = (&context.dataset.val, &context.info.scales);
+    let detections = detector::detect_images_unless(net, val, scales, context.device, stop)?;
+    Some(report(context, net, strategy, step, detections))
+}
+
+/// The evaluation of `detections` by `net`, with its validation loss.
+fn report(
+    context: &EvalContext,
+    net: &DetectorNet,
+    strategy: Strategy,
+    step: u64,
+    detections: Vec<crate::eval::Detection>,
+) -> EvalReport {
     let dataset = &context.dataset;
-    let detections =
-        detector::detect_images(net, &dataset.val, &context.info.scales, context.device);
     let evaluation = eval::evaluate(
         &detections,
         &eval::ground_truth(&dataset.val),

@@ -228,9 +228,6 @@ impl Trainer {
             match next {
                 Some(Command::Shutdown) => {
                     // Scores are not waited for; the last checkpoint is.
-                    if let Some(evaluator) = &self.evaluator {
-                        evaluator.cancel_scoring();
-                    }
                     self.end_run("the app closed")?;
                     return Ok(());
                 }
@@ -442,9 +439,18 @@ impl Trainer {
         self.outbox.send(Event::Paused)
     }
 
-    /// Ends the run in progress: its last checkpoint is written (when it is recorded) and
-    /// its evaluations are done before [`Event::RunEnded`].
+    /// Ends the run in progress without waiting for its scores (the person stopped it, or
+    /// moved on): scorings in progress or waiting are dropped, the last checkpoint is written.
     fn end_run(&mut self, reason: &str) -> Result<(), Gone> {
+        if let (Some(_), Some(evaluator)) = (&self.run, &self.evaluator) {
+            evaluator.cancel_scoring();
+        }
+        self.close_run(reason)
+    }
+
+    /// Ends the run in progress once its last checkpoint is written (when it is recorded) and
+    /// its evaluations are done, then sends [`Event::RunEnded`].
+    fn close_run(&mut self, reason: &str) -> Result<(), Gone> {
         let checkpoint_due = self
             .run
             .as_ref()
@@ -520,7 +526,7 @@ impl Trainer {
             self.evaluate()?;
         }
         if budget_reached {
-            self.end_run("the step budget was reached")?;
+            self.close_run("the step budget was reached")?;
         }
         Ok(())
     }

@@ -33,6 +33,8 @@ use crate::train::thread::TrainerHandle;
 
 /// Messages kept for the message list.
 const MESSAGES_KEPT: usize = 50;
+/// How long closing the window waits for the trainer to end its run and write its checkpoint.
+const CLOSING_WAIT: Duration = Duration::from_secs(5);
 /// Recording failures waiting to be shown (a recording stops at its first).
 const RECORD_ERRORS_KEPT: usize = 16;
 /// A viewed run that grew this recently may be trained by another process: not continued.
@@ -286,6 +288,7 @@ impl OhemApp {
     }
 
     fn load_dataset(&mut self, dir: PathBuf) {
+        self.viewing = None;
         self.path_text = dir.display().to_string();
         self.dataset_path = Some(dir.clone());
         self.start_when_loaded = false;
@@ -297,7 +300,8 @@ impl OhemApp {
     /// Steps of the run in progress trained since its weights were last saved (0 when no run
     /// is in progress).
     pub fn unsaved_steps(&self) -> u64 {
-        if !matches!(self.status, Status::Running | Status::Paused) {
+        // A recorded run writes its checkpoint as it ends: closing loses nothing.
+        if !matches!(self.status, Status::Running | Status::Paused) || self.recorder.is_some() {
             return 0;
         }
         self.step - self.saved_at_step.unwrap_or(0).min(self.step)
@@ -351,7 +355,7 @@ impl OhemApp {
         ) {
             return self.overlay_run(dir);
         }
-        let follower = match RunFollower::open(&dir, self.waker()) {
+        let follower = match RunFollower::open(&dir, true, self.waker()) {
             Ok(follower) => follower,
             Err(error) => return self.problem(format!("cannot open the run: {error:#}")),
         };
@@ -380,6 +384,21 @@ impl OhemApp {
     }
 
     fn view(&mut self, follower: RunFollower) {
+        let changed = self.dataset.as_ref().is_some_and(|d| {
+            let v = follower.validation();
+            v.images.len() != d.val.len() || v.boxes != crate::eval::ground_truth(&d.val)
+        });
+        if changed {
+            self.push_message(
+                format!(
+                    "the dataset at {} has changed since the run: its images are not shown",
+                    follower.data().display()
+                ),
+                false,
+            );
+            self.dataset = None;
+            self.summary = None;
+        }
         self.forget_run();
         self.detections = DetectionsState::default();
         self.has_weights = false;
@@ -389,7 +408,7 @@ impl OhemApp {
 
     /// Draws the run recorded in `dir` over the plots, following it as it grows.
     pub fn overlay_run(&mut self, dir: PathBuf) {
-        match RunFollower::open(&dir, self.waker()) {
+        match RunFollower::open(&dir, false, self.waker()) {
             Ok(follower) if self.overlays.iter().any(|o| o.name() == follower.name()) => self
                 .problem(format!(
                     "a run named {} is overlaid already",
@@ -613,8 +632,12 @@ impl OhemApp {
         self.summary = Some(summary);
         self.diagnostics = diagnostics;
         self.dataset = Some(dataset);
-        self.forget_run();
         self.textures.clear();
+        if self.viewing.is_some() {
+            // The same dataset again, for a restarted trainer: the viewed run stays.
+            return;
+        }
+        self.forget_run();
         self.detections = DetectionsState::default();
         self.has_weights = false;
         self.status = Status::Ready;
@@ -662,6 +685,12 @@ impl OhemApp {
 
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// The step of the oldest of the strategies' latest evaluations (they arrive from the
+    /// evaluator thread a while after their step).
+    pub fn evaluated_step(&self) -> Option<u64> {
+        self.latest_evaluations.values().map(|r| r.step).min()
     }
 
     /// The dataset open in the app.
@@ -713,6 +742,12 @@ impl OhemApp {
             context,
         );
         match action {
+            Some(ExamplesAction::ScoreMap { .. }) if self.viewing.is_some() => {
+                self.problem(
+                    "the heat map needs the run's model: continue training the run to map its scores"
+                        .into(),
+                );
+            }
             Some(ExamplesAction::ScoreMap { image, window }) => {
                 self.send(Command::ScoreMap { image, window });
             }
@@ -1302,8 +1337,11 @@ impl eframe::App for OhemApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        if !self.shutdown(Duration::from_secs(1)) {
-            eprintln!("warning: the trainer did not stop within a second");
+        if !self.shutdown(CLOSING_WAIT) {
+            eprintln!(
+                "warning: the trainer did not stop within {} s",
+                CLOSING_WAIT.as_secs()
+            );
         }
     }
 }

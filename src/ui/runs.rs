@@ -3,13 +3,12 @@
 //! is still writing it.
 
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::files::file_name;
-use crate::run::RunReader;
+use crate::run::{RunReader, Validation};
 use crate::train::messages::Event;
 use crate::train::Waker;
 
@@ -24,11 +23,12 @@ pub struct RunFollower {
     name: String,
     /// The dataset folder the run was trained on.
     data: PathBuf,
-    /// `None` only while dropping, so a thread waiting to send gives up.
-    events: Option<Receiver<Event>>,
-    /// Dropped to stop the thread.
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// The validation images and boxes its evaluations were scored on.
+    validation: Validation,
+    /// Dropped with the follower, so a thread waiting to send gives up.
+    events: Receiver<Event>,
+    /// Dropped to stop the thread, which ends at its next look without being waited for.
+    _stop: Sender<()>,
     /// When the last new record arrived.
     changed_at: Instant,
     /// Its curves have been drawn (so an overlay missing from the plots was taken off).
@@ -36,14 +36,18 @@ pub struct RunFollower {
 }
 
 impl RunFollower {
-    /// Opens `dir` (an error names what is wrong with it) and starts following it; `waker`
-    /// is called when new records arrive.
-    pub fn open(dir: &Path, waker: Waker) -> anyhow::Result<Self> {
+    /// Opens `dir` (an error names what is wrong with it) and starts following it, with its
+    /// hard examples or (an overlay) without; `waker` is called when new records arrive.
+    pub fn open(dir: &Path, hard_examples: bool, waker: Waker) -> anyhow::Result<Self> {
         let mut reader = RunReader::open(dir)?;
+        if !hard_examples {
+            reader = reader.without_hard_examples();
+        }
         let data = reader.config().data.clone();
+        let validation = reader.validation().clone();
         let (sender, events) = bounded(READ_AHEAD);
         let (stop, stopping) = bounded::<()>(0);
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("run-follower".into())
             .spawn(move || loop {
                 let (batch, failed) = match reader.poll() {
@@ -73,9 +77,9 @@ impl RunFollower {
             dir: dir.to_path_buf(),
             name: file_name(dir),
             data,
-            events: Some(events),
-            stop: Some(stop),
-            thread: Some(thread),
+            validation,
+            events,
+            _stop: stop,
             changed_at: Instant::now(),
             drawn: false,
         })
@@ -94,9 +98,13 @@ impl RunFollower {
         &self.data
     }
 
+    pub fn validation(&self) -> &Validation {
+        &self.validation
+    }
+
     /// The records read since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
-        let events: Vec<Event> = self.events.iter().flat_map(Receiver::try_iter).collect();
+        let events: Vec<Event> = self.events.try_iter().collect();
         if !events.is_empty() {
             self.changed_at = Instant::now();
         }
@@ -114,16 +122,6 @@ impl RunFollower {
     /// How long nothing new has come in.
     pub fn quiet_for(&self) -> Duration {
         self.changed_at.elapsed()
-    }
-}
-
-impl Drop for RunFollower {
-    fn drop(&mut self) {
-        self.stop = None;
-        self.events = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

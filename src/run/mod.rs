@@ -9,7 +9,7 @@
 //! | `validation.json` | class names, validation images and their boxes | at the start |
 //! | `metrics.csv` | per step and strategy: losses, K, M, timings | every step |
 //! | `hard_examples.csv` | OHEM's picks: image, window, label, losses, score | every step |
-//! | `hard_examples.thumbs` | the picks' pixels: one JPEG strip per step | every step |
+//! | `hard_examples.thumbs` | the picks' pixels: one JPEG grid per step | every step |
 //! | `detections.csv` | every detection above the score floor | every evaluation |
 //! | `eval.csv` | mAP, AP per class, validation loss, errors at best F1 | every evaluation |
 //! | `checkpoint/` | weights, optimizer moments, counters (`train::resume`) | every evaluation |

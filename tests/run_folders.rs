@@ -181,6 +181,33 @@ fn a_killed_run_opens_and_continues_into_the_curves_of_a_straight_run() {
         format!("{error:#}").contains("metrics.csv:2: 'x"),
         "{error:#}"
     );
+    // Damaged thumbnails are said once, and the curves are still read.
+    std::fs::copy(
+        straight.path().join("metrics.csv"),
+        damaged.path().join("metrics.csv"),
+    )
+    .unwrap();
+    std::fs::copy(
+        straight.path().join("hard_examples.csv"),
+        damaged.path().join("hard_examples.csv"),
+    )
+    .unwrap();
+    std::fs::write(damaged.path().join("hard_examples.thumbs"), [7u8; 4096]).unwrap();
+    let events = RunReader::open(damaged.path()).unwrap().poll().unwrap();
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .count();
+    assert_eq!(steps, STEPS as usize);
+    let said: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Problem(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said.len(), 1);
+    assert!(said[0].contains("hard examples"), "{}", said[0]);
     // Finished: the final weights are there, and there is nothing left to continue.
     assert!(killed.path().join("model.json").is_file());
     let again = run(&["train", "--resume", path(killed.path())]);

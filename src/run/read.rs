@@ -143,8 +143,10 @@ pub struct RunReader {
     detections: Tail,
     evals: Tail,
     thumbs_offset: u64,
-    /// Whether hard examples are read at all (an overlay draws only curves).
+    /// Whether hard examples are read at all (an overlay draws only curves; damaged ones stop).
     with_hard_examples: bool,
+    /// Whether evaluations are read (damaged ones stop).
+    with_evaluations: bool,
     /// A step whose rows have not all been read yet.
     partial_step: Option<StepReport>,
     /// Picks read, by step, with the batch size, waiting for the rest of their rows or for
@@ -194,6 +196,7 @@ impl RunReader {
             evals: Tail::default(),
             thumbs_offset: 0,
             with_hard_examples: true,
+            with_evaluations: true,
             partial_step: None,
             partial_picks: BTreeMap::new(),
             thumbnails: BTreeMap::new(),
@@ -240,11 +243,27 @@ impl RunReader {
             }));
         }
         self.read_steps(&mut events)?;
+        // Damaged hard examples or evaluations are said once; the curves go on.
         if self.with_hard_examples {
-            self.read_hard_examples(&mut events)?;
+            if let Err(error) = self.read_hard_examples(&mut events) {
+                self.with_hard_examples = false;
+                events.push(self.unreadable("hard examples", &error));
+            }
         }
-        self.read_evaluations(&mut events)?;
+        if self.with_evaluations {
+            if let Err(error) = self.read_evaluations(&mut events) {
+                self.with_evaluations = false;
+                events.push(self.unreadable("evaluations", &error));
+            }
+        }
         Ok(events)
+    }
+
+    fn unreadable(&self, what: &str, error: &anyhow::Error) -> Event {
+        Event::Problem(format!(
+            "the {what} of {} are no longer read: {error:#}",
+            self.dir.display()
+        ))
     }
 
     fn read_steps(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {

@@ -15,6 +15,40 @@ use crate::eval::ErrorKind;
 use crate::train::config::Strategy;
 use crate::train::messages::EvalReport;
 
+/// The loss plot's frame: legend, axes, hover label, log scale.
+fn loss_plot(height: f32, log_y: bool, x_by_time: bool) -> Plot<'static> {
+    let x_name = if x_by_time { "seconds" } else { "step" };
+    let plot = Plot::new("loss_plot")
+        .height(height)
+        .legend(
+            Legend::default()
+                .position(Corner::RightTop)
+                .text_style(egui::TextStyle::Small)
+                .color_conflict_handling(ColorConflictHandling::PickLast),
+        )
+        .x_axis_label(x_name)
+        .y_axis_label(if log_y { "loss (log)" } else { "loss" })
+        .link_axis(Id::unique(LINK_GROUP), [true, false])
+        .link_cursor(Id::unique(LINK_GROUP), [true, false])
+        .label_formatter(move |position| {
+            let (name, p) = match position {
+                egui_plot::HoverPosition::NearDataPoint {
+                    plot_name,
+                    position,
+                    ..
+                } => (*plot_name, *position),
+                egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
+            };
+            let y = if log_y { 10f64.powf(p.y) } else { p.y };
+            Some(format!("{name}\n{x_name} {:.1}\nloss {y:.4}", p.x))
+        });
+    if !log_y {
+        return plot;
+    }
+    plot.y_grid_spacer(egui_plot::log_grid_spacer(10))
+        .y_axis_formatter(|mark, _| format_log_tick(mark.value))
+}
+
 /// Settings row above the plots.
 pub fn plot_settings_ui(ui: &mut egui::Ui, state: &mut PlotsState) {
     ui.horizontal_wrapped(|ui| {
@@ -73,39 +107,9 @@ const LINK_GROUP: &str = "loss-and-map-x";
 /// curve), whole-batch loss dashed, K/M changes as vertical lines; behind them the whole-batch
 /// loss of each overlaid run, dotted.
 pub fn loss_plot_ui(ui: &mut egui::Ui, state: &mut PlotsState, height: f32) {
-    let log_y = state.log_y;
     let x_by_time = state.x_by_time;
     let smoothing = state.smoothing;
-    let x_name = if x_by_time { "seconds" } else { "step" };
-    let mut plot = Plot::new("loss_plot")
-        .height(height)
-        .legend(
-            Legend::default()
-                .position(Corner::RightTop)
-                .text_style(egui::TextStyle::Small)
-                .color_conflict_handling(ColorConflictHandling::PickLast),
-        )
-        .x_axis_label(x_name)
-        .y_axis_label(if log_y { "loss (log)" } else { "loss" })
-        .link_axis(Id::unique(LINK_GROUP), [true, false])
-        .link_cursor(Id::unique(LINK_GROUP), [true, false])
-        .label_formatter(move |position| {
-            let (name, p) = match position {
-                egui_plot::HoverPosition::NearDataPoint {
-                    plot_name,
-                    position,
-                    ..
-                } => (*plot_name, *position),
-                egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
-            };
-            let y = if log_y { 10f64.powf(p.y) } else { p.y };
-            Some(format!("{name}\n{x_name} {:.1}\nloss {y:.4}", p.x))
-        });
-    if log_y {
-        plot = plot
-            .y_grid_spacer(egui_plot::log_grid_spacer(10))
-            .y_axis_formatter(|mark, _| format_log_tick(mark.value));
-    }
+    let plot = loss_plot(height, state.log_y, x_by_time);
     let clip_range = state.robust_y_range.filter(|_| state.ignore_outliers);
     let drawn: &PlotsState = state;
     let response = plot.show(ui, |plot_ui| {

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cli::{bin, path, run, text};
-use common::sample_data;
+use common::cli::{bin, path, run, small_sample_run, text};
 use std::sync::Arc;
 
 use ohem_studio::data::{load_dataset, LoadOptions};
@@ -26,28 +25,7 @@ use ohem_studio::train::resume::{checkpoint_dir, read_state};
 const STEPS: u64 = 400;
 
 fn train_args(out: &Path) -> Vec<String> {
-    let sample = sample_data();
-    [
-        "train",
-        "--data",
-        path(&sample),
-        "--steps",
-        "400",
-        "--eval-every",
-        "100",
-        "--batch",
-        "32",
-        "--hard",
-        "8",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        path(out),
-    ]
-    .map(String::from)
-    .to_vec()
+    small_sample_run(out, STEPS, 100)
 }
 
 /// `metrics.csv` as (step, strategy) → (trained loss, whole-batch loss).

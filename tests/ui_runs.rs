@@ -12,7 +12,7 @@ use clap::Parser;
 mod common;
 
 use common::app::{app_harness_from, small_batches, wait_for, wait_for_within};
-use common::cli::path;
+use common::cli::small_sample_run;
 use common::sample_data;
 use ohem_studio::cli::Cli;
 use ohem_studio::run::RunReader;
@@ -35,28 +35,8 @@ fn options(
 
 /// `ohem-studio train` on sample_data into `out`, in this process.
 fn train_in_process(out: &Path, steps: u64) -> anyhow::Result<()> {
-    let sample = sample_data();
-    let steps = steps.to_string();
-    let cli = Cli::parse_from([
-        "ohem-studio",
-        "train",
-        "--data",
-        path(&sample),
-        "--steps",
-        &steps,
-        "--eval-every",
-        "60",
-        "--batch",
-        "32",
-        "--hard",
-        "8",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        path(out),
-    ]);
+    let args = small_sample_run(out, steps, 60);
+    let cli = Cli::parse_from(std::iter::once("ohem-studio".to_string()).chain(args));
     ohem_studio::cli::run(cli.command.unwrap())
 }
 

@@ -31,6 +31,41 @@ pub const THUMBNAILS: &str = "hard_examples.thumbs";
 pub const DETECTIONS: &str = "detections.csv";
 pub const EVALUATIONS: &str = "eval.csv";
 
+/// The columns of `metrics.csv`, as written and read.
+pub(super) const METRICS_HEADER: [&str; 11] = [
+    "step",
+    "strategy",
+    "elapsed_secs",
+    "batch_size",
+    "hard_examples",
+    "trained_loss",
+    "batch_loss",
+    "forward_ms",
+    "select_ms",
+    "train_ms",
+    "examples_per_sec",
+];
+/// The columns of `hard_examples.csv`.
+pub(super) const HARD_HEADER: [&str; 13] = [
+    "step",
+    "rank",
+    "image",
+    "image_index",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "label",
+    "loss",
+    "classification_loss",
+    "score",
+    "batch_size",
+];
+/// The columns of `detections.csv`.
+pub(super) const DETECTIONS_HEADER: [&str; 9] = [
+    "step", "strategy", "image", "class_id", "score", "x0", "y0", "x1", "y1",
+];
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use super::{thumbs, RunConfig, Validation};
+use super::{thumbs, RunConfig, Validation, DETECTIONS_HEADER, HARD_HEADER, METRICS_HEADER};
 use crate::eval::{self, Detection, MATCH_IOU};
 use crate::geometry::Rect;
 use crate::train::config::Strategy;
@@ -272,20 +272,8 @@ impl RunReader {
         if rows.is_empty() {
             return Ok(());
         }
-        let [step, strategy, secs, k, hard, trained, batch, forward, select, train] =
-            self.metrics.columns([
-                "step",
-                "strategy",
-                "elapsed_secs",
-                "batch_size",
-                "hard_examples",
-                "trained_loss",
-                "batch_loss",
-                "forward_ms",
-                "select_ms",
-                "train_ms",
-            ])?;
-        let rate = self.metrics.column("examples_per_sec").ok();
+        let [step, strategy, secs, k, hard, trained, batch, forward, select, train, rate] =
+            self.metrics.columns(METRICS_HEADER)?;
         for row in rows {
             let at: u64 = row.get(step)?;
             let record = StrategyStep {
@@ -310,7 +298,7 @@ impl RunReader {
             report.elapsed_secs = row.get(secs)?;
             report.batch_size = row.get(k)?;
             report.hard_examples = row.get(hard)?;
-            report.examples_per_sec = rate.map_or(Ok(0.0), |c| row.get(c))?;
+            report.examples_per_sec = row.get(rate)?;
             report.strategies.push(record);
             if report.strategies.len() == self.strategies.len() {
                 let done = self.partial_step.take();
@@ -375,20 +363,8 @@ impl RunReader {
         if rows.is_empty() {
             return Ok(());
         }
-        let [step, image, x0, y0, x1, y1, label, loss, class_loss, score, k] =
-            self.hard.columns([
-                "step",
-                "image_index",
-                "x0",
-                "y0",
-                "x1",
-                "y1",
-                "label",
-                "loss",
-                "classification_loss",
-                "score",
-                "batch_size",
-            ])?;
+        let [step, _, _, image, x0, y0, x1, y1, label, loss, class_loss, score, k] =
+            self.hard.columns(HARD_HEADER)?;
         for row in rows {
             let pick = HardExample {
                 thumbnail: Thumbnail {
@@ -459,9 +435,8 @@ impl RunReader {
         if rows.is_empty() {
             return Ok(());
         }
-        let [step, strategy, image, class, score, x0, y0, x1, y1] = self.detections.columns([
-            "step", "strategy", "image", "class_id", "score", "x0", "y0", "x1", "y1",
-        ])?;
+        let [step, strategy, image, class, score, x0, y0, x1, y1] =
+            self.detections.columns(DETECTIONS_HEADER)?;
         for row in rows {
             let key = (row.get(step)?, row.get(strategy)?);
             self.detections_waiting

@@ -10,43 +10,11 @@ use std::thread::JoinHandle;
 use anyhow::Context;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 
-use super::{thumbs, RunConfig, Validation};
+use super::{thumbs, RunConfig, Validation, DETECTIONS_HEADER, HARD_HEADER, METRICS_HEADER};
 use crate::data::Dataset;
 use crate::eval::{self, ErrorKind};
 use crate::files::write_atomically;
 use crate::train::messages::{EvalReport, Event, HardExampleBatch, RunInfo, StepReport};
-
-const METRICS_HEADER: [&str; 11] = [
-    "step",
-    "strategy",
-    "elapsed_secs",
-    "batch_size",
-    "hard_examples",
-    "trained_loss",
-    "batch_loss",
-    "forward_ms",
-    "select_ms",
-    "train_ms",
-    "examples_per_sec",
-];
-const HARD_HEADER: [&str; 13] = [
-    "step",
-    "rank",
-    "image",
-    "image_index",
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-    "label",
-    "loss",
-    "classification_loss",
-    "score",
-    "batch_size",
-];
-const DETECTIONS_HEADER: [&str; 9] = [
-    "step", "strategy", "image", "class_id", "score", "x0", "y0", "x1", "y1",
-];
 
 type CsvFile = csv::Writer<BufWriter<File>>;
 

@@ -20,6 +20,7 @@ use super::examples::Example;
 use super::learner::{load_weights, LearnerCheckpoint};
 use super::messages::{EvalReport, Event};
 use super::resume::{write_checkpoint, TrainingState};
+use super::thread::panic_message;
 use crate::data::Dataset;
 use crate::detector::{self, DetectorNet, ModelInfo};
 use crate::eval::{self, MATCH_IOU};
@@ -223,14 +224,6 @@ fn evaluator_loop(context: &EvalContext, shared: &Shared, emit: &dyn Fn(Event) -
         lock(slot).busy = false;
         wake.notify_all();
     }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 /// Scores every strategy of `job`, writing a checkpoint handed over meanwhile between two of

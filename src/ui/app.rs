@@ -1135,46 +1135,48 @@ impl OhemApp {
         self.threshold_metrics_ui(ui);
     }
 
-    /// Export, save, overlay and sweep buttons above the plots.
+    /// Export, save, overlay and sweep buttons above the plots; each asks for a folder.
     fn plot_buttons_ui(&mut self, ui: &mut egui::Ui) {
-        if ui
-            .add_enabled(
-                self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
-                egui::Button::new("Export CSV…"),
-            )
-            .clicked()
-        {
-            self.pick(PickPurpose::ExportCsv, "Folder for loss_curves.csv");
-        }
-        if ui
-            .add_enabled(
-                self.plots.steps_recorded() > 0 && self.pending_pick.is_none(),
-                egui::Button::new("Save plots as PNG…"),
-            )
-            .on_hover_text("Writes loss.png, map.png and pr.png")
-            .clicked()
-        {
-            self.pick(PickPurpose::SavePlots, "Folder for the plots");
-        }
-        if ui
-            .add_enabled(
-                self.pending_pick.is_none(),
-                egui::Button::new("Overlay run…"),
-            )
-            .on_hover_text("Draws another run folder's curves over these, TensorBoard style")
-            .clicked()
-        {
-            self.pick(PickPurpose::OverlayRun, "A run folder to overlay");
-        }
-        if ui
-            .add_enabled(
-                self.pending_pick.is_none(),
-                egui::Button::new("Open sweep…"),
-            )
-            .on_hover_text("Shows the heat map a sweep wrote (ohem-studio sweep)")
-            .clicked()
-        {
-            self.pick(PickPurpose::OpenSweep, "A sweep's folder");
+        let has_curves = self.plots.steps_recorded() > 0;
+        let buttons = [
+            (
+                "Export CSV…",
+                "Writes loss_curves.csv: every loss and mAP point",
+                true,
+                PickPurpose::ExportCsv,
+                "Folder for loss_curves.csv",
+            ),
+            (
+                "Save plots as PNG…",
+                "Writes loss.png, map.png and pr.png",
+                true,
+                PickPurpose::SavePlots,
+                "Folder for the plots",
+            ),
+            (
+                "Overlay run…",
+                "Draws another run folder's curves over these, TensorBoard style",
+                false,
+                PickPurpose::OverlayRun,
+                "A run folder to overlay",
+            ),
+            (
+                "Open sweep…",
+                "Shows the heat map a sweep wrote (ohem-studio sweep)",
+                false,
+                PickPurpose::OpenSweep,
+                "A sweep's folder",
+            ),
+        ];
+        for (label, hover, needs_curves, purpose, title) in buttons {
+            let enabled = self.pending_pick.is_none() && (has_curves || !needs_curves);
+            if ui
+                .add_enabled(enabled, egui::Button::new(label))
+                .on_hover_text(hover)
+                .clicked()
+            {
+                self.pick(purpose, title);
+            }
         }
     }
 

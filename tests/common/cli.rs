@@ -23,3 +23,31 @@ pub fn text(output: &Output) -> String {
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// `train` on sample_data into `out`: small batches (K 32, M 8), one CPU thread, `steps` steps
+/// with an evaluation every `eval_every`; the arguments after the program name.
+pub fn small_sample_run(out: &Path, steps: u64, eval_every: u64) -> Vec<String> {
+    let sample = super::sample_data();
+    let (steps, eval_every) = (steps.to_string(), eval_every.to_string());
+    [
+        "train",
+        "--data",
+        path(&sample),
+        "--steps",
+        &steps,
+        "--eval-every",
+        &eval_every,
+        "--batch",
+        "32",
+        "--hard",
+        "8",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        path(out),
+    ]
+    .map(String::from)
+    .to_vec()
+}

@@ -135,6 +135,8 @@ pub struct RunReader {
     dir: PathBuf,
     config: RunConfig,
     validation: Validation,
+    /// Whether the run wrote its `validation.json`.
+    validation_known: bool,
     /// The run's strategies, in the order its learners record them.
     strategies: Vec<Strategy>,
     started: bool,
@@ -176,10 +178,10 @@ impl RunReader {
         }
         let config: RunConfig = read_json(&config_path)?;
         let validation_path = dir.join(super::VALIDATION);
-        let validation = if validation_path.is_file() {
-            read_json(&validation_path)?
+        let (validation, validation_known) = if validation_path.is_file() {
+            (read_json(&validation_path)?, true)
         } else {
-            Validation::default()
+            (Validation::default(), false)
         };
         let mut strategies = config.train.strategies.clone();
         strategies.sort();
@@ -188,6 +190,7 @@ impl RunReader {
             dir: dir.to_path_buf(),
             config,
             validation,
+            validation_known,
             strategies,
             started: false,
             metrics: Tail::default(),
@@ -221,8 +224,9 @@ impl RunReader {
         &self.config
     }
 
-    pub fn validation(&self) -> &Validation {
-        &self.validation
+    /// The validation images and boxes the run was scored on, when it wrote them.
+    pub fn validation(&self) -> Option<&Validation> {
+        self.validation_known.then_some(&self.validation)
     }
 
     /// The last step read.

@@ -40,8 +40,9 @@ impl Recorder {
         info: &RunInfo,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        write_config(dir, data_dir, info)?;
+        // config.json makes the folder a run folder to a reader: it comes last.
         write_validation(dir, &dataset)?;
+        write_config(dir, data_dir, info)?;
         let header = eval_header(&dataset);
         let open = |name: &str, header: &[String], keep: fn(u64, u64) -> bool| match info
             .resumed_at_step

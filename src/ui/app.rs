@@ -384,10 +384,12 @@ impl OhemApp {
     }
 
     fn view(&mut self, follower: RunFollower) {
-        let changed = self.dataset.as_ref().is_some_and(|d| {
-            let v = follower.validation();
-            v.images.len() != d.val.len() || v.boxes != crate::eval::ground_truth(&d.val)
-        });
+        let changed = match (&self.dataset, follower.validation()) {
+            (Some(d), Some(v)) => {
+                v.images.len() != d.val.len() || v.boxes != crate::eval::ground_truth(&d.val)
+            }
+            _ => false,
+        };
         if changed {
             self.push_message(
                 format!(

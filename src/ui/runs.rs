@@ -23,8 +23,8 @@ pub struct RunFollower {
     name: String,
     /// The dataset folder the run was trained on.
     data: PathBuf,
-    /// The validation images and boxes its evaluations were scored on.
-    validation: Validation,
+    /// The validation images and boxes its evaluations were scored on, when it wrote them.
+    validation: Option<Validation>,
     /// Dropped with the follower, so a thread waiting to send gives up.
     events: Receiver<Event>,
     /// Dropped to stop the thread, which ends at its next look without being waited for.
@@ -44,7 +44,7 @@ impl RunFollower {
             reader = reader.without_hard_examples();
         }
         let data = reader.config().data.clone();
-        let validation = reader.validation().clone();
+        let validation = reader.validation().cloned();
         let (sender, events) = bounded(READ_AHEAD);
         let (stop, stopping) = bounded::<()>(0);
         std::thread::Builder::new()
@@ -98,8 +98,8 @@ impl RunFollower {
         &self.data
     }
 
-    pub fn validation(&self) -> &Validation {
-        &self.validation
+    pub fn validation(&self) -> Option<&Validation> {
+        self.validation.as_ref()
     }
 
     /// The records read since the last call.

@@ -13,6 +13,11 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// `path` with links and `..` resolved, or as given when it cannot be (it does not exist).
+pub fn canonical(path: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place. On failure (a
 /// full disk) the temporary file is removed and `path` is left as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -70,7 +70,7 @@ impl<'o> Scan<'o> {
     pub fn new(root: &Path, options: &'o LoadOptions) -> Self {
         // A root that cannot be resolved cannot be listed either; comparing against it as
         // given then refuses every link, the safe side.
-        let canonical_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let canonical_root = crate::files::canonical(root);
         Self {
             root: root.to_path_buf(),
             canonical_root,

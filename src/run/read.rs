@@ -371,11 +371,7 @@ impl RunReader {
             self.hard.columns(HARD_HEADER)?;
         for row in rows {
             let pick = HardExample {
-                thumbnail: Thumbnail {
-                    width: 0,
-                    height: 0,
-                    rgba: Vec::new(),
-                },
+                thumbnail: Thumbnail::default(),
                 source_image: row.text(image).parse().ok(),
                 window: Rect::new(row.get(x0)?, row.get(y0)?, row.get(x1)?, row.get(y1)?),
                 label: row.get(label)?,

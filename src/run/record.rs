@@ -247,7 +247,7 @@ fn cut_thumbnails(path: &Path, step: u64) -> anyhow::Result<()> {
 
 fn write_config(dir: &Path, data_dir: &Path, info: &RunInfo) -> anyhow::Result<()> {
     let config = RunConfig {
-        data: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+        data: crate::files::canonical(data_dir),
         device_name: info.device.clone(),
         window_px: info.window_px,
         train: info.config.clone(),

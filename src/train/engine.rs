@@ -14,9 +14,7 @@ use super::config::{Strategy, TrainConfig};
 use super::evaluator::{evaluate_net, EvalContext};
 use super::examples::{fixed_examples, Example, ExampleSampler, Split};
 use super::learner::{Learner, LearnerCheckpoint};
-use super::messages::{
-    EvalReport, HardExample, HardExampleBatch, SeenExample, StepReport, StrategyStep,
-};
+use super::messages::{EvalReport, HardExampleBatch, SeenExample, StepReport, StrategyStep};
 use super::resume::TrainingState;
 use crate::data::Dataset;
 use crate::detector::{self, ModelInfo, NetSize};
@@ -352,34 +350,27 @@ impl Engine {
         examples: &[Example],
         outcome: &super::learner::Outcome,
     ) -> HardExampleBatch {
+        let batch: Vec<SeenExample> = examples
+            .iter()
+            .enumerate()
+            .map(|(i, e)| SeenExample {
+                source_image: e.source_image,
+                window: e.window,
+                label: e.label,
+                loss: outcome.losses[i],
+                classification_loss: outcome.classification[i],
+                score: outcome.scores[i],
+            })
+            .collect();
         HardExampleBatch {
             step: self.step + 1,
             batch_size: examples.len(),
             examples: outcome
                 .selected
                 .iter()
-                .map(|&i| HardExample {
-                    thumbnail: thumbnail(&examples[i], self.info.window),
-                    source_image: examples[i].source_image,
-                    window: examples[i].window,
-                    label: examples[i].label,
-                    loss: outcome.losses[i],
-                    classification_loss: outcome.classification[i],
-                    score: outcome.scores[i],
-                })
+                .map(|&i| batch[i].picked(thumbnail(&examples[i], self.info.window)))
                 .collect(),
-            batch: examples
-                .iter()
-                .enumerate()
-                .map(|(i, e)| SeenExample {
-                    source_image: e.source_image,
-                    window: e.window,
-                    label: e.label,
-                    loss: outcome.losses[i],
-                    classification_loss: outcome.classification[i],
-                    score: outcome.scores[i],
-                })
-                .collect(),
+            batch,
         }
     }
 

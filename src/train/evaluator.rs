@@ -78,6 +78,11 @@ impl Slot {
     fn idle(&self) -> bool {
         !self.busy && self.checkpoint.is_none() && self.scores.is_empty()
     }
+
+    /// Scoring should stop: the evaluator is going away, or the run ended without its scores.
+    fn scoring_stopped(&self) -> bool {
+        self.stop || self.scoring_cancelled
+    }
 }
 
 type Shared = Arc<(Mutex<Slot>, Condvar)>;
@@ -236,26 +241,17 @@ fn score(
     emit: &dyn Fn(Event) -> bool,
 ) -> bool {
     let (slot, _) = &**shared;
+    let stop = || lock(slot).scoring_stopped();
     for learner in job.learners.iter() {
-        let (waiting, stopping) = {
-            let mut state = lock(slot);
-            (
-                state.checkpoint.take(),
-                state.stop || state.scoring_cancelled,
-            )
-        };
+        let waiting = lock(slot).checkpoint.take();
         if let Some(waiting) = waiting {
             if !checkpoint(context, nets, &waiting, emit) {
                 return false;
             }
         }
-        if stopping {
+        if stop() {
             return true;
         }
-        let stop = || {
-            let state = lock(slot);
-            state.stop || state.scoring_cancelled
-        };
         let report = match nets.load(learner) {
             Ok(net) => evaluate_net_unless(context, net, learner.strategy, job.step, &stop),
             Err(error) => {

@@ -135,8 +135,8 @@ pub struct StepReport {
     pub strategies: Vec<StrategyStep>,
 }
 
-/// An RGBA image small enough to send every batch.
-#[derive(Clone, Debug, PartialEq)]
+/// An RGBA image small enough to send every batch (empty by default: no pixels).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Thumbnail {
     pub width: usize,
     pub height: usize,

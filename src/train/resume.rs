@@ -26,6 +26,10 @@ use crate::files::write_atomically;
 
 /// The checkpoint folder inside a run folder.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// The previous checkpoint while the new one is renamed into place.
+const OLD_DIR: &str = "checkpoint.old";
+/// A checkpoint being written.
+const PARTIAL_DIR: &str = "checkpoint.partial";
 const STATE_FILE: &str = "state.json";
 
 /// The run-wide part of a checkpoint.
@@ -62,14 +66,14 @@ pub fn write_checkpoint(
     learners: &[LearnerCheckpoint],
     state: &TrainingState,
 ) -> anyhow::Result<()> {
-    let partial = run_dir.join(format!("{CHECKPOINT_DIR}.partial"));
+    let partial = run_dir.join(PARTIAL_DIR);
     let result = stage(&partial, info, stores, learners, state);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&partial);
         return result;
     }
     let target = run_dir.join(CHECKPOINT_DIR);
-    let old = run_dir.join(format!("{CHECKPOINT_DIR}.old"));
+    let old = run_dir.join(OLD_DIR);
     if target.exists() {
         let _ = std::fs::remove_dir_all(&old);
         std::fs::rename(&target, &old)
@@ -120,7 +124,7 @@ fn adam_file(strategy: Strategy) -> String {
 /// Removes the checkpoints of an earlier run from `run_dir`, which a new run records into: none
 /// of them may be taken for the new run's.
 pub fn remove_checkpoints(run_dir: &Path) -> anyhow::Result<()> {
-    for name in [CHECKPOINT_DIR, "checkpoint.old", "checkpoint.partial"] {
+    for name in [CHECKPOINT_DIR, OLD_DIR, PARTIAL_DIR] {
         let dir = run_dir.join(name);
         if dir.is_dir() {
             std::fs::remove_dir_all(&dir)
@@ -132,7 +136,7 @@ pub fn remove_checkpoints(run_dir: &Path) -> anyhow::Result<()> {
 
 /// The complete checkpoint folder of `run_dir`, if it has one.
 pub fn checkpoint_dir(run_dir: &Path) -> Option<PathBuf> {
-    [CHECKPOINT_DIR, "checkpoint.old"]
+    [CHECKPOINT_DIR, OLD_DIR]
         .into_iter()
         .map(|name| run_dir.join(name))
         .find(|dir| dir.join(STATE_FILE).is_file() && dir.join("model.json").is_file())

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use egui::RichText;
@@ -17,7 +17,7 @@ use super::images::ImageTextures;
 use super::picker::{FolderPicker, PickAnswer};
 use super::plot_files::{save_plots, SweepView};
 use super::plots::{error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui};
-use super::runs::{new_run_dir, recorded_until, RunFollower};
+use super::runs::{new_run_dir, recorded_until, unix_secs, RunFollower};
 use super::theme;
 use super::what_if::WhatIfSettings;
 use crate::data::{Dataset, Diagnostic};
@@ -867,12 +867,8 @@ impl OhemApp {
 
     /// Saves every strategy's weights into a new `runs/<seconds>/` folder inside `folder`.
     fn save_weights_in(&mut self, folder: &std::path::Path) {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
         self.send(Command::SaveCheckpoint(
-            folder.join("runs").join(secs.to_string()),
+            folder.join("runs").join(unix_secs().to_string()),
         ));
     }
 
@@ -1352,7 +1348,5 @@ impl eframe::App for OhemApp {
 
 /// Whether two paths name the same folder.
 fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
-    let canonical =
-        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    canonical(a) == canonical(b)
+    crate::files::canonical(a) == crate::files::canonical(b)
 }

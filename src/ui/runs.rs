@@ -140,13 +140,17 @@ pub fn recorded_until(dir: &Path, step: u64) -> anyhow::Result<Vec<Event>> {
     Ok(events)
 }
 
-/// A new folder for a live run under `root`, named after the dataset and the time.
-pub fn new_run_dir(root: &Path, dataset: &Path) -> PathBuf {
-    let secs = std::time::SystemTime::now()
+/// Seconds since 1970, for folder names that sort by time.
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let base = format!("{}-{secs}", file_name(dataset));
+        .unwrap_or_default()
+}
+
+/// A new folder for a live run under `root`, named after the dataset and the time.
+pub fn new_run_dir(root: &Path, dataset: &Path) -> PathBuf {
+    let base = format!("{}-{}", file_name(dataset), unix_secs());
     (0..)
         .map(|n| match n {
             0 => root.join(&base),

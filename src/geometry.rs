@@ -101,11 +101,15 @@ pub fn descending_order(keys: &[f32]) -> Vec<usize> {
 
 /// Greedy non-maximum suppression within groups: `items` are `(box, score, group)`; a box is
 /// suppressed by a higher-scored kept box of the same group overlapping it by more than
-/// `iou_threshold`. Returns the kept indices, highest score first (ties by index).
-pub fn nms(items: &[(Rect, f32, usize)], iou_threshold: f32) -> Vec<usize> {
+/// `iou_threshold`. Returns at most `max_kept` kept indices, highest score first (ties by
+/// index); the walk stops there, so taking the top few of thousands costs little.
+pub fn nms(items: &[(Rect, f32, usize)], iou_threshold: f32, max_kept: usize) -> Vec<usize> {
     let scores: Vec<f32> = items.iter().map(|item| item.1).collect();
     let mut kept: Vec<usize> = Vec::new();
     for i in descending_order(&scores) {
+        if kept.len() >= max_kept {
+            break;
+        }
         let (rect, _, group) = items[i];
         let suppressed = kept
             .iter()
@@ -137,8 +141,9 @@ mod tests {
         let b = Rect::new(1.0, 0.0, 11.0, 10.0); // IoU with a = 90/110
         let c = Rect::new(50.0, 50.0, 60.0, 60.0);
         let items = [(a, 0.9, 0), (b, 0.8, 0), (c, 0.7, 0), (b, 0.95, 1)];
-        assert_eq!(nms(&items, 0.7), vec![3, 0, 2]);
-        assert_eq!(nms(&items, 0.95), vec![3, 0, 1, 2]);
+        assert_eq!(nms(&items, 0.7, usize::MAX), vec![3, 0, 2]);
+        assert_eq!(nms(&items, 0.95, usize::MAX), vec![3, 0, 1, 2]);
+        assert_eq!(nms(&items, 0.7, 2), vec![3, 0]);
     }
 
     #[test]

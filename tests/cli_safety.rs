@@ -181,14 +181,22 @@ fn weights_that_do_not_belong_to_their_model_json_are_refused_in_a_sentence() {
     assert_sentence(&swapped);
     assert!(text(&swapped).contains("another run"), "{}", text(&swapped));
 
-    // A hand-edited model.json: a window of absurd size, then one that does not fit the weights.
+    // A hand-edited model.json: an input of absurd size, then a second class the weights lack.
     let model_path = a.join("model.json");
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&model_path).expect("model.json"))
             .expect("json");
-    for (width, expected) in [(800_000, "describes no detector"), (96, "does not fit")] {
+    let edits: [(&str, serde_json::Value, &str); 2] = [
+        ("input_px", 800_000.into(), "describes no detector"),
+        (
+            "class_names",
+            serde_json::json!(["car", "bus"]),
+            "does not fit",
+        ),
+    ];
+    for (field, value, expected) in edits {
         let mut edited = original.clone();
-        edited["window"]["width_px"] = width.into();
+        edited[field] = value;
         edited.as_object_mut().expect("object").remove("weights");
         std::fs::write(&model_path, edited.to_string()).expect("write");
         let out = eval(&a.join("ohem.safetensors"));
@@ -424,4 +432,43 @@ fn ctrl_c_while_the_dataset_loads_ends_the_command_without_writing() {
     assert!(status.success(), "{status}");
     assert!(signalled.elapsed() < Duration::from_secs(20));
     assert!(!out.exists(), "nothing was written");
+}
+
+#[test]
+fn missing_imagenet_weights_fall_back_to_the_small_backbone_said_once_or_refuse_when_asked_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("no-weights");
+    std::fs::create_dir(&empty).expect("folder");
+    let run_dir = dir.path().join("run");
+    let out = bin()
+        .args(train_args(&run_dir, "ohem,full", "2"))
+        .env("OHEM_STUDIO_WEIGHTS", &empty)
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out).matches("are not at").count(),
+        1,
+        "the fallback is said once: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("make weights"), "{}", text(&out));
+    let model: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("model.json")).expect("model.json"),
+    )
+    .expect("json");
+    assert_eq!(model["backbone"], "small");
+
+    // Asked for by name, the pretrained backbone is not replaced behind the user's back.
+    let asked = dir.path().join("asked");
+    let mut args = train_args(&asked, "ohem", "2");
+    args.extend_from_slice(&["--backbone", "efficientnet-lite0"]);
+    let out = bin()
+        .args(args)
+        .env("OHEM_STUDIO_WEIGHTS", &empty)
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    assert_sentence(&out);
+    assert!(text(&out).contains("make weights"), "{}", text(&out));
 }

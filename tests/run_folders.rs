@@ -237,6 +237,7 @@ fn recorded_events(dataset: &ohem_studio::data::Dataset, steps: u64) -> Vec<Even
                 rgba: [(step % 200) as u8 + 20, 0, 0, 255].repeat(32),
             },
             source_image: Some(rank),
+            batch_image: 0,
             window: ohem_studio::geometry::Rect::new(0.0, 0.0, 10.0, 10.0),
             label: rank % 2,
             loss: 1.0 - rank as f32 * 0.1,
@@ -281,7 +282,7 @@ fn a_run_read_while_it_is_written_gives_every_record_once() {
     let run_dir = tempfile::tempdir().unwrap();
     let info = RunInfo {
         device: "test".into(),
-        window_px: (8, 4),
+        detector: "small backbone (from scratch) + RoI head, 192 px".into(),
         config: TrainConfig {
             strategies: vec![Strategy::Ohem, Strategy::FullBatch],
             ..TrainConfig::default()

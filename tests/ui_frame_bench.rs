@@ -107,6 +107,7 @@ fn seen_example(i: usize) -> SeenExample {
     let loss = 2.0 - i as f32 * 0.01;
     SeenExample {
         source_image: Some(i % 20),
+        batch_image: 0,
         window,
         label: usize::from(positive),
         loss,
@@ -158,7 +159,7 @@ fn evaluation(step: u64, strategy: Strategy, dataset: &Dataset) -> Arc<EvalRepor
 fn run_info() -> RunInfo {
     RunInfo {
         device: "bench".into(),
-        window_px: (48, 32),
+        detector: "small backbone (from scratch) + RoI head, 192 px".into(),
         config: TrainConfig::default(),
         resumed_at_step: None,
     }

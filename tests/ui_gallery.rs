@@ -22,7 +22,7 @@ use ohem_studio::data::{self, Dataset, GtBox, ImageRecord, Layout};
 use ohem_studio::geometry::Rect;
 use ohem_studio::train::config::TrainConfig;
 use ohem_studio::train::messages::{Event, HardExampleBatch, RunInfo, SeenExample, Thumbnail};
-use ohem_studio::train::suspects::SuspectKind;
+use ohem_studio::train::suspects::{Suspect, SuspectKind};
 use ohem_studio::ui::OhemApp;
 
 /// Real training on a CPU shared with other work: the suspects need about 150 steps.
@@ -66,6 +66,7 @@ fn two_class_dataset() -> Arc<Dataset> {
 fn seen(image: usize, x: f32, label: usize, loss: f32, cls: f32, score: f32) -> SeenExample {
     SeenExample {
         source_image: Some(image),
+        batch_image: 0,
         window: Rect::new(x, 10.0, x + 40.0, 34.0),
         label,
         loss,
@@ -118,7 +119,7 @@ fn app_with_a_batch() -> Harness<'static, OhemApp> {
     });
     app.apply_event(Event::RunStarted(RunInfo {
         device: "test".into(),
-        window_px: (40, 24),
+        detector: "small backbone (from scratch) + RoI head, 192 px".into(),
         config: TrainConfig::default(),
         resumed_at_step: None,
     }));
@@ -279,24 +280,25 @@ fn an_unlabelled_car_and_a_box_on_empty_ground_become_label_suspects() {
     click(&mut harness, "random-M");
     small_batches(&mut harness, 64, 16);
     harness.get_by_label("Start").click();
+    let [x0, y0, x1, y1] = EMPTY_BOX.map(|v| v as f32);
+    let empty = Rect::new(x0, y0, x1, y1);
+    let [x0, y0, x1, y1] = UNLABELLED_CAR.map(|v| v as f32);
+    let car = Rect::new(x0, y0, x1, y1);
+    let both_found = |suspects: &[Suspect]| {
+        suspects
+            .iter()
+            .any(|s| s.kind == SuspectKind::WrongBox && s.offender.rect.iou(&empty) > 0.99)
+            && suspects
+                .iter()
+                .any(|s| s.kind == SuspectKind::MissingLabel && s.offender.rect.iou(&car) > 0.3)
+    };
     wait_for_within(&mut harness, "both suspects", TRAINING_DEADLINE, |h| {
-        let kinds: Vec<SuspectKind> = h.state().label_suspects().iter().map(|s| s.kind).collect();
-        kinds.contains(&SuspectKind::WrongBox) && kinds.contains(&SuspectKind::MissingLabel)
+        both_found(h.state().label_suspects())
     });
     harness.get_by_label("Pause").click();
     wait_for(&mut harness, "the pause", |h| has_label(h, "paused"));
-
-    let suspects = harness.state().label_suspects().to_vec();
-    let [x0, y0, x1, y1] = EMPTY_BOX.map(|v| v as f32);
-    let empty = Rect::new(x0, y0, x1, y1);
-    assert!(suspects
-        .iter()
-        .any(|s| s.kind == SuspectKind::WrongBox && s.offender.rect.iou(&empty) > 0.99));
-    let [x0, y0, x1, y1] = UNLABELLED_CAR.map(|v| v as f32);
-    let car = Rect::new(x0, y0, x1, y1);
-    assert!(suspects
-        .iter()
-        .any(|s| s.kind == SuspectKind::MissingLabel && s.offender.rect.iou(&car) > 0.3));
+    // Pausing takes a step or two, which may move a score across a bar: the two stay listed.
+    assert!(both_found(harness.state().label_suspects()));
 
     harness.get_by_label_contains("Label suspects (").click();
     harness.run_steps(3);

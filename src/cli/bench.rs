@@ -1,8 +1,9 @@
 //! `ohem-studio bench`: per-step cost of each strategy on the same batches.
 //!
-//! OHEM's promise is less compute than full-batch training: a forward pass over K plus a
-//! forward/backward over M, against a forward/backward over K. With backward ≈ 2 × forward,
-//! the expected ratio is (K + 3M) / 3K, 0.58 at K = 256, M = 64.
+//! OHEM's promise is less compute than full-batch training: the head's forward pass over K RoIs
+//! plus a forward/backward over M, against a forward/backward over K. The backbone runs (and
+//! is backpropagated) once per image either way, so the saving is in the head, which scores
+//! thousands of RoIs per batch.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,18 +13,25 @@ use clap::Args;
 
 use super::DeviceArg;
 use crate::data::{self, LoadOptions};
-use crate::detector::NetSize;
-use crate::train::examples::ExampleStream;
+use crate::detector::pretrained::weights_path;
+use crate::detector::BackboneKind;
+use crate::train::batch::Batch;
+use crate::train::images::{ImageStream, TrainImage};
 use crate::train::{Engine, Strategy, TrainConfig};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[arg(long, default_value = "sample_data")]
     pub data: PathBuf,
-    #[arg(long = "batch", default_value_t = 256)]
+    /// K: RoIs scored per batch.
+    #[arg(long = "batch", default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
-    #[arg(long = "hard", default_value_t = 64)]
+    /// M: RoIs trained per batch.
+    #[arg(long = "hard", default_value_t = TrainConfig::default().hard_examples)]
     pub hard_examples: usize,
+    /// The backbone [default: EfficientNet-Lite0 when its weights are there].
+    #[arg(long, value_enum)]
+    pub backbone: Option<BackboneKind>,
     /// Timed steps (after a few untimed warm-up steps).
     #[arg(long, default_value_t = 30)]
     pub steps: u64,
@@ -42,10 +50,10 @@ pub struct BenchArgs {
     pub reference: Option<PathBuf>,
     /// Steps of each of the two runs that time the trainer thread with and without evaluations
     /// (0: skip them).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 60)]
     pub jitter_steps: u64,
     /// Evaluate every this many steps in the second of those runs.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 20)]
     pub jitter_every: u64,
 }
 
@@ -58,6 +66,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let config = TrainConfig {
         batch_size: args.batch_size,
         hard_examples: args.hard_examples,
+        backbone: args.backbone,
         strategies: Strategy::parse_list(&args.strategies)?,
         device: args.device.into(),
         cpu_threads: args.threads,
@@ -67,27 +76,35 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ..TrainConfig::default()
     };
     let mut engine = Engine::new(Arc::new(dataset), config.clone())?;
-    let mut stream = ExampleStream::spawn(engine.train_sampler(), engine.config().seed, 0)?;
+    for note in engine.take_notes() {
+        eprintln!("note: {note}");
+    }
+    let mut stream = ImageStream::spawn(engine.train_sampler(), engine.config().seed, 0)?;
     if args.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
-    let (k, m) = (args.batch_size, args.hard_examples.min(args.batch_size));
-    println!(
-        "device {}, {} network, window {}×{} px, K = {k}, M = {m}, {} timed steps",
-        engine.device_name(),
-        engine.info().size,
-        engine.info().window.width_px,
-        engine.info().window.height_px,
-        args.steps
-    );
+    let n_images = engine.config().images_per_batch;
     let warmup = 5;
     // Every batch is prepared before the clock starts and the loader thread is gone, so the
     // timing measures the step alone, not the step sharing the cores with batch preparation.
-    let batches: Vec<_> = (0..warmup + args.steps)
-        .map(|_| stream.next_batch(k).context("the batch loader stopped"))
+    let batches: Vec<Vec<TrainImage>> = (0..warmup + args.steps)
+        .map(|_| {
+            stream
+                .next_batch(n_images)
+                .context("the batch loader stopped")
+        })
         .collect::<anyhow::Result<_>>()?;
     drop(stream);
-    let (totals, scan_ms) = time_steps(&mut engine, &batches, warmup, args.steps)?;
+    let prepared: Vec<Batch> = batches.iter().map(|images| engine.batch(images)).collect();
+    let k = prepared.iter().map(Batch::len).sum::<usize>() / prepared.len().max(1);
+    let m = args.hard_examples.min(k);
+    println!(
+        "device {}, {}, {n_images} images and K = {k} RoIs (mean) per batch, M = {m}, {} timed steps",
+        engine.device_name(),
+        engine.info().describe(),
+        args.steps
+    );
+    let (totals, scan_ms) = time_steps(&mut engine, &batches, &prepared, warmup, args.steps)?;
     let n = args.steps.max(1) as f64;
     let per_step: Vec<(Strategy, f64)> = engine
         .learners()
@@ -96,11 +113,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map(|(learner, t)| (learner.strategy(), t.iter().sum::<f64>() / n))
         .collect();
     print_table(&per_step, &totals, n, k);
-    print_ratios(&per_step, scan_ms, k, m);
+    print_ratios(&per_step, scan_ms);
     let time_of = |s: Strategy| per_step.iter().find(|(x, _)| *x == s).map(|(_, t)| *t);
     if let Some(script) = &args.reference {
         let ours = (time_of(Strategy::Ohem), time_of(Strategy::FullBatch));
-        compare_with_pytorch(script, args, &engine, ours);
+        let timed = &prepared[warmup as usize..];
+        compare_with_pytorch(script, args, &engine, timed, ours);
     }
     if args.jitter_steps > 0 {
         let runs = TrainConfig {
@@ -117,15 +135,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 /// taken out and spread at the rate of the default rescan interval, and that scan's time.
 fn time_steps(
     engine: &mut Engine,
-    batches: &[Vec<crate::train::examples::Example>],
+    images: &[Vec<TrainImage>],
+    batches: &[Batch],
     warmup: u64,
     steps: u64,
 ) -> anyhow::Result<(Vec<[f64; 3]>, Option<f64>)> {
     let mut totals = vec![[0.0f64; 3]; engine.learners().len()];
     let mut scan_ms = None;
-    for (step, batch) in batches.iter().enumerate() {
+    for (step, (images, batch)) in images.iter().zip(batches).enumerate() {
         let step = step as u64;
-        let outcome = engine.train_step(batch)?;
+        let outcome = engine.train_batch(images, batch)?;
         if step < warmup {
             continue;
         }
@@ -152,8 +171,8 @@ fn time_steps(
     Ok((totals, scan_ms))
 }
 
-/// Every strategy's step cost as a share of full batch's, and OHEM's against its expectation.
-fn print_ratios(per_step: &[(Strategy, f64)], scan_ms: Option<f64>, k: usize, m: usize) {
+/// Every strategy's step cost as a share of full batch's.
+fn print_ratios(per_step: &[(Strategy, f64)], scan_ms: Option<f64>) {
     if let Some(scan) = scan_ms {
         let every = TrainConfig::default().bootstrap_every;
         println!(
@@ -171,11 +190,10 @@ fn print_ratios(per_step: &[(Strategy, f64)], scan_ms: Option<f64>, k: usize, m:
         .collect();
     println!("step cost relative to full batch: {}", ratios.join(", "));
     if let Some(ohem) = time_of(Strategy::Ohem) {
-        let expected = (k + 3 * m) as f64 / (3 * k) as f64;
-        println!(
-            "ratio OHEM / full batch: {:.3} (expected about (K + 3M) / 3K = {expected:.3})",
-            ohem / full
-        );
+        println!("ratio OHEM / full batch: {:.3}", ohem / full);
+        if let Some(random) = time_of(Strategy::RandomM) {
+            println!("ratio OHEM / random-M: {:.3}", ohem / random);
+        }
     }
     if let Some(random) = time_of(Strategy::RandomM) {
         println!("ratio random-M / full batch: {:.3}", random / full);
@@ -186,7 +204,7 @@ fn print_ratios(per_step: &[(Strategy, f64)], scan_ms: Option<f64>, k: usize, m:
 fn print_table(per_step: &[(Strategy, f64)], totals: &[[f64; 3]], n: f64, k: usize) {
     println!(
         "{:<14} {:>10} {:>10} {:>10} {:>10} {:>12}",
-        "strategy", "forward", "select", "train", "step", "examples/s"
+        "strategy", "forward", "select", "train", "step", "RoIs/s"
     );
     for ((strategy, step_ms), t) in per_step.iter().zip(totals) {
         println!(
@@ -201,26 +219,57 @@ fn print_table(per_step: &[(Strategy, f64)], totals: &[[f64; 3]], n: f64, k: usi
     }
 }
 
-/// Runs the PyTorch version of the step and prints our times as multiples of its times.
+/// Runs the PyTorch version of the step on the same batches and prints our times as
+/// multiples of its times.
 fn compare_with_pytorch(
     script: &Path,
     args: &BenchArgs,
     engine: &Engine,
+    batches: &[Batch],
     ours: (Option<f64>, Option<f64>),
 ) {
     let info = engine.info();
-    let width = match info.size {
-        NetSize::Small => 1,
-        NetSize::Large => 2,
-    };
+    let exported =
+        std::env::temp_dir().join(format!("ohem-bench-{}.safetensors", std::process::id()));
+    let named: Vec<(String, tch::Tensor)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| {
+            batch.images.iter().enumerate().flat_map(move |(i, image)| {
+                [
+                    (format!("{b}.{i}.pixels"), image.pixels.shallow_clone()),
+                    (format!("{b}.{i}.rois"), image.rois.rois.shallow_clone()),
+                    (format!("{b}.{i}.labels"), image.rois.labels.shallow_clone()),
+                    (
+                        format!("{b}.{i}.targets"),
+                        image.rois.targets.shallow_clone(),
+                    ),
+                ]
+            })
+        })
+        .map(|(n, t)| (n, t.to_device(tch::Device::Cpu)))
+        .collect();
+    if let Err(error) = tch::Tensor::write_safetensors(&named, &exported) {
+        println!("PyTorch reference skipped: cannot write the batches for it: {error}");
+        return;
+    }
+    let weights = weights_path(info.backbone)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let threads = if args.threads > 0 {
+        args.threads
+    } else {
+        tch::get_num_threads().max(1) as usize
+    };
     let output = std::process::Command::new(&python)
         .arg(script)
-        .args(["--k", &args.batch_size.to_string()])
-        .args(["--m", &args.hard_examples.min(args.batch_size).to_string()])
-        .args(["--window-w", &info.window.width_px.to_string()])
-        .args(["--window-h", &info.window.height_px.to_string()])
-        .args(["--width", &width.to_string()])
+        .args(["--batches", &exported.display().to_string()])
+        .args(["--backbone", info.backbone.key()])
+        .args(["--weights", &weights])
+        .args(["--classes", &info.class_names.len().to_string()])
+        .args(["--m", &args.hard_examples.to_string()])
+        .args(["--threads", &threads.to_string()])
         .args([
             "--device",
             if engine.device_name() == "CPU" {
@@ -229,8 +278,8 @@ fn compare_with_pytorch(
                 "cuda"
             },
         ])
-        .args(["--steps", &args.steps.to_string()])
         .output();
+    let _ = std::fs::remove_file(&exported);
     let text = match output {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         Ok(out) => {

@@ -36,10 +36,10 @@ pub(super) fn evaluate(
 ) -> anyhow::Result<()> {
     let model = LoadedModel::load(checkpoint, device)?;
     let dataset = load(data_dir)?;
-    if dataset.class_names != model.info.class_names {
+    if dataset.class_names != model.info().class_names {
         bail!(
             "the checkpoint detects {:?} but the dataset's classes are {:?}",
-            model.info.class_names,
+            model.info().class_names,
             dataset.class_names
         );
     }
@@ -51,8 +51,7 @@ pub(super) fn evaluate(
         dataset.val.len()
     ));
     bar.enable_steady_tick(Duration::from_millis(100));
-    let detections =
-        detector::detect_images(&model.net, &dataset.val, &model.info.scales, model.device);
+    let (detections, _) = detector::detect_images(&model.net, &dataset.val, model.device);
     bar.finish_and_clear();
     let evaluation = eval::evaluate(
         &detections,
@@ -131,13 +130,13 @@ pub(super) fn detect(
             pixels.height() as f32 / height.max(1) as f32,
         );
         let floor = threshold.max(1e-6);
-        for d in detector::detect(&model.net, &pixels, &model.info.scales, floor, model.device) {
+        for d in model.net.detect(&pixels, floor, model.device) {
             results.push(files::CocoResult {
                 image_id: image_id as u64 + 1,
                 file_name: crate::files::file_name(path),
                 category_id: d.class_id as u64 + 1,
                 category_name: model
-                    .info
+                    .info()
                     .class_names
                     .get(d.class_id)
                     .cloned()

@@ -130,8 +130,6 @@ fn cell_config(args: &SweepArgs, m: usize, iou: Option<f32>, seed: u64) -> Train
         batch_size: args.batch_size,
         hard_examples: m,
         strategies: vec![Strategy::Ohem],
-        selection_warmup_steps: (args.steps as f64 * crate::train::config::SELECTION_WARMUP_SHARE)
-            .round() as u64,
         nms_by_loss: iou.is_some(),
         nms_iou: iou.unwrap_or(TrainConfig::default().nms_iou),
         device: args.device.into(),

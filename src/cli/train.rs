@@ -13,10 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::run_charts::RunCharts;
 use super::DeviceArg;
 use crate::data::Dataset;
-use crate::detector::NetSize;
+use crate::detector::BackboneKind;
 use crate::files::write_atomically;
 use crate::run::{Recorder, RunReader};
-use crate::train::config::SELECTION_WARMUP_SHARE;
 use crate::train::messages::{EvalReport, RunInfo};
 use crate::train::resume::read_state;
 use crate::train::suspects::{suspects_csv, OffenderLog};
@@ -32,14 +31,22 @@ pub struct TrainArgs {
     /// curves go on where they left off. Other flags are taken from the run.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["data", "out", "overwrite"])]
     pub resume: Option<PathBuf>,
-    /// Steps (batches) to train.
-    #[arg(long, default_value_t = 1000)]
-    pub steps: u64,
-    /// K: examples (windows) per batch.
-    #[arg(long = "batch", default_value_t = 128)]
+    /// Steps (batches) to train [default: 1000, or as many as --minutes allows].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Train for this many minutes instead (evaluations not counted): every strategy gets the
+    /// same time, so a cheaper step trains more often. Alone in a run, a strategy has the
+    /// machine to itself; `compare --minutes` trains each strategy that way.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// N: images per batch.
+    #[arg(long = "images", default_value_t = TrainConfig::default().images_per_batch)]
+    pub images_per_batch: usize,
+    /// K: RoIs scored per batch.
+    #[arg(long = "batch", default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
-    /// M: hard examples kept per batch.
-    #[arg(long = "hard", default_value_t = 32)]
+    /// M: hard examples (RoIs) trained per batch.
+    #[arg(long = "hard", default_value_t = TrainConfig::default().hard_examples)]
     pub hard_examples: usize,
     /// Comma-separated: ohem, full, random, focal, ohem-3to1, bootstrap.
     #[arg(long, default_value = "ohem,full,random")]
@@ -62,22 +69,25 @@ pub struct TrainArgs {
     /// Keep the learning rate constant after the warm-up instead of decaying it.
     #[arg(long)]
     pub no_lr_decay: bool,
-    /// Steps in which OHEM and random-M train on the whole batch before selecting
-    /// [default: a tenth of --steps].
-    #[arg(long)]
-    pub select_after: Option<u64>,
+    /// Steps in which OHEM and random-M train on the whole batch before selecting.
+    #[arg(long, default_value_t = 0)]
+    pub select_after: u64,
     /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     pub weight_decay: f64,
-    /// Pixels per window; its aspect follows the median training box.
-    #[arg(long, default_value_t = TrainConfig::default().window_area_px)]
-    pub window_px: f32,
-    /// Random brightness, contrast and saturation of training examples, up to ± this share.
+    /// The backbone's share of the learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().backbone_lr_scale)]
+    pub backbone_lr: f64,
+    /// Random brightness, contrast and saturation of training images, up to ± this share.
     #[arg(long, default_value_t = TrainConfig::default().colour_jitter)]
     pub colour_jitter: f32,
-    /// Network width: small (the CPU default) or large (the CUDA default).
+    /// The backbone [default: efficientnet-lite0 with its ImageNet weights (efficientnet-lite2
+    /// on CUDA); small, from scratch, when the weights are missing].
     #[arg(long, value_enum)]
-    pub net: Option<NetSize>,
+    pub backbone: Option<BackboneKind>,
+    /// The longer image side the detector sees [default: 384 on the CPU, 512 on CUDA].
+    #[arg(long)]
+    pub input_px: Option<u32>,
     /// What OHEM ranks examples by: the classification loss alone, or with the box term.
     #[arg(long, value_enum, default_value_t = TrainConfig::default().ohem_loss)]
     pub ohem_loss: OhemLoss,
@@ -88,9 +98,6 @@ pub struct TrainArgs {
     /// Evaluate on the validation split every N steps (and at the end).
     #[arg(long, default_value_t = 250)]
     pub eval_every: u64,
-    /// Share of background windows in a batch.
-    #[arg(long, default_value_t = 0.75)]
-    pub negative_fraction: f32,
     /// Turn off NMS by loss among the hard-example candidates.
     #[arg(long)]
     pub no_nms_by_loss: bool,
@@ -124,25 +131,28 @@ impl TrainArgs {
 
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let config = TrainConfig {
-            steps: Some(self.steps),
+            steps: match (self.steps, self.minutes) {
+                (None, Some(_)) => None,
+                (steps, _) => Some(steps.unwrap_or(DEFAULT_STEPS)),
+            },
+            minutes: self.minutes,
+            images_per_batch: self.images_per_batch,
             batch_size: self.batch_size,
             hard_examples: self.hard_examples,
             strategies: Strategy::parse_list(&self.strategies)?,
+            backbone: self.backbone,
+            input_px: self.input_px,
             lr: self.lr,
+            backbone_lr_scale: self.backbone_lr,
             warmup_steps: self.warmup,
             lr_decay: !self.no_lr_decay,
-            selection_warmup_steps: self
-                .select_after
-                .unwrap_or((self.steps as f64 * SELECTION_WARMUP_SHARE).round() as u64),
+            selection_warmup_steps: self.select_after,
             weight_decay: self.weight_decay,
-            window_area_px: self.window_px,
             colour_jitter: self.colour_jitter,
-            net_size: self.net,
             ohem_loss: self.ohem_loss,
             device: self.device.into(),
             seed: self.seed,
             eval_every: self.eval_every,
-            negative_fraction: self.negative_fraction,
             nms_by_loss: !self.no_nms_by_loss,
             max_negatives_per_positive: self.max_neg_per_pos,
             cpu_threads: capped_threads(self.threads),
@@ -155,6 +165,9 @@ impl TrainArgs {
         Ok(config)
     }
 }
+
+/// Steps of a run given neither `--steps` nor `--minutes`.
+const DEFAULT_STEPS: u64 = 1000;
 
 /// `--threads`, at most the machine's: more only adds switching between them.
 fn capped_threads(asked: usize) -> usize {
@@ -328,7 +341,7 @@ fn run_plan(
     };
     let (config, command, at_step) = plan.into_command(&out.path);
     let mut session = Session {
-        bar: progress_bar(config.steps.unwrap_or(0), at_step),
+        bar: progress_bar(&config, at_step),
         outputs: None,
         dataset,
         data_dir,
@@ -413,7 +426,11 @@ impl Session<'_> {
                 self.phase = Phase::Training;
             }
             Event::Step(report) => {
-                self.bar.set_position(report.step);
+                self.bar.set_position(if self.config.minutes.is_some() {
+                    report.elapsed_secs as u64
+                } else {
+                    report.step
+                });
                 let losses: Vec<String> = report
                     .strategies
                     .iter()
@@ -498,11 +515,10 @@ impl Session<'_> {
     fn started_line(&self, info: &RunInfo) -> String {
         let keys: Vec<&str> = self.config.strategies.iter().map(|s| s.key()).collect();
         format!(
-            "training {} on {} — window {}×{} px",
+            "training {} on {} — {}",
             keys.join(", "),
             info.device,
-            info.window_px.0,
-            info.window_px.1
+            info.detector
         )
     }
 }
@@ -546,12 +562,24 @@ fn wait_for_dataset(
     }
 }
 
-fn progress_bar(steps: u64, at_step: u64) -> ProgressBar {
-    let bar = ProgressBar::new(steps);
-    bar.set_position(at_step);
+/// Steps of a step budget, or seconds of a time budget.
+fn progress_bar(config: &TrainConfig, at_step: u64) -> ProgressBar {
+    let (length, position, template) = match config.minutes {
+        Some(minutes) => (
+            (minutes * 60.0).round() as u64,
+            0,
+            "{bar:30} {pos}/{len} s trained  eta {eta}  {msg}",
+        ),
+        None => (
+            config.steps.unwrap_or(0),
+            at_step,
+            "{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+        ),
+    };
+    let bar = ProgressBar::new(length);
+    bar.set_position(position);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }

@@ -11,14 +11,13 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::model::ModelInfo;
-use super::window::STRIDE_PX;
+use super::model::{ModelInfo, ARCHITECTURE};
 use crate::files::{file_name, write_atomically};
 
-/// Largest window side `model.json` may ask for, in pixels.
-const MAX_WINDOW_SIDE_PX: usize = 1024;
-/// Most pyramid scales `model.json` may list.
-const MAX_SCALES: usize = 32;
+/// The input sizes `model.json` may ask for, in pixels.
+const INPUT_PX: std::ops::RangeInclusive<u32> = 64..=2048;
+/// Most window sizes or aspects `model.json` may list.
+const MAX_WINDOW_KINDS: usize = 16;
 /// Most classes `model.json` may name.
 const MAX_CLASSES: usize = 10_000;
 
@@ -131,7 +130,19 @@ impl ModelFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let model: ModelFile = serde_json::from_str(&text).with_context(|| {
+        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a model.json written by ohem-studio",
+                path.display()
+            )
+        })?;
+        if value.get("architecture").is_none() && value.get("window").is_some() {
+            bail!(
+                "{} describes the window classifier of an earlier ohem-studio, which this version does not run: train the run again",
+                path.display()
+            );
+        }
+        let model: ModelFile = serde_json::from_value(value).with_context(|| {
             format!(
                 "{} is not a model.json written by ohem-studio",
                 path.display()
@@ -174,30 +185,41 @@ impl ModelFile {
 impl ModelInfo {
     /// Whether this description is one the program can build without absurd allocations.
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.architecture != ARCHITECTURE {
+            bail!(
+                "a '{}' detector ({ARCHITECTURE} expected)",
+                self.architecture
+            );
+        }
         if self.class_names.is_empty() || self.class_names.len() > MAX_CLASSES {
             bail!(
                 "{} classes (1 to {MAX_CLASSES} expected)",
                 self.class_names.len()
             );
         }
-        let (w, h) = (self.window.width_px, self.window.height_px);
-        let fits = |side: usize| {
-            (2 * STRIDE_PX..=MAX_WINDOW_SIDE_PX).contains(&side) && side % STRIDE_PX == 0
-        };
-        if !fits(w) || !fits(h) {
+        if !INPUT_PX.contains(&self.input_px) {
             bail!(
-                "a {w}×{h} px window (each side a multiple of {STRIDE_PX} from {} to {MAX_WINDOW_SIDE_PX} expected)",
-                2 * STRIDE_PX
+                "a {} px input ({} to {} expected)",
+                self.input_px,
+                INPUT_PX.start(),
+                INPUT_PX.end()
             );
         }
-        let scales_ok = self
-            .scales
-            .iter()
-            .all(|s| s.is_finite() && (0.01..=1000.0).contains(s));
-        if self.scales.is_empty() || self.scales.len() > MAX_SCALES || !scales_ok {
+        let listed = |values: &[f32], range: std::ops::RangeInclusive<f32>| {
+            !values.is_empty()
+                && values.len() <= MAX_WINDOW_KINDS
+                && values.iter().all(|v| v.is_finite() && range.contains(v))
+        };
+        if !listed(&self.windows.sizes_px, 4.0..=8192.0) {
             bail!(
-                "pyramid scales {:?} (1 to {MAX_SCALES} numbers between 0.01 and 1000 expected)",
-                self.scales
+                "window sizes {:?} (1 to {MAX_WINDOW_KINDS} numbers between 4 and 8192 expected)",
+                self.windows.sizes_px
+            );
+        }
+        if !listed(&self.windows.aspects, 0.05..=20.0) {
+            bail!(
+                "window aspects {:?} (1 to {MAX_WINDOW_KINDS} numbers between 0.05 and 20 expected)",
+                self.windows.aspects
             );
         }
         Ok(())

@@ -8,9 +8,10 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use super::backbone::BackboneKind;
 use super::checkpoint::{check_shapes, ModelFile};
-use super::window::{self, WindowShape};
-use super::{DetectorNet, NetSize};
+use super::rois::WindowSet;
+use super::Detector;
 use crate::data::Dataset;
 
 /// Where tensors live.
@@ -50,65 +51,66 @@ fn cuda_name() -> String {
         .unwrap_or_else(|| "CUDA".to_string())
 }
 
+/// The detector design every model of this program has: RoIs pooled from a shared feature map
+/// and scored by a Fast R-CNN head.
+pub const ARCHITECTURE: &str = "fast-rcnn-roi-head";
+
+/// The longer image side the detector sees by default on the CPU.
+pub const INPUT_PX: u32 = 384;
+/// And on a GPU, where a larger input is cheap.
+pub const CUDA_INPUT_PX: u32 = 512;
+
 /// What it takes to rebuild a trained detector: written as `model.json` beside the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
+    /// Always [`ARCHITECTURE`]; a `model.json` of another design is refused by name.
+    pub architecture: String,
+    pub backbone: BackboneKind,
     pub class_names: Vec<String>,
-    pub window: WindowShape,
-    /// Pyramid scales (window pixels → image pixels) the detector slides over.
-    pub scales: Vec<f32>,
-    /// The network's width.
-    #[serde(default)]
-    pub size: NetSize,
+    /// The longer image side at inference, in pixels.
+    pub input_px: u32,
+    /// The RoIs slid over every image at inference.
+    pub windows: WindowSet,
 }
 
 impl ModelInfo {
-    /// Window shape (of about `window_area_px` pixels) and pyramid from the training boxes, in
-    /// the decoded pixels the detector sees.
-    pub fn from_dataset(dataset: &Dataset, window_area_px: f32, size: NetSize) -> Self {
-        let mut sizes: Vec<(f32, f32)> = dataset
+    /// The detector for `dataset`'s classes, its windows spanning the training objects' sizes
+    /// as the network sees them at `input_px`.
+    pub fn from_dataset(dataset: &Dataset, backbone: BackboneKind, input_px: u32) -> Self {
+        let at_input = |w: f32, h: f32, image_w: f32, image_h: f32| {
+            (w * h).sqrt() * input_px as f32 / image_w.max(image_h).max(1.0)
+        };
+        let sizes: Vec<f32> = dataset
             .train
             .iter()
             .flat_map(|r| {
-                r.boxes.iter().map(move |b| {
-                    let decoded = r.to_decoded(&b.rect);
-                    (decoded.width(), decoded.height())
-                })
+                let (iw, ih) = (r.width as f32, r.height as f32);
+                r.boxes
+                    .iter()
+                    .map(move |b| at_input(b.rect.width(), b.rect.height(), iw, ih))
             })
             .collect();
-        sizes.extend(
-            dataset
-                .positive_crops
-                .iter()
-                .map(|r| (r.pixels.width() as f32, r.pixels.height() as f32)),
-        );
-        let window = WindowShape::from_box_sizes(&sizes, window_area_px);
-        let crops_only =
-            !dataset.positive_crops.is_empty() && dataset.train.iter().all(|r| r.boxes.is_empty());
-        let scales = if crops_only {
-            // Crops are cut at the size their objects have in photos, but a test photo may show
-            // an object larger or smaller: slide from half to twice the crops' range.
-            let widened: Vec<(f32, f32)> = sizes
-                .iter()
-                .flat_map(|&(w, h)| [(w * 0.5, h * 0.5), (w, h), (w * 2.0, h * 2.0)])
-                .collect();
-            window::pyramid_scales(&widened, window)
-        } else {
-            window::pyramid_scales(&sizes, window)
-        };
+        // Without boxes (pos/neg crops fill their frame, but the photos a detector trained on
+        // them looks at show the object at any size) windows go from an eighth of the image up.
+        let windows = WindowSet::for_objects(&sizes, input_px as f32);
         Self {
+            architecture: ARCHITECTURE.to_string(),
+            backbone,
             class_names: dataset.class_names.clone(),
-            window,
-            scales,
-            size,
+            input_px,
+            windows,
         }
+    }
+
+    /// "EfficientNet-Lite0 (ImageNet) + RoI head, 384 px": the detector in a few words.
+    pub fn describe(&self) -> String {
+        format!("{} + RoI head, {} px", self.backbone.label(), self.input_px)
     }
 }
 
 /// A trained detector loaded from `<strategy>.safetensors` and the `model.json` beside it.
 pub struct LoadedModel {
-    pub info: ModelInfo,
-    pub net: DetectorNet,
+    pub net: Detector,
     pub device: Device,
     /// Owns the weights `net` points at.
     _vs: tch::nn::VarStore,
@@ -118,6 +120,15 @@ impl LoadedModel {
     /// Loads `checkpoint` after checking it against the `model.json` beside it: listed there
     /// byte for byte, and holding exactly the tensors of the network it describes.
     pub fn load(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
+        Self::load_on(checkpoint, device)
+    }
+
+    /// The model description it was saved with.
+    pub fn info(&self) -> &ModelInfo {
+        &self.net.info
+    }
+
+    fn load_on(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
         if !checkpoint.is_file() {
             bail!("{}: no such checkpoint file", checkpoint.display());
         }
@@ -130,10 +141,9 @@ impl LoadedModel {
         }
         let model = ModelFile::load(&model_path)?;
         model.check_listed(checkpoint)?;
-        let info = model.info;
         let (device, _) = resolve_device(device)?;
         let mut vs = tch::nn::VarStore::new(device);
-        let net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
+        let net = Detector::new(&vs.root(), &model.info);
         let expected: BTreeMap<String, Vec<i64>> = vs
             .variables()
             .into_iter()
@@ -143,7 +153,6 @@ impl LoadedModel {
         vs.load(checkpoint)
             .with_context(|| format!("{}: not weights of this detector", checkpoint.display()))?;
         Ok(Self {
-            info,
             net,
             device,
             _vs: vs,
@@ -157,38 +166,63 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::data::{ImageRecord, Layout};
+    use crate::data::{GtBox, ImageRecord, Layout};
+    use crate::geometry::Rect;
 
-    fn record(width: u32, height: u32) -> ImageRecord {
+    fn record(width: u32, height: u32, boxes: Vec<Rect>) -> ImageRecord {
         ImageRecord {
             path: PathBuf::from("memory.png"),
             width,
             height,
-            boxes: Vec::new(),
+            boxes: boxes
+                .into_iter()
+                .map(|rect| GtBox {
+                    class_id: 0,
+                    rect,
+                    difficult: false,
+                })
+                .collect(),
             pixels: Arc::new(image::RgbImage::new(width, height)),
             scale: 1.0,
         }
     }
 
     #[test]
-    fn crops_set_the_pyramid_around_their_own_size() {
-        // 240-pixel crops and a 32×32 window: the objects need a scale near 7.5, far beyond
-        // the 1–4 a fixed range would give.
+    fn windows_follow_the_objects_as_the_network_sees_them() {
+        // 800-pixel photos seen at 400: 100- and 300-pixel objects become 50 and 150.
         let dataset = Dataset {
             root: PathBuf::from("memory"),
-            layout: Layout::PosNeg,
+            layout: Layout::Voc,
             class_names: vec!["kangaroo".into()],
-            train: vec![record(600, 400)],
+            train: vec![record(
+                800,
+                600,
+                vec![
+                    Rect::new(0.0, 0.0, 100.0, 100.0),
+                    Rect::new(0.0, 0.0, 300.0, 300.0),
+                ],
+            )],
             val: Vec::new(),
-            positive_crops: (0..20).map(|i| record(200 + 4 * i, 220 + 4 * i)).collect(),
+            positive_crops: Vec::new(),
         };
-        let info = ModelInfo::from_dataset(&dataset, 1152.0, NetSize::Small);
-        let covers = |scale: f32| info.scales.iter().any(|s| (s / scale).ln().abs() < 0.35);
-        assert!(covers(7.5), "{:?}", info.scales);
+        let info = ModelInfo::from_dataset(&dataset, BackboneKind::Small, 400);
+        let sizes = &info.windows.sizes_px;
         assert!(
-            covers(3.75) && covers(14.0),
-            "half and twice: {:?}",
-            info.scales
+            sizes[0] <= 50.0 && *sizes.last().unwrap() >= 150.0,
+            "{sizes:?}"
+        );
+        assert!(*sizes.last().unwrap() <= 200.0, "{sizes:?}");
+        // Crops only: windows from small to the whole image.
+        let crops = Dataset {
+            train: vec![record(600, 400, Vec::new())],
+            positive_crops: vec![record(200, 220, Vec::new())],
+            ..dataset
+        };
+        let info = ModelInfo::from_dataset(&crops, BackboneKind::Small, 400);
+        let sizes = &info.windows.sizes_px;
+        assert!(
+            sizes[0] <= 60.0 && *sizes.last().unwrap() >= 399.0,
+            "{sizes:?}"
         );
     }
 }

@@ -1,9 +1,8 @@
-//! Which examples of a batch get backpropagated: the selection strategies of online hard
+//! Which examples (RoIs) of a batch get backpropagated: the selection strategies of online hard
 //! example mining (Shrivastava, Gupta, Girshick, CVPR 2016) and their baselines.
 //!
-//! Selection sees the per-example losses of the read-only pass, in f32, plus where each example
-//! came from; it returns batch indices. It never runs the network and never touches an
-//! optimizer.
+//! Selection sees the per-RoI losses of the read-only pass, in f32, plus where each RoI lies; it
+//! returns batch indices. It never runs the network and never touches an optimizer.
 
 use rand::seq::index::sample;
 use rand::Rng;
@@ -24,11 +23,12 @@ pub struct SelectionConfig {
     pub max_negatives_per_positive: Option<f32>,
 }
 
-/// Where one example of the batch came from: what NMS by loss and the cap need to know.
+/// Where one example of the batch lies: what NMS by loss and the cap need to know.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Candidate {
-    /// Source image, `None` for a crop that stands alone (never suppressed).
-    pub image: Option<usize>,
+    /// The image of the batch it lies on: NMS by loss compares RoIs of one image only.
+    pub image: usize,
+    /// The RoI, in any pixels shared by the RoIs of its image.
     pub window: Rect,
     pub positive: bool,
 }
@@ -54,18 +54,23 @@ pub fn select_hard(
         return Err(SelectionError::NoHardExamples);
     }
     let ranks = ranks(losses, candidates)?;
+    let m = config.hard_examples;
+    // With a cap, the quotas are filled from the whole order; without, M is enough.
+    let needed = if config.max_negatives_per_positive.is_some() {
+        usize::MAX
+    } else {
+        m
+    };
     let mut order: Vec<usize> = if config.nms_by_loss {
-        // Stand-alone crops get groups of their own, past every image index.
         let items: Vec<(Rect, f32, usize)> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.window, ranks[i], c.image.unwrap_or(usize::MAX / 2 + i)))
+            .map(|(i, c)| (c.window, ranks[i], c.image))
             .collect();
-        nms(&items, config.nms_iou)
+        nms(&items, config.nms_iou, needed)
     } else {
         descending_order(&ranks)
     };
-    let m = config.hard_examples;
     if let Some(ratio) = config.max_negatives_per_positive {
         let positives: Vec<usize> = order
             .iter()
@@ -142,7 +147,7 @@ mod ssd_tests {
 
     fn example(positive: bool) -> Candidate {
         Candidate {
-            image: Some(0),
+            image: 0,
             window: Rect::new(0.0, 0.0, 10.0, 10.0),
             positive,
         }
@@ -173,7 +178,7 @@ mod tests {
     fn plain(n: usize) -> Vec<Candidate> {
         (0..n)
             .map(|i| Candidate {
-                image: Some(i),
+                image: i,
                 window: Rect::new(0.0, 0.0, 10.0, 10.0),
                 positive: false,
             })
@@ -213,7 +218,7 @@ mod tests {
     fn nms_by_loss_drops_near_duplicates_of_the_same_image_only() {
         let window = |x: f32| Rect::new(x, 0.0, x + 10.0, 10.0);
         let c = |image, x| Candidate {
-            image: Some(image),
+            image,
             window: window(x),
             positive: false,
         };

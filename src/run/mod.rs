@@ -80,7 +80,9 @@ pub struct RunConfig {
     pub data: PathBuf,
     /// "CPU" or the GPU's name (`device` is the setting: auto, cpu or cuda).
     pub device_name: String,
-    pub window_px: (usize, usize),
+    /// The detector in a few words (backbone, head, input size).
+    #[serde(default)]
+    pub detector: String,
     #[serde(flatten)]
     pub train: TrainConfig,
 }

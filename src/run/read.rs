@@ -241,7 +241,7 @@ impl RunReader {
         if !std::mem::replace(&mut self.started, true) {
             events.push(Event::RunStarted(RunInfo {
                 device: self.config.device_name.clone(),
-                window_px: self.config.window_px,
+                detector: self.config.detector.clone(),
                 config: self.config.train.clone(),
                 resumed_at_step: None,
             }));
@@ -373,6 +373,7 @@ impl RunReader {
             let pick = HardExample {
                 thumbnail: Thumbnail::default(),
                 source_image: row.text(image).parse().ok(),
+                batch_image: 0,
                 window: Rect::new(row.get(x0)?, row.get(y0)?, row.get(x1)?, row.get(y1)?),
                 label: row.get(label)?,
                 loss: row.get(loss)?,

@@ -249,7 +249,7 @@ fn write_config(dir: &Path, data_dir: &Path, info: &RunInfo) -> anyhow::Result<(
     let config = RunConfig {
         data: crate::files::canonical(data_dir),
         device_name: info.device.clone(),
-        window_px: info.window_px,
+        detector: info.detector.clone(),
         train: info.config.clone(),
     };
     write_atomically(

@@ -16,6 +16,9 @@ const EPS: f64 = 1e-8;
 /// One trainable variable and its two moments.
 struct Slot {
     name: String,
+    /// Its learning rate as a share of the optimizer's (a parameter group's rate, in
+    /// `torch.optim` terms).
+    lr_scale: f64,
     variable: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
@@ -37,8 +40,9 @@ pub struct AdamState {
 }
 
 impl AdamW {
-    /// An optimizer over every trainable variable of `vs`, with zero moments.
-    pub fn new(vs: &VarStore, weight_decay: f64, lr: f64) -> Self {
+    /// An optimizer over every trainable variable of `vs`, with zero moments; `lr_scale` gives
+    /// each variable's share of the learning rate by its name.
+    pub fn new(vs: &VarStore, weight_decay: f64, lr: f64, lr_scale: impl Fn(&str) -> f64) -> Self {
         let variables: BTreeMap<String, Tensor> = vs
             .variables()
             .into_iter()
@@ -47,6 +51,7 @@ impl AdamW {
         let slots = variables
             .into_iter()
             .map(|(name, variable)| Slot {
+                lr_scale: lr_scale(&name),
                 name,
                 exp_avg: variable.zeros_like(),
                 exp_avg_sq: variable.zeros_like(),
@@ -82,16 +87,15 @@ impl AdamW {
         let t = self.updates as i32;
         let bias1 = 1.0 - BETA1.powi(t);
         let bias2_sqrt = (1.0 - BETA2.powi(t)).sqrt();
-        let step_size = self.lr / bias1;
         tch::no_grad(|| {
             for slot in &mut self.slots {
                 let grad = slot.variable.grad();
                 if !grad.defined() {
                     continue;
                 }
-                let _ = slot
-                    .variable
-                    .g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                let lr = self.lr * slot.lr_scale;
+                let step_size = lr / bias1;
+                let _ = slot.variable.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 let _ = slot.exp_avg.g_mul_scalar_(BETA1);
                 let _ = slot.exp_avg.g_add_(&(&grad * (1.0 - BETA1)));
                 let _ = slot.exp_avg_sq.g_mul_scalar_(BETA2);

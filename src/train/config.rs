@@ -5,7 +5,7 @@ use std::str::FromStr;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-pub use crate::detector::{DeviceChoice, NetSize};
+pub use crate::detector::{BackboneKind, DeviceChoice};
 
 /// How a run picks the examples it backpropagates in each batch, or how it weighs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -28,7 +28,7 @@ pub enum Strategy {
     Ohem3To1,
     /// The offline loop OHEM replaced (Dalal–Triggs, Felzenszwalb): train on the batch while
     /// every few hundred steps a frozen scan of the training images collects the background
-    /// windows the model scores highest into a cache that later batches draw negatives from.
+    /// RoIs the model scores highest into a cache that later batches draw negatives from.
     Bootstrap,
 }
 
@@ -120,11 +120,6 @@ impl std::fmt::Display for Strategy {
     }
 }
 
-/// The CLI's selection warm-up, as a share of the step budget: 300 of 1,500 OHEM steps on the
-/// kangaroo photos took the whole-batch loss to 0.44 where OHEM from random weights was still at
-/// 0.70.
-pub const SELECTION_WARMUP_SHARE: f64 = 0.1;
-
 /// What OHEM ranks the examples of a batch by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum OhemLoss {
@@ -152,35 +147,39 @@ impl std::fmt::Display for OhemLoss {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainConfig {
-    /// Steps to train; `None` trains until stopped (the app).
+    /// Steps to train; `None` trains until stopped (the app) or for `minutes`.
     pub steps: Option<u64>,
-    /// K: examples (windows) per batch.
+    /// Minutes of training (evaluations not counted) for every strategy alike: a budget in time
+    /// rather than steps, so that a cheaper step trains more often.
+    pub minutes: Option<f64>,
+    /// N: images per batch (the paper's 2).
+    pub images_per_batch: usize,
+    /// K: RoIs scored per batch, drawn from the images' candidates (every positive first).
     pub batch_size: usize,
-    /// M: hard examples kept per batch by OHEM (and drawn by random-M).
+    /// M: hard examples (RoIs) trained per batch by OHEM (and drawn by random-M).
     pub hard_examples: usize,
     pub strategies: Vec<Strategy>,
-    /// Peak learning rate of AdamW: reached after the warm-up, then decayed along a cosine to
-    /// the last step when the run has a step budget.
+    /// The backbone; `None` picks EfficientNet-Lite0 (Lite2 on CUDA) when its ImageNet weights
+    /// are on disk, else the small one from scratch.
+    pub backbone: Option<BackboneKind>,
+    /// The longer image side the detector sees, in pixels; `None` picks by device.
+    pub input_px: Option<u32>,
+    /// Peak learning rate of AdamW for the neck and the head: reached after the warm-up, then
+    /// decayed along a cosine to the end of the run when it has a budget.
     pub lr: f64,
+    /// The backbone's learning rate as a share of `lr`: ImageNet features need only nudging.
+    pub backbone_lr_scale: f64,
     /// Steps over which the learning rate rises linearly from almost 0 to `lr`.
     pub warmup_steps: u64,
-    /// Decay the learning rate along a cosine to the step budget (when the run has one).
+    /// Decay the learning rate along a cosine to the budget (when the run has one).
     pub lr_decay: bool,
     /// Steps at the start of a run in which OHEM and random-M train on the whole batch, like
-    /// full batch. Selection by loss needs a model whose losses already tell examples apart:
-    /// from random weights every window scores alike, and OHEM's picks hold the model at a
-    /// constant score for hundreds of steps (the paper starts from ImageNet weights). 0 in the
-    /// app, which shows OHEM's picks from the first batch; the CLI's default is
-    /// [`SELECTION_WARMUP_SHARE`] of the step budget.
+    /// full batch: selection by loss needs a model whose losses tell examples apart, which an
+    /// ImageNet backbone gives from the start (0 by default) and random weights do not.
     pub selection_warmup_steps: u64,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
-    /// Pixels per window (before rounding to the network's stride): larger sees more of an
-    /// object, costs more per example.
-    pub window_area_px: f32,
-    /// The network's width; `None` picks by device (the larger preset on CUDA).
-    pub net_size: Option<NetSize>,
-    /// Strength of the random brightness, contrast and saturation changes of training examples
+    /// Strength of the random brightness, contrast and saturation changes of training images
     /// (0: none; 0.2 changes each by up to ±20 %).
     pub colour_jitter: f32,
     /// What OHEM ranks examples by.
@@ -189,11 +188,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Evaluate on the validation split every this many steps (0: never).
     pub eval_every: u64,
-    /// Share of negatives (background windows) in a batch.
-    pub negative_fraction: f32,
-    /// Suppress near-duplicate candidates by loss before taking the top M (Shrivastava et al.).
+    /// Suppress near-duplicate RoIs by loss before taking the top M (Shrivastava et al.).
     pub nms_by_loss: bool,
-    /// IoU above which a lower-loss candidate of the same image is suppressed; 0.7 in the paper.
+    /// IoU above which a lower-loss RoI of the same image is suppressed; 0.7 in the paper.
     pub nms_iou: f32,
     /// Cap on negatives per positive among the hard examples (mmdetection's `neg_pos_ub`).
     pub max_negatives_per_positive: Option<f32>,
@@ -211,22 +208,24 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             steps: None,
-            batch_size: 128,
-            hard_examples: 32,
+            minutes: None,
+            images_per_batch: 2,
+            batch_size: 2048,
+            hard_examples: 128,
             strategies: Strategy::DEFAULT.to_vec(),
+            backbone: None,
+            input_px: None,
             lr: 1e-3,
-            warmup_steps: 100,
+            backbone_lr_scale: 0.3,
+            warmup_steps: 30,
             lr_decay: true,
             selection_warmup_steps: 0,
-            weight_decay: 1e-2,
-            window_area_px: 1152.0,
-            colour_jitter: 0.2,
-            net_size: None,
+            weight_decay: 1e-4,
+            colour_jitter: 0.1,
             ohem_loss: OhemLoss::ClassificationAndBox,
             device: DeviceChoice::Auto,
             seed: 7,
             eval_every: 100,
-            negative_fraction: 0.75,
             nms_by_loss: true,
             nms_iou: 0.7,
             max_negatives_per_positive: None,
@@ -240,6 +239,12 @@ impl Default for TrainConfig {
 
 /// The highest learning rate accepted: far above any that trains, low enough to refuse a typo.
 pub const MAX_LR: f64 = 10.0;
+/// Most images in one batch.
+pub const MAX_IMAGES_PER_BATCH: usize = 16;
+/// Most RoIs scored in one batch.
+pub const MAX_ROIS_PER_BATCH: usize = 65_536;
+/// Input sizes accepted, in pixels.
+pub const INPUT_PX: std::ops::RangeInclusive<u32> = 64..=2048;
 
 /// Threads this machine runs at once.
 pub fn machine_threads() -> usize {
@@ -254,20 +259,39 @@ impl TrainConfig {
         self.eval_every > 0 && step > 0 && step % self.eval_every == 0
     }
 
-    /// The learning rate for step `step` (0-based): linear warm-up, then constant, or a cosine
-    /// decay to 1 % of the peak at the step budget when there is one.
-    pub fn lr_at(&self, step: u64) -> f64 {
+    /// The learning rate for step `step` (0-based) of a run `trained_share` through its time
+    /// budget: linear warm-up, then constant, or a cosine decay to 1 % of the peak at the end
+    /// of the budget (of steps, or of minutes) when there is one.
+    pub fn lr_at(&self, step: u64, trained_share: f64) -> f64 {
         let warm = ((step + 1) as f64 / self.warmup_steps.max(1) as f64).min(1.0);
-        let decay = match self.steps {
-            Some(total) if self.lr_decay && total > self.warmup_steps => {
-                let progress = (step.saturating_sub(self.warmup_steps) as f64
+        let progress = match (self.steps, self.minutes) {
+            (Some(total), _) if total > self.warmup_steps => Some(
+                (step.saturating_sub(self.warmup_steps) as f64
                     / (total - self.warmup_steps) as f64)
-                    .min(1.0);
+                    .min(1.0),
+            ),
+            (None, Some(_)) => Some(trained_share.clamp(0.0, 1.0)),
+            _ => None,
+        };
+        let decay = match progress {
+            Some(progress) if self.lr_decay => {
                 0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             _ => 1.0,
         };
         self.lr * warm * decay
+    }
+
+    /// How far `trained_secs` is through the time budget (0 without one).
+    pub fn trained_share(&self, trained_secs: f64) -> f64 {
+        self.minutes
+            .map_or(0.0, |m| (trained_secs / (m * 60.0)).clamp(0.0, 1.0))
+    }
+
+    /// Whether a run at `step` after `trained_secs` of training has spent its budget.
+    pub fn budget_reached(&self, step: u64, trained_secs: f64) -> bool {
+        self.steps.is_some_and(|n| step >= n)
+            || self.minutes.is_some_and(|m| trained_secs >= m * 60.0)
     }
 
     /// Every rule a run's settings must follow, in one place: the CLI, the app and the engine
@@ -300,10 +324,38 @@ impl TrainConfig {
         }
         if self.hard_examples > self.batch_size {
             bail!(
-                "M ({}) cannot exceed K ({}): OHEM keeps M of the K examples in each batch",
+                "M ({}) cannot exceed K ({}): OHEM keeps M of the K RoIs in each batch",
                 self.hard_examples,
                 self.batch_size
             );
+        }
+        if !(1..=MAX_IMAGES_PER_BATCH).contains(&self.images_per_batch) {
+            bail!(
+                "a batch holds 1 to {MAX_IMAGES_PER_BATCH} images, not {}",
+                self.images_per_batch
+            );
+        }
+        if self.batch_size > MAX_ROIS_PER_BATCH {
+            bail!(
+                "K (RoIs per batch) must be at most {MAX_ROIS_PER_BATCH}, not {}",
+                self.batch_size
+            );
+        }
+        if let Some(px) = self.input_px.filter(|px| !INPUT_PX.contains(px)) {
+            bail!(
+                "the input size must lie between {} and {} pixels, not {px}",
+                INPUT_PX.start(),
+                INPUT_PX.end()
+            );
+        }
+        if !(self.backbone_lr_scale.is_finite() && (0.0..=10.0).contains(&self.backbone_lr_scale)) {
+            bail!(
+                "the backbone's share of the learning rate must lie between 0 and 10, not {}",
+                self.backbone_lr_scale
+            );
+        }
+        if let Some(m) = self.minutes.filter(|m| !(m.is_finite() && *m > 0.0)) {
+            bail!("the time budget must be a number of minutes above 0, not {m}");
         }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
             bail!(
@@ -342,12 +394,6 @@ impl TrainConfig {
                 self.weight_decay
             );
         }
-        if !(self.window_area_px.is_finite() && (256.0..=65536.0).contains(&self.window_area_px)) {
-            bail!(
-                "the window area must lie between 256 and 65536 pixels, not {}",
-                self.window_area_px
-            );
-        }
         if !(0.0..=1.0).contains(&self.colour_jitter) {
             bail!(
                 "the colour jitter must lie between 0 and 1, not {}",
@@ -356,12 +402,6 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.nms_iou) {
             bail!("the NMS IoU must lie between 0 and 1, not {}", self.nms_iou);
-        }
-        if !(0.0..=1.0).contains(&self.negative_fraction) {
-            bail!(
-                "the negative fraction must lie between 0 and 1, not {}",
-                self.negative_fraction
-            );
         }
         if self
             .max_negatives_per_positive
@@ -400,15 +440,23 @@ mod tests {
             steps: Some(110),
             ..TrainConfig::default()
         };
-        assert!((config.lr_at(0) - 0.1).abs() < 1e-9);
-        assert!((config.lr_at(9) - 1.0).abs() < 1e-9);
-        assert!((config.lr_at(60) - 0.505).abs() < 1e-9);
-        assert!((config.lr_at(109) - 0.01).abs() < 1e-3);
+        assert!((config.lr_at(0, 0.0) - 0.1).abs() < 1e-9);
+        assert!((config.lr_at(9, 0.0) - 1.0).abs() < 1e-9);
+        assert!((config.lr_at(60, 0.0) - 0.505).abs() < 1e-9);
+        assert!((config.lr_at(109, 0.0) - 0.01).abs() < 1e-3);
         let open_ended = TrainConfig {
             steps: None,
+            ..config.clone()
+        };
+        assert_eq!(open_ended.lr_at(5000, 0.0), 1.0);
+        // A timed run decays along its seconds: halfway through, half the peak.
+        let timed = TrainConfig {
+            steps: None,
+            minutes: Some(10.0),
             ..config
         };
-        assert_eq!(open_ended.lr_at(5000), 1.0);
+        assert!((timed.lr_at(5000, timed.trained_share(300.0)) - 0.505).abs() < 1e-9);
+        assert!(timed.budget_reached(1, 600.0) && !timed.budget_reached(10_000, 599.0));
     }
 
     #[test]

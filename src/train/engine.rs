@@ -1,5 +1,6 @@
 //! One run: a learner (model and optimizer) per strategy, all from the same initial weights,
-//! trained on the same batches. Synchronous; the trainer thread and the tests drive it.
+//! trained on the same batches of images and RoIs. Synchronous; the trainer thread and the
+//! tests drive it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,20 +9,19 @@ use std::time::Instant;
 use anyhow::bail;
 use tch::Device;
 
-use super::batch::{candidates, thumbnail, BatchTensors};
+use super::batch::Batch;
 use super::bootstrap::HardNegativeCache;
 use super::config::{Strategy, TrainConfig};
 use super::evaluator::{evaluate_net, EvalContext};
-use super::examples::{fixed_examples, Example, ExampleSampler, Split};
+use super::images::{ImageSampler, Split, TrainImage};
 use super::learner::{Learner, LearnerCheckpoint};
-use super::messages::{EvalReport, HardExampleBatch, SeenExample, StepReport, StrategyStep};
+use super::messages::{EvalReport, HardExampleBatch, StepReport, StrategyStep};
 use super::resume::TrainingState;
 use crate::data::Dataset;
-use crate::detector::{self, ModelInfo, NetSize};
-use crate::ohem::{Candidate, SelectionConfig};
-
-/// Validation windows drawn once per run for the validation loss.
-const VAL_EXAMPLES: usize = 256;
+use crate::detector::model::{CUDA_INPUT_PX, INPUT_PX};
+use crate::detector::pretrained::{available, missing_weights, weights_path};
+use crate::detector::{self, BackboneKind, ModelInfo};
+use crate::ohem::SelectionConfig;
 
 /// libtorch's random generator is global: engines built at the same time (tests, a restart)
 /// hold this from seeding to the last initialisation so each still gets its seed's weights.
@@ -40,6 +40,36 @@ pub struct StepOutcome {
     pub notes: Vec<String>,
 }
 
+/// The backbone a run trains and, when it is not the one asked for, why: said once.
+pub fn choose_backbone(
+    asked: Option<BackboneKind>,
+    device: Device,
+) -> anyhow::Result<(BackboneKind, Option<String>)> {
+    if let Some(kind) = asked {
+        if let Some(path) = weights_path(kind).filter(|p| !p.is_file()) {
+            bail!(missing_weights(kind, &path));
+        }
+        return Ok((kind, None));
+    }
+    // On a GPU the deeper, wider Lite2 costs little more time than Lite0 on the CPU.
+    let preferred = if device.is_cuda() && available(BackboneKind::Lite2) {
+        BackboneKind::Lite2
+    } else {
+        BackboneKind::Lite0
+    };
+    if available(preferred) {
+        return Ok((preferred, None));
+    }
+    let path = weights_path(preferred).unwrap_or_default();
+    Ok((
+        BackboneKind::Small,
+        Some(format!(
+            "{}; the small backbone trains from scratch instead, and detects far less well",
+            missing_weights(preferred, &path)
+        )),
+    ))
+}
+
 pub struct Engine {
     dataset: Arc<Dataset>,
     info: ModelInfo,
@@ -48,52 +78,71 @@ pub struct Engine {
     device_name: String,
     learners: Vec<Learner>,
     step: u64,
-    /// Examples taken from the batch stream: where the next batch starts.
+    /// Images taken from the batch stream: where the next batch starts.
     examples_drawn: u64,
-    train_sampler: ExampleSampler,
-    val_examples: Vec<Example>,
+    train_sampler: ImageSampler,
+    /// Said once when the run starts (the backbone it fell back to).
+    notes: Vec<String>,
     /// Bootstrapping's hard negatives, when it is one of the run's strategies.
     hard_negatives: HardNegativeCache,
     /// The cache must be filled before the next step (a resumed run starts with it empty).
     rescan_due: bool,
+    /// Trained seconds over the time budget, for the learning-rate schedule of a timed run.
+    trained_share: f64,
 }
 
 impl Engine {
+    /// A new run: every strategy from the same initial weights, the backbone's from ImageNet.
     pub fn new(dataset: Arc<Dataset>, config: TrainConfig) -> anyhow::Result<Self> {
+        Self::build(dataset, config, None)
+    }
+
+    /// The engine of `config` on `dataset`; with `saved`, the detector a checkpoint was saved
+    /// with, whose weights replace the initial ones (so its backbone needs no weights on disk).
+    fn build(
+        dataset: Arc<Dataset>,
+        config: TrainConfig,
+        saved: Option<&ModelInfo>,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         if config.cpu_threads > 0 {
             tch::set_num_threads(config.cpu_threads as i32);
         }
         let (device, device_name) = detector::resolve_device(config.device)?;
-        let size = config
-            .net_size
-            .unwrap_or_else(|| NetSize::for_device(device));
-        let info = ModelInfo::from_dataset(&dataset, config.window_area_px, size);
-        let sampler = |split| {
-            ExampleSampler::new(
-                dataset.clone(),
-                split,
-                info.window,
-                info.scales.clone(),
-                config.negative_fraction,
-                if split == Split::Train {
-                    config.colour_jitter
+        let (info, fallback) = match saved {
+            Some(saved) => {
+                let info = ModelInfo::from_dataset(&dataset, saved.backbone, saved.input_px);
+                if info.class_names != saved.class_names {
+                    bail!(
+                        "the run was trained on the classes {:?}, this dataset has {:?}",
+                        saved.class_names,
+                        info.class_names
+                    );
+                }
+                if info != *saved {
+                    bail!("this dataset gives the detector other RoI sizes than the run was trained with: open the run's own dataset");
+                }
+                (info, None)
+            }
+            None => {
+                let (backbone, fallback) = choose_backbone(config.backbone, device)?;
+                let input_px = config.input_px.unwrap_or(if device.is_cuda() {
+                    CUDA_INPUT_PX
                 } else {
-                    0.0
-                },
-            )
+                    INPUT_PX
+                });
+                (
+                    ModelInfo::from_dataset(&dataset, backbone, input_px),
+                    fallback,
+                )
+            }
         };
-        let train_sampler = sampler(Split::Train);
+        let train_sampler =
+            ImageSampler::new(dataset.clone(), Split::Train, &info, config.colour_jitter);
         if !train_sampler.has_positives() {
             bail!("the training split has no object boxes: nothing to learn to detect");
         }
-        let val_sampler = sampler(Split::Val);
-        let val_examples = if val_sampler.has_images() {
-            fixed_examples(&val_sampler, config.seed ^ 0xA11CE, VAL_EXAMPLES)
-        } else {
-            Vec::new()
-        };
-        let learners = learners(&config, &info, device)?;
+        let learners = learners(&config, &info, device, saved.is_none())?;
         Ok(Self {
             dataset,
             info,
@@ -104,32 +153,23 @@ impl Engine {
             step: 0,
             examples_drawn: 0,
             train_sampler,
-            val_examples,
+            notes: fallback.into_iter().collect(),
             hard_negatives: HardNegativeCache::default(),
             rescan_due: false,
+            trained_share: 0.0,
         })
     }
 
     /// Continues a run from its checkpoint: `state`'s settings and counters, each learner's
-    /// weights, moments and random stream. `info` is the network the checkpoint was saved
-    /// with; `dataset` must give the same one (same classes, same window).
+    /// weights, moments and random stream. `info` is the detector the checkpoint was saved
+    /// with; `dataset` must give the same one (same classes, same RoI sizes).
     pub fn resume(
         dataset: Arc<Dataset>,
         state: &TrainingState,
         info: &ModelInfo,
         saved: &[LearnerCheckpoint],
     ) -> anyhow::Result<Self> {
-        let mut engine = Self::new(dataset, state.config.clone())?;
-        if engine.info.class_names != info.class_names {
-            bail!(
-                "the run was trained on the classes {:?}, this dataset has {:?}",
-                info.class_names,
-                engine.info.class_names
-            );
-        }
-        if engine.info.window != info.window || engine.info.size != info.size {
-            bail!("this dataset gives the detector another window or size than the run was trained with: open the run's own dataset");
-        }
+        let mut engine = Self::build(dataset, state.config.clone(), Some(info))?;
         for learner in &mut engine.learners {
             let Some(own) = saved.iter().find(|s| s.strategy == learner.strategy()) else {
                 bail!("the checkpoint has no weights for {}", learner.strategy());
@@ -141,12 +181,18 @@ impl Engine {
         engine.step = state.step;
         engine.examples_drawn = state.examples_drawn;
         engine.rescan_due = engine.step >= engine.config.bootstrap_every;
+        engine.set_trained_share(state.config.trained_share(state.trained_secs));
         Ok(engine)
     }
 
-    /// Examples taken from the batch stream so far.
+    /// Images taken from the batch stream so far.
     pub fn examples_drawn(&self) -> u64 {
         self.examples_drawn
+    }
+
+    /// What to tell the person watching once the run starts (the backbone it fell back to).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// Copies of what resuming each learner needs, for the evaluator to score and save.
@@ -171,7 +217,6 @@ impl Engine {
             dataset: self.dataset.clone(),
             info: self.info.clone(),
             device: self.device,
-            val_examples: self.val_examples.clone(),
         }
     }
 
@@ -201,7 +246,7 @@ impl Engine {
         &self.learners
     }
 
-    pub fn train_sampler(&self) -> ExampleSampler {
+    pub fn train_sampler(&self) -> ImageSampler {
         self.train_sampler.clone()
     }
 
@@ -225,15 +270,29 @@ impl Engine {
         }
     }
 
-    pub fn tensors(&self, examples: &[Example]) -> BatchTensors {
-        BatchTensors::new(examples, self.info.window, self.device)
+    /// The batch the next step trains on `images`: K RoIs among their candidates.
+    pub fn batch(&self, images: &[TrainImage]) -> Batch {
+        Batch::sampled(
+            images,
+            self.config.batch_size,
+            self.config.seed,
+            self.device,
+        )
     }
 
-    /// Trains every strategy on `examples` (one batch) and reports what happened.
-    pub fn train_step(&mut self, examples: &[Example]) -> anyhow::Result<StepOutcome> {
+    /// Trains every strategy on `images` (one batch) and reports what happened.
+    pub fn train_step(&mut self, images: &[TrainImage]) -> anyhow::Result<StepOutcome> {
+        let batch = self.batch(images);
+        self.train_batch(images, &batch)
+    }
+
+    /// Trains every strategy on `batch`, made of `images`.
+    pub fn train_batch(
+        &mut self,
+        images: &[TrainImage],
+        batch: &Batch,
+    ) -> anyhow::Result<StepOutcome> {
         let started = Instant::now();
-        let batch = self.tensors(examples);
-        let candidates = candidates(examples);
         let selection = self.selection();
         let count = self.learners.len();
         let selecting = self.step >= self.config.selection_warmup_steps;
@@ -242,24 +301,19 @@ impl Engine {
         let mut non_finite = Vec::new();
         let mut diverged = Vec::new();
         let mut notes = Vec::new();
-        let (scan_ms, own_batch) = self.bootstrap_batch(examples, &mut notes);
+        let (scan_ms, own_batch) = self.bootstrap_batch(images, &mut notes);
+        let progress = self.progress();
         // The strategy that runs first after a new batch shares the CPU with the loader
         // refilling its queue; taking turns keeps that cost out of the comparison.
         for turn in 0..count {
             let index = (turn + self.step as usize) % count;
             let learner = &mut self.learners[index];
-            learner.set_lr(self.config.lr_at(self.step));
-            let (batch, candidates) = match (&own_batch, learner.strategy()) {
-                (Some((b, c)), Strategy::Bootstrap) => (b, c),
-                _ => (&batch, &candidates),
+            learner.set_lr(self.config.lr_at(self.step, progress));
+            let batch = match (&own_batch, learner.strategy()) {
+                (Some(own), Strategy::Bootstrap) => own,
+                _ => batch,
             };
-            let mut outcome = learner.step(
-                batch,
-                candidates,
-                &selection,
-                self.config.ohem_loss,
-                selecting,
-            )?;
+            let mut outcome = learner.step(batch, &selection, self.config.ohem_loss, selecting)?;
             if learner.strategy() == Strategy::Bootstrap {
                 // The scan is part of what bootstrapping costs.
                 outcome.record.forward_ms += scan_ms;
@@ -272,25 +326,25 @@ impl Engine {
                 diverged.push((learner.strategy(), step));
             }
             if learner.strategy() == Strategy::Ohem && selecting {
-                hard_examples = Some(self.hard_example_batch(examples, &outcome));
+                hard_examples = Some(self.hard_example_batch(images, batch, &outcome));
             }
             records[index] = Some(outcome.record);
         }
         self.step += 1;
-        self.examples_drawn += examples.len() as u64;
+        self.examples_drawn += images.len() as u64;
         let secs = started.elapsed().as_secs_f32().max(1e-6);
         Ok(StepOutcome {
             report: StepReport {
                 step: self.step,
                 elapsed_secs: 0.0,
-                batch_size: examples.len(),
+                batch_size: batch.len(),
                 // During the warm-up every strategy trains on the whole batch.
                 hard_examples: if selecting {
-                    self.config.hard_examples
+                    self.config.hard_examples.min(batch.len())
                 } else {
-                    examples.len()
+                    batch.len()
                 },
-                examples_per_sec: examples.len() as f32 / secs,
+                examples_per_sec: batch.len() as f32 / secs,
                 strategies: records.into_iter().flatten().collect(),
             },
             hard_examples,
@@ -300,14 +354,26 @@ impl Engine {
         })
     }
 
-    /// Bootstrapping's batch: `examples` with part of their negatives from the hard-negative
-    /// cache, rescanned first when it is due. Returns the scan's milliseconds (0 without one)
-    /// and the batch, `None` when bootstrapping is not in the run or its cache is still empty.
+    /// Seconds trained so far as a share of a time budget (0 without one): set by the trainer
+    /// before each step.
+    fn progress(&self) -> f64 {
+        self.trained_share
+    }
+
+    /// Tells the engine how far through its time budget the run is (trained seconds / budget).
+    pub fn set_trained_share(&mut self, share: f64) {
+        self.trained_share = share.clamp(0.0, 1.0);
+    }
+
+    /// Bootstrapping's batch: the images with part of their negatives from the
+    /// hard-negative cache, rescanned first when it is due. Returns the scan's milliseconds (0
+    /// without one) and the batch, `None` when bootstrapping is not in the run or its cache
+    /// holds nothing of these images.
     fn bootstrap_batch(
         &mut self,
-        examples: &[Example],
+        images: &[TrainImage],
         notes: &mut Vec<String>,
-    ) -> (f32, Option<(BatchTensors, Vec<Candidate>)>) {
+    ) -> (f32, Option<Batch>) {
         let Some(learner) = self
             .learners
             .iter()
@@ -322,9 +388,7 @@ impl Engine {
         if resumed || (self.step > 0 && self.step % every == 0) {
             let report = self.hard_negatives.scan(
                 learner.net(),
-                &self.train_sampler,
                 &self.dataset,
-                &self.info.scales,
                 self.device,
                 (self.config.seed, self.step),
             );
@@ -338,39 +402,40 @@ impl Engine {
                 self.step, report.images, report.secs, report.kept
             ));
         }
-        let mixed = self
-            .hard_negatives
-            .batch_from(examples, (self.config.seed, self.step));
-        let own = mixed.map(|batch| (self.tensors(&batch), candidates(&batch)));
+        let own = self.hard_negatives.batch_from(
+            images,
+            self.config.batch_size,
+            (self.config.seed, self.step),
+            self.device,
+        );
         (scan_ms, own)
     }
 
     fn hard_example_batch(
         &self,
-        examples: &[Example],
+        images: &[TrainImage],
+        batch: &Batch,
         outcome: &super::learner::Outcome,
     ) -> HardExampleBatch {
-        let batch: Vec<SeenExample> = examples
-            .iter()
-            .enumerate()
-            .map(|(i, e)| SeenExample {
-                source_image: e.source_image,
-                window: e.window,
-                label: e.label,
-                loss: outcome.losses[i],
-                classification_loss: outcome.classification[i],
-                score: outcome.scores[i],
+        let seen: Vec<_> = (0..batch.len())
+            .map(|i| {
+                batch.seen(
+                    i,
+                    outcome.losses[i],
+                    outcome.classification[i],
+                    outcome.scores[i],
+                )
             })
             .collect();
         HardExampleBatch {
             step: self.step + 1,
-            batch_size: examples.len(),
+            batch_size: batch.len(),
             examples: outcome
                 .selected
                 .iter()
-                .map(|&i| batch[i].picked(thumbnail(&examples[i], self.info.window)))
+                .map(|&i| seen[i].picked(batch.thumbnail(i, images)))
                 .collect(),
-            batch,
+            batch: seen,
         }
     }
 
@@ -409,6 +474,7 @@ fn learners(
     config: &TrainConfig,
     info: &ModelInfo,
     device: Device,
+    pretrained: bool,
 ) -> anyhow::Result<Vec<Learner>> {
     let mut strategies = config.strategies.clone();
     strategies.sort();
@@ -420,7 +486,15 @@ fn learners(
     let mut learners: Vec<Learner> = Vec::new();
     for (i, &strategy) in strategies.iter().enumerate() {
         let rng_seed = config.seed.wrapping_add(i as u64 + 1);
-        let learner = Learner::new(strategy, info, device, config, rng_seed, learners.first())?;
+        let learner = Learner::new(
+            strategy,
+            info,
+            device,
+            config,
+            rng_seed,
+            learners.first(),
+            pretrained,
+        )?;
         learners.push(learner);
     }
     Ok(learners)

@@ -12,17 +12,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tch::nn::VarStore;
-use tch::{Device, Kind};
+use tch::Device;
 
-use super::batch::BatchTensors;
 use super::config::Strategy;
-use super::examples::Example;
 use super::learner::{load_weights, LearnerCheckpoint};
 use super::messages::{EvalReport, Event};
 use super::resume::{write_checkpoint, TrainingState};
 use super::thread::panic_message;
 use crate::data::Dataset;
-use crate::detector::{self, DetectorNet, ModelInfo};
+use crate::detector::{self, Detector, ModelInfo};
 use crate::eval::{self, MATCH_IOU};
 
 /// What the evaluator needs of a run, fixed for its length.
@@ -31,8 +29,6 @@ pub struct EvalContext {
     pub dataset: Arc<Dataset>,
     pub info: ModelInfo,
     pub device: Device,
-    /// Validation windows for the validation loss (empty: no validation loss).
-    pub val_examples: Vec<Example>,
 }
 
 /// One hand-over: a copy of every learner at `step`, to score and/or to checkpoint.
@@ -307,7 +303,7 @@ fn checkpoint(
 struct Nets {
     info: ModelInfo,
     device: Device,
-    stores: Vec<(Strategy, VarStore, DetectorNet)>,
+    stores: Vec<(Strategy, VarStore, Detector)>,
 }
 
 impl Nets {
@@ -319,7 +315,7 @@ impl Nets {
         }
     }
 
-    fn load(&mut self, learner: &LearnerCheckpoint) -> anyhow::Result<&DetectorNet> {
+    fn load(&mut self, learner: &LearnerCheckpoint) -> anyhow::Result<&Detector> {
         let index = match self
             .stores
             .iter()
@@ -328,9 +324,7 @@ impl Nets {
             Some(i) => i,
             None => {
                 let vs = VarStore::new(self.device);
-                let info = &self.info;
-                let net =
-                    DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
+                let net = Detector::new(&vs.root(), &self.info);
                 self.stores.push((learner.strategy, vs, net));
                 self.stores.len() - 1
             }
@@ -344,35 +338,32 @@ impl Nets {
 /// One strategy's evaluation on the validation split with `net`.
 pub fn evaluate_net(
     context: &EvalContext,
-    net: &DetectorNet,
+    net: &Detector,
     strategy: Strategy,
     step: u64,
 ) -> EvalReport {
-    let (val, scales) = (&context.dataset.val, &context.info.scales);
-    let detections = detector::detect_images(net, val, scales, context.device);
-    report(context, net, strategy, step, detections)
+    let found = detector::detect_images(net, &context.dataset.val, context.device);
+    report(context, strategy, step, found)
 }
 
 /// [`evaluate_net`], given up (`None`) when `stop` says so between two validation images.
 fn evaluate_net_unless(
     context: &EvalContext,
-    net: &DetectorNet,
+    net: &Detector,
     strategy: Strategy,
     step: u64,
     stop: &dyn Fn() -> bool,
 ) -> Option<EvalReport> {
-    let (val, scales) = (&context.dataset.val, &context.info.scales);
-    let detections = detector::detect_images_unless(net, val, scales, context.device, stop)?;
-    Some(report(context, net, strategy, step, detections))
+    let found = detector::detect_images_unless(net, &context.dataset.val, context.device, stop)?;
+    Some(report(context, strategy, step, found))
 }
 
-/// The evaluation of `detections` by `net`, with its validation loss.
+/// The evaluation of `detections`, with the validation loss they came with.
 fn report(
     context: &EvalContext,
-    net: &DetectorNet,
     strategy: Strategy,
     step: u64,
-    detections: Vec<crate::eval::Detection>,
+    (detections, val_loss): (Vec<crate::eval::Detection>, f32),
 ) -> EvalReport {
     let dataset = &context.dataset;
     let evaluation = eval::evaluate(
@@ -381,14 +372,6 @@ fn report(
         dataset.class_names.len(),
         MATCH_IOU,
     );
-    let val_loss = if context.val_examples.is_empty() {
-        f32::NAN
-    } else {
-        let batch = BatchTensors::new(&context.val_examples, context.info.window, context.device);
-        let _guard = tch::no_grad_guard();
-        let losses = net.window_losses(&batch.pixels, &batch.labels, &batch.targets);
-        losses.loss.mean(Kind::Float).double_value(&[]) as f32
-    };
     EvalReport {
         step,
         strategy,

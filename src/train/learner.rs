@@ -1,6 +1,7 @@
-//! One strategy's model, optimizer and step. A step reads like the method: a read-only pass
-//! over the whole batch, a selection, a trained pass over the selected examples, and one record
-//! of what happened.
+//! One strategy's model, optimizer and step. A step reads like the method: the backbone once
+//! per image, a read-only pass of the head over every RoI of the batch, a selection, a trained
+//! pass over the selected RoIs only (backpropagated through the head and the unfrozen backbone),
+//! and one record of what happened.
 
 use std::time::Instant;
 
@@ -10,13 +11,13 @@ use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 use super::adam::{AdamState, AdamW};
-use super::batch::BatchTensors;
+use super::batch::Batch;
 use super::config::{OhemLoss, Strategy, TrainConfig};
 use super::messages::StrategyStep;
-use crate::detector::{ClassLoss, DetectorNet, ModelInfo, WindowLosses};
-use crate::ohem::{self, Candidate, SelectionConfig};
+use crate::detector::{ClassLoss, Detector, ModelInfo, RoiLosses};
+use crate::ohem::{self, SelectionConfig};
 
-/// The focal loss's initial probability of "object" for every window (RetinaNet's π).
+/// The focal loss's initial probability of "object" for every RoI (RetinaNet's π).
 const FOCAL_OBJECT_PRIOR: f64 = 0.01;
 /// Negatives per positive in SSD's hard negative mining.
 pub const SSD_NEGATIVES_PER_POSITIVE: f32 = 3.0;
@@ -33,11 +34,13 @@ const SNAPSHOT_EVERY: u64 = 25;
 pub struct Learner {
     strategy: Strategy,
     vs: nn::VarStore,
-    net: DetectorNet,
+    net: Detector,
     /// What the trained pass backpropagates: cross-entropy, or the focal loss.
     class_loss: ClassLoss,
     optimizer: AdamW,
     weight_decay: f64,
+    /// The backbone's share of the learning rate.
+    backbone_lr_scale: f64,
     /// The learning rate last set.
     lr: f64,
     /// Draws random-M's picks; seeded per strategy so a run can be reproduced.
@@ -62,15 +65,15 @@ struct Snapshot {
     weights: Vec<(String, Tensor)>,
 }
 
-/// What one strategy did with one batch: its numbers, and per example what the read-only pass
-/// saw (the hard-example grid shows these).
+/// What one strategy did with one batch: its numbers, and per RoI what the read-only pass saw
+/// (the hard-example grid shows these).
 pub struct Outcome {
     pub record: StrategyStep,
-    /// Per-example loss before the update, for every example of the batch.
+    /// Per-RoI loss before the update, for every RoI of the batch.
     pub losses: Vec<f32>,
     /// The classification term of each of `losses`.
     pub classification: Vec<f32>,
-    /// Per-example highest object-class probability before the update.
+    /// Per-RoI highest object-class probability before the update.
     pub scores: Vec<f32>,
     /// Batch indices that were backpropagated, highest loss first for OHEM.
     pub selected: Vec<usize>,
@@ -80,7 +83,8 @@ pub struct Outcome {
 
 impl Learner {
     /// A fresh model; `initial`, when given, supplies the weights so that every strategy of a run
-    /// starts from the same point.
+    /// starts from the same point, else the backbone starts from its ImageNet weights (when it
+    /// has some and `pretrained` asks for them) and the rest from random ones.
     pub fn new(
         strategy: Strategy,
         info: &ModelInfo,
@@ -88,16 +92,20 @@ impl Learner {
         config: &TrainConfig,
         seed: u64,
         initial: Option<&Learner>,
+        pretrained: bool,
     ) -> anyhow::Result<Self> {
         let mut vs = nn::VarStore::new(device);
-        let mut net = DetectorNet::new(&vs.root(), info.class_names.len(), info.window, info.size);
-        if let Some(first) = initial {
-            vs.copy(&first.vs)
-                .map_err(|e| anyhow::anyhow!("copying the shared initial weights: {e}"))?;
+        let mut net = Detector::new(&vs.root(), info);
+        match initial {
+            Some(first) => vs
+                .copy(&first.vs)
+                .map_err(|e| anyhow::anyhow!("copying the shared initial weights: {e}"))?,
+            None if pretrained && info.backbone.pretrained() => net.load_pretrained(&vs)?,
+            None => {}
         }
         let class_loss = match strategy {
             Strategy::Focal => {
-                // The paper's start: every window an object with probability 0.01.
+                // The paper's start: every RoI an object with probability 0.01.
                 net.set_object_prior(FOCAL_OBJECT_PRIOR);
                 ClassLoss::Focal {
                     gamma: config.focal_gamma,
@@ -106,7 +114,10 @@ impl Learner {
             }
             _ => ClassLoss::CrossEntropy,
         };
-        let optimizer = AdamW::new(&vs, config.weight_decay, config.lr_at(0));
+        let backbone_lr_scale = config.backbone_lr_scale;
+        let optimizer = AdamW::new(&vs, config.weight_decay, config.lr_at(0, 0.0), |name| {
+            lr_scale(name, backbone_lr_scale)
+        });
         Ok(Self {
             strategy,
             vs,
@@ -114,7 +125,8 @@ impl Learner {
             class_loss,
             optimizer,
             weight_decay: config.weight_decay,
-            lr: config.lr_at(0),
+            backbone_lr_scale,
+            lr: config.lr_at(0, 0.0),
             rng: ChaCha8Rng::seed_from_u64(seed),
             steps: 0,
             health: Health::default(),
@@ -125,7 +137,7 @@ impl Learner {
         self.strategy
     }
 
-    pub fn net(&self) -> &DetectorNet {
+    pub fn net(&self) -> &Detector {
         &self.net
     }
 
@@ -141,46 +153,61 @@ impl Learner {
     /// Trains on one batch the way this learner's strategy says.
     pub fn step(
         &mut self,
-        batch: &BatchTensors,
-        candidates: &[Candidate],
+        batch: &Batch,
         selection: &SelectionConfig,
         ranked_by: OhemLoss,
         selecting: bool,
     ) -> anyhow::Result<Outcome> {
-        // 1. The read-only pass: every example, no gradient, the weights the trained pass uses.
-        //    Full batch trains on every example, so its trained pass doubles as this one.
+        // 1. The backbone once per image (its graph kept for the trained pass), then the
+        //    read-only pass of the head: every RoI, no gradient, the weights the trained pass
+        //    uses. Full batch trains on every RoI, so its trained pass doubles as this one.
         let clock = Instant::now();
+        let maps: Vec<Tensor> = batch
+            .images
+            .iter()
+            .map(|image| self.net.feature_map(&image.pixels))
+            .collect();
         let read_only = (selecting && self.strategy.selects()).then(|| {
             let _guard = tch::no_grad_guard();
-            PerExample::of(
-                &self
-                    .net
-                    .window_losses(&batch.pixels, &batch.labels, &batch.targets),
-            )
+            let per_image: Vec<PerExample> = batch
+                .images
+                .iter()
+                .zip(&maps)
+                .map(|(image, map)| {
+                    PerExample::of(&self.net.roi_losses(
+                        &map.detach(),
+                        &image.rois,
+                        ClassLoss::CrossEntropy,
+                    ))
+                })
+                .collect();
+            PerExample::concat(per_image)
         });
+        sync(self.vs.device());
         let forward_ms = ms_since(clock);
 
         // 2. The selection, in f32 on the CPU: K numbers.
         let clock = Instant::now();
-        let k = candidates.len();
+        let k = batch.len();
         let selected = match &read_only {
-            Some(seen) => self.select(seen, candidates, selection, ranked_by)?,
+            Some(seen) => self.select(seen, batch, selection, ranked_by)?,
             None => (0..k).collect(),
         };
         let select_ms = ms_since(clock);
 
-        // 3. The trained pass: forward and backward the selected examples only. The negatives
-        //    cap can leave nothing when a batch holds no positive: then there is no update.
+        // 3. The trained pass: forward and backward the selected RoIs only. The negatives cap
+        //    can leave nothing when a batch holds no positive: then there is no update.
         if self.steps % SNAPSHOT_EVERY == 0 {
             self.health.pending = Some(self.snapshot());
         }
         let clock = Instant::now();
-        let trained = (!selected.is_empty()).then(|| self.train_on(batch, &selected, k));
+        let trained = (!selected.is_empty()).then(|| self.train_on(batch, &maps, &selected));
         let train_ms = if trained.is_some() {
             ms_since(clock)
         } else {
             0.0
         };
+        drop(maps);
 
         // 4. One record.
         let (trained_loss, trained_seen) = trained.unwrap_or((f32::NAN, None));
@@ -212,10 +239,11 @@ impl Learner {
     fn select(
         &mut self,
         seen: &PerExample,
-        candidates: &[Candidate],
+        batch: &Batch,
         selection: &SelectionConfig,
         ranked_by: OhemLoss,
     ) -> anyhow::Result<Vec<usize>> {
+        let candidates = &batch.candidates;
         let k = candidates.len();
         Ok(match self.strategy {
             Strategy::Ohem => {
@@ -257,7 +285,10 @@ impl Learner {
             return Ok(Some(0));
         };
         load_weights(&mut self.vs, &good.weights)?;
-        self.optimizer = AdamW::new(&self.vs, self.weight_decay, self.lr);
+        let scale = self.backbone_lr_scale;
+        self.optimizer = AdamW::new(&self.vs, self.weight_decay, self.lr, |name| {
+            lr_scale(name, scale)
+        });
         Ok(Some(good.steps))
     }
 
@@ -295,41 +326,55 @@ impl Learner {
         Ok(())
     }
 
-    /// Forward and backward `selected` (all `k` examples: no copy of the batch). Returns the mean
-    /// trained loss and, when the whole batch was trained in order, what the pass saw of each.
+    /// Forward and backward the RoIs at `selected` on the images' feature maps `maps`. Returns
+    /// the mean trained loss and, when the whole batch was trained in order, what the pass saw
+    /// of each RoI.
     fn train_on(
         &mut self,
-        batch: &BatchTensors,
+        batch: &Batch,
+        maps: &[Tensor],
         selected: &[usize],
-        k: usize,
     ) -> (f32, Option<PerExample>) {
-        let whole_batch = selected.len() == k && selected.iter().enumerate().all(|(i, &s)| i == s);
-        let out = if whole_batch {
-            self.net.window_losses_with(
-                &batch.pixels,
-                &batch.labels,
-                &batch.targets,
-                self.class_loss,
-            )
+        let whole_batch =
+            selected.len() == batch.len() && selected.iter().enumerate().all(|(i, &s)| i == s);
+        let outputs: Vec<RoiLosses> = if whole_batch {
+            batch
+                .images
+                .iter()
+                .zip(maps)
+                .filter(|(image, _)| !image.rois.is_empty())
+                .map(|(image, map)| self.net.roi_losses(map, &image.rois, self.class_loss))
+                .collect()
         } else {
-            let index = Tensor::from_slice(&selected.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                .to_device(batch.pixels.device());
-            self.net.window_losses_with(
-                &batch.pixels.index_select(0, &index),
-                &batch.labels.index_select(0, &index),
-                &batch.targets.index_select(0, &index),
-                self.class_loss,
-            )
+            batch
+                .restricted_to(selected)
+                .into_iter()
+                .map(|(image, rows)| {
+                    let rois = batch.images[image].rois.select(&rows);
+                    self.net.roi_losses(&maps[image], &rois, self.class_loss)
+                })
+                .collect()
         };
-        let loss = out.objective.mean(Kind::Float);
+        let objectives: Vec<&Tensor> = outputs.iter().map(|o| &o.objective).collect();
+        let loss = Tensor::cat(&objectives, 0).mean(Kind::Float);
         let value = loss.double_value(&[]) as f32;
         // A non-finite loss would poison every weight: skip the update, the caller reports it.
         if value.is_finite() {
             self.optimizer.backward_step(&loss);
         }
-        sync(batch.pixels.device());
-        let seen = whole_batch.then(|| PerExample::of(&out));
+        sync(self.vs.device());
+        let seen =
+            whole_batch.then(|| PerExample::concat(outputs.iter().map(PerExample::of).collect()));
         (value, seen)
+    }
+}
+
+/// A variable's share of the learning rate: `backbone` for the backbone's, 1 for the rest.
+fn lr_scale(name: &str, backbone: f64) -> f64 {
+    if name.starts_with("backbone.") {
+        backbone
+    } else {
+        1.0
     }
 }
 
@@ -405,12 +450,23 @@ struct PerExample {
 }
 
 impl PerExample {
-    fn of(out: &WindowLosses) -> Self {
+    fn of(out: &RoiLosses) -> Self {
         Self {
             losses: to_vec(&out.loss.detach()),
             classification: to_vec(&out.classification.detach()),
             scores: to_vec(&out.object_score.detach()),
         }
+    }
+
+    /// The images' RoIs one after the other, as the batch orders them.
+    fn concat(parts: Vec<PerExample>) -> Self {
+        let mut all = Self::default();
+        for part in parts {
+            all.losses.extend(part.losses);
+            all.classification.extend(part.classification);
+            all.scores.extend(part.scores);
+        }
+        all
     }
 }
 

@@ -30,9 +30,9 @@ pub enum Command {
     Resume,
     /// End the current run; the trainer stays up for another run. Answered by [`Event::RunEnded`].
     StopRun,
-    /// M, hard examples per batch, from the next batch on.
+    /// M, hard examples (RoIs) trained per batch, from the next batch on.
     SetHardExamples(usize),
-    /// K, examples per batch, from the next batch on.
+    /// K, RoIs scored per batch, from the next batch on.
     SetBatchSize(usize),
     /// Learning rate of every strategy's optimizer, from the next batch on.
     SetLearningRate(f64),
@@ -46,7 +46,7 @@ pub enum Command {
     EvaluateNow,
     /// Save each strategy's weights as `<dir>/<strategy>.safetensors`.
     SaveCheckpoint(PathBuf),
-    /// Map the OHEM model's object score over training image `image` with windows the size of
+    /// Map the OHEM model's object score over training image `image` with RoIs the size of
     /// `window` (original pixels): one read-only pass, between two steps. Answered by
     /// [`Event::ScoreMap`].
     ScoreMap { image: usize, window: Rect },
@@ -101,8 +101,8 @@ pub enum Event {
 pub struct RunInfo {
     /// "CPU" or the GPU's name.
     pub device: String,
-    /// Width and height of one example (window), in pixels.
-    pub window_px: (usize, usize),
+    /// The detector in a few words: backbone, head, input size.
+    pub detector: String,
     pub config: TrainConfig,
     /// The checkpoint's step when the run continues an earlier one (`None`: a fresh run).
     pub resumed_at_step: Option<u64>,
@@ -144,20 +144,22 @@ pub struct Thumbnail {
     pub rgba: Vec<u8>,
 }
 
-/// One selected example.
+/// One selected example (RoI).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HardExample {
     pub thumbnail: Thumbnail,
     /// Index into the dataset's training images, `None` for a `pos/` crop.
     pub source_image: Option<usize>,
-    /// The window in the source image's original pixels.
+    /// Which image of its batch it lies on.
+    pub batch_image: usize,
+    /// The RoI in the source image's original pixels.
     pub window: Rect,
     /// Class of the example: 0 is background, `c + 1` is class `c`.
     pub label: usize,
     pub loss: f32,
     /// The classification term of `loss`; the rest is the box term.
     pub classification_loss: f32,
-    /// The model's highest object-class probability for this window (before the update).
+    /// The model's highest object-class probability for this RoI (before the update).
     pub score: f32,
 }
 
@@ -167,7 +169,9 @@ pub struct HardExample {
 pub struct SeenExample {
     /// Index of the source image among the training images, `None` for a `pos/` crop.
     pub source_image: Option<usize>,
-    /// The window in the source image's original pixels.
+    /// Which image of its batch it lies on.
+    pub batch_image: usize,
+    /// The RoI in the source image's original pixels.
     pub window: Rect,
     /// 0 is background, `c + 1` is class `c`.
     pub label: usize,
@@ -181,6 +185,7 @@ impl HardExample {
     pub fn seen(&self) -> SeenExample {
         SeenExample {
             source_image: self.source_image,
+            batch_image: self.batch_image,
             window: self.window,
             label: self.label,
             loss: self.loss,
@@ -196,6 +201,7 @@ impl SeenExample {
         HardExample {
             thumbnail,
             source_image: self.source_image,
+            batch_image: self.batch_image,
             window: self.window,
             label: self.label,
             loss: self.loss,
@@ -216,29 +222,29 @@ pub struct HardExampleBatch {
     pub batch: Vec<SeenExample>,
 }
 
-/// The object score over one training image at one window size, as a grid of window positions.
+/// The object score over one training image at one RoI size, as a grid of RoI positions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoreMapReport {
-    /// The training image and the window asked about (original pixels).
+    /// The training image and the RoI asked about (original pixels).
     pub image: usize,
     pub window: Rect,
     /// The steps the scored weights had trained.
     pub step: u64,
-    /// A window covers `scale ×` the detector's window pixels (of the decoded image).
-    pub scale: f32,
+    /// The RoI's size in the decoded image's pixels (width × height).
+    pub roi_px: (f32, f32),
     /// The grid, or why there is none (no model yet, the image too small at this scale).
     pub map: Result<ScoreGrid, String>,
 }
 
-/// Object scores of a grid of window positions.
+/// Object scores of a grid of RoI positions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoreGrid {
     pub cols: usize,
     pub rows: usize,
-    /// `rows × cols`, row-major: the highest object-class probability of the window there.
+    /// `rows × cols`, row-major: the highest object-class probability of the RoI there.
     pub scores: Vec<f32>,
     /// The extent of the cells in the image's original pixels; each cell is centred on the
-    /// centre of its window.
+    /// centre of its RoI.
     pub area: Rect,
 }
 
@@ -250,6 +256,6 @@ pub struct EvalReport {
     /// Every detection above a low floor, so a score threshold can be applied later.
     pub detections: Vec<Detection>,
     pub evaluation: Evaluation,
-    /// Mean window loss over validation examples.
+    /// Mean RoI loss over the validation images' RoIs.
     pub val_loss: f32,
 }

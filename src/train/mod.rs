@@ -1,4 +1,4 @@
-//! The trainer: batches of windows, every strategy side by side from the same start, on its own
+//! The trainer: batches of images and RoIs, every strategy side by side from the same start, on its own
 //! thread. Imports data, detector, ohem and eval; never the UI.
 
 pub mod adam;
@@ -7,7 +7,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod engine;
 pub mod evaluator;
-pub mod examples;
+pub mod images;
 pub mod learner;
 pub mod messages;
 pub mod resume;

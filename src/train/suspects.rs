@@ -3,12 +3,12 @@
 //!
 //! An *offender* is one place in one training image, tracked across batches:
 //! - a **positive** is keyed by its image and the annotated box it was cut around (the box of
-//!   its class with the highest IoU with the window): every jittered window of that box counts
+//!   its class with the highest IoU with the RoI): every RoI of that box counts
 //!   for it, so the record speaks of one label;
-//! - a **negative** is keyed by its image and a *region*: the first picked window, which later
-//!   negative windows of the same image join when their IoU with it is at least
-//!   [`SAME_REGION_IOU`]. Negatives are drawn anywhere at any scale, so an exact window rarely
-//!   comes twice, while a missing label keeps being hit by overlapping windows.
+//! - a **negative** is keyed by its image and a *region*: the first picked RoI, which later
+//!   negative RoIs of the same image join when their IoU with it is at least
+//!   [`SAME_REGION_IOU`]. Negatives lie anywhere at any size, so an exact RoI rarely
+//!   comes twice, while a missing label keeps being hit by overlapping RoIs.
 //!
 //! `pos/` crops have no image index and are not tracked.
 //!
@@ -462,6 +462,7 @@ mod tests {
     fn seen(window: Rect, label: usize, loss: f32, score: f32) -> SeenExample {
         SeenExample {
             source_image: Some(0),
+            batch_image: 0,
             window,
             label,
             loss,

@@ -13,7 +13,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvErro
 use super::config::{Strategy, TrainConfig};
 use super::engine::Engine;
 use super::evaluator::{EvalJob, Evaluator};
-use super::examples::ExampleStream;
+use super::images::ImageStream;
 use super::learner::{DIVERGED_AFTER, EXPLODED_LOSS};
 use super::messages::{Command, Event, RunInfo, ScoreGrid, ScoreMapReport};
 use super::resume::{read_checkpoint, remove_checkpoints};
@@ -173,7 +173,7 @@ impl Outbox {
 
 struct Run {
     engine: Engine,
-    stream: ExampleStream,
+    stream: ImageStream,
     trained_secs: f64,
     paused: bool,
     /// The run folder its checkpoints go into, when it is recorded.
@@ -385,7 +385,7 @@ impl Trainer {
             if let (Some(dir), None) = (&record, resumed_at_step) {
                 remove_checkpoints(dir)?;
             }
-            let stream = ExampleStream::spawn(
+            let stream = ImageStream::spawn(
                 engine.train_sampler(),
                 engine.config().seed,
                 engine.examples_drawn(),
@@ -396,16 +396,14 @@ impl Trainer {
             Ok((engine, stream, evaluator))
         });
         match started {
-            Ok((engine, stream, evaluator)) => {
+            Ok((mut engine, stream, evaluator)) => {
                 let info = RunInfo {
                     device: engine.device_name().to_string(),
-                    window_px: (
-                        engine.info().window.width_px,
-                        engine.info().window.height_px,
-                    ),
+                    detector: engine.info().describe(),
                     config: engine.config().clone(),
                     resumed_at_step,
                 };
+                let notes = engine.take_notes();
                 self.evaluator = Some(evaluator);
                 self.run = Some(Run {
                     checkpointed_at: resumed_at_step,
@@ -415,7 +413,11 @@ impl Trainer {
                     paused: false,
                     record,
                 });
-                self.outbox.send(Event::RunStarted(info))
+                self.outbox.send(Event::RunStarted(info))?;
+                for note in notes {
+                    self.outbox.send(Event::Info(note))?;
+                }
+                Ok(())
             }
             Err(error) => {
                 let message = format!("cannot start training: {error:#}");
@@ -477,14 +479,16 @@ impl Trainer {
         let Some(run) = &mut self.run else {
             return Ok(());
         };
-        let k = run.engine.config().batch_size;
-        let Some(examples) = run.stream.next_batch(k) else {
+        let n = run.engine.config().images_per_batch;
+        let Some(images) = run.stream.next_batch(n) else {
             self.outbox
                 .send(Event::Problem("the batch loader stopped".into()))?;
             return self.end_run("the batch loader stopped");
         };
         let started = Instant::now();
-        let outcome = run.engine.train_step(&examples);
+        let share = run.engine.config().trained_share(run.trained_secs);
+        run.engine.set_trained_share(share);
+        let outcome = run.engine.train_step(&images);
         run.trained_secs += started.elapsed().as_secs_f64();
         let mut outcome = match outcome {
             Ok(o) => o,
@@ -522,12 +526,22 @@ impl Trainer {
             self.outbox.offer(Event::HardExamples(hard))?;
         }
         let config = run.engine.config();
-        let budget_reached = config.steps.is_some_and(|n| step >= n);
+        let budget_reached = config.budget_reached(step, run.trained_secs);
+        let timed = config.minutes.is_some();
         if config.evaluates_at(step) || (config.eval_every > 0 && budget_reached) {
             self.evaluate()?;
+            // A timed run gives every strategy the same seconds of training: the evaluation,
+            // which would share the cores with it, is waited for and not counted.
+            if let (true, Some(evaluator)) = (timed, &self.evaluator) {
+                evaluator.wait_idle();
+            }
         }
         if budget_reached {
-            self.close_run("the step budget was reached")?;
+            self.close_run(if timed {
+                "the time budget was reached"
+            } else {
+                "the step budget was reached"
+            })?;
         }
         Ok(())
     }
@@ -589,7 +603,7 @@ impl Trainer {
                 image,
                 window,
                 step: 0,
-                scale: 1.0,
+                roi_px: (window.width(), window.height()),
                 map: Err("no model yet: start a run".into()),
             },
         };
@@ -611,18 +625,13 @@ impl Trainer {
     }
 }
 
-/// Window scales outside this range are refused: smaller would resample a photo to a huge
-/// tensor, larger leaves no window position.
-const SCORE_MAP_SCALES: std::ops::RangeInclusive<f32> = 0.1..=64.0;
-
 /// The OHEM model's object score (the run's first model's without OHEM) over training image
-/// `image`, with windows of `window`'s size.
+/// `image`, with RoIs of `window`'s size.
 fn score_map_report(engine: &Engine, image: usize, window: Rect) -> ScoreMapReport {
-    let shape = engine.info().window;
     let record = engine.dataset().train.get(image);
-    let scale = record.map_or(f32::NAN, |r| {
+    let roi_px = record.map_or((f32::NAN, f32::NAN), |r| {
         let decoded = r.to_decoded(&window);
-        (decoded.width() / shape.width_px as f32 * decoded.height() / shape.height_px as f32).sqrt()
+        (decoded.width(), decoded.height())
     });
     let learners = engine.learners();
     let net = learners
@@ -633,23 +642,26 @@ fn score_map_report(engine: &Engine, image: usize, window: Rect) -> ScoreMapRepo
     let map = match (record, net) {
         (None, _) => Err(format!("there is no training image {image}")),
         (_, None) => Err("the run has no model".into()),
-        (Some(_), Some(_)) if !SCORE_MAP_SCALES.contains(&scale) => Err(format!(
-            "a window of {window:?} cannot be slid over this image"
-        )),
-        (Some(record), Some(net)) => score_map(net, &record.pixels, scale, engine.device())
+        (Some(record), Some(net)) => score_map(net, &record.pixels, roi_px, engine.device())
             .map(|m| ScoreGrid {
                 cols: m.cols,
                 rows: m.rows,
                 scores: m.scores,
                 area: record.to_original(&m.area),
             })
-            .ok_or_else(|| format!("the image is smaller than half a window at scale {scale:.2}")),
+            .ok_or_else(|| {
+                format!(
+                    "a RoI of {:.0}×{:.0} px does not fit in this image",
+                    window.width(),
+                    window.height()
+                )
+            }),
     };
     ScoreMapReport {
         image,
         window,
         step: engine.step(),
-        scale,
+        roi_px,
         map,
     }
 }

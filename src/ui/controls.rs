@@ -7,7 +7,7 @@ use crate::train::config::{Strategy, TrainConfig};
 use crate::train::messages::Command;
 
 /// Smallest and largest K offered.
-pub const BATCH_SIZE_RANGE: std::ops::RangeInclusive<usize> = 16..=512;
+pub const BATCH_SIZE_RANGE: std::ops::RangeInclusive<usize> = 16..=8192;
 
 /// What the controls currently say.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,7 +117,7 @@ pub fn controls_ui(
                 .logarithmic(true)
                 .text("K"),
         )
-        .on_hover_text("K: examples (windows) in each batch")
+        .on_hover_text("K: RoIs scored in each batch")
         .changed();
     if k_changed {
         commands.push(Command::SetBatchSize(controls.batch_size));
@@ -173,7 +173,7 @@ pub fn controls_ui(
     ui.separator();
     if ui
         .checkbox(&mut controls.nms_by_loss, "NMS by loss (IoU 0.7)")
-        .on_hover_text("Drop near-duplicate windows before taking the top M, as in the paper")
+        .on_hover_text("Drop near-duplicate RoIs (NMS by loss at IoU 0.7) before taking the top M, as in the paper")
         .changed()
     {
         commands.push(Command::SetNmsByLoss(controls.nms_by_loss));

@@ -475,12 +475,8 @@ fn filter_bar_ui(ui: &mut egui::Ui, state: &mut HardExamplesState, dataset: Opti
                 "both",
                 "Hard negatives and hard positives",
             ),
-            (
-                KindFilter::Negatives,
-                "negatives",
-                "Background windows only",
-            ),
-            (KindFilter::Positives, "positives", "Object windows only"),
+            (KindFilter::Negatives, "negatives", "Background RoIs only"),
+            (KindFilter::Positives, "positives", "Object RoIs only"),
             (
                 KindFilter::WouldBeFalsePositives,
                 "would-be FPs",

@@ -95,7 +95,7 @@ pub fn source_window_ui(
         .show(ui.ctx(), |ui| {
             ui.label(&view.caption);
             ui.weak(format!(
-                "{} (train image {}): window in yellow, objects dashed green",
+                "{} (train image {}): RoI in yellow, objects dashed green",
                 file_name(&record.path),
                 view.image
             ));
@@ -122,7 +122,7 @@ fn heat_controls_ui(ui: &mut egui::Ui, view: &mut SourceView) {
     ui.horizontal_wrapped(|ui| {
         ui.checkbox(&mut view.show_heat, "object score heat map")
             .on_hover_text(
-                "The OHEM model slid over the whole image with windows of this window's size",
+                "The OHEM model's object score for RoIs of this RoI's size all over the image, one feature cell apart",
             );
         if !view.show_heat {
             return;
@@ -136,8 +136,8 @@ fn heat_controls_ui(ui: &mut egui::Ui, view: &mut SourceView) {
                     Ok(grid) => {
                         let (low, high) = score_range(grid);
                         ui.weak(format!(
-                            "step {}, scale {:.2}: {low:.2}",
-                            report.step, report.scale
+                            "step {}, RoIs of {:.0}×{:.0} px: {low:.2}",
+                            report.step, report.roi_px.0, report.roi_px.1
                         ));
                         colour_scale_ui(ui);
                         ui.weak(format!("{high:.2}"));

@@ -53,7 +53,7 @@ pub fn replay(batch: &HardExampleBatch, settings: &WhatIfSettings) -> Vec<usize>
         .batch
         .iter()
         .map(|e| Candidate {
-            image: e.source_image,
+            image: e.batch_image,
             window: e.window,
             positive: e.label > 0,
         })
@@ -82,6 +82,7 @@ mod tests {
             .enumerate()
             .map(|(i, (&x, loss))| SeenExample {
                 source_image: Some(0),
+                batch_image: 0,
                 window: window(x),
                 label: usize::from(i == 4),
                 loss,

@@ -24,8 +24,9 @@ pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// `train` on sample_data into `out`: small batches (K 32, M 8), one CPU thread, `steps` steps
-/// with an evaluation every `eval_every`; the arguments after the program name.
+/// `train` on sample_data into `out`: the small backbone on 192-pixel images, small batches
+/// (K 32, M 8), one CPU thread, `steps` steps with an evaluation every `eval_every`; the
+/// arguments after the program name.
 pub fn small_sample_run(out: &Path, steps: u64, eval_every: u64) -> Vec<String> {
     let sample = super::sample_data();
     let (steps, eval_every) = (steps.to_string(), eval_every.to_string());
@@ -41,6 +42,10 @@ pub fn small_sample_run(out: &Path, steps: u64, eval_every: u64) -> Vec<String> 
         "32",
         "--hard",
         "8",
+        "--backbone",
+        "small",
+        "--input-px",
+        "192",
         "--threads",
         "1",
         "--device",

@@ -350,6 +350,59 @@ fn compare_runs_every_seed_and_reports_mean_and_std() {
 }
 
 #[test]
+fn a_timed_compare_trains_each_strategy_alone_for_the_same_minutes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run(&[
+        "compare",
+        "--seeds",
+        "1",
+        "--data",
+        path(&sample_data()),
+        "--minutes",
+        "0.03",
+        "--strategies",
+        "ohem,full",
+        "--backbone",
+        "small",
+        "--input-px",
+        "160",
+        "--batch",
+        "64",
+        "--hard",
+        "16",
+        "--eval-every",
+        "1000",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--out",
+        path(dir.path()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for strategy in ["ohem", "full"] {
+        let run_dir = dir.path().join("seed5").join(strategy);
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run_dir.join("config.json")).expect("config.json"),
+        )
+        .expect("json");
+        assert_eq!(config["strategies"], serde_json::json!([strategy]));
+        let metrics = std::fs::read_to_string(run_dir.join("metrics.csv")).expect("metrics");
+        let last = metrics.lines().last().expect("a step");
+        let elapsed: f64 = last
+            .split(',')
+            .nth(2)
+            .expect("elapsed")
+            .parse()
+            .expect("secs");
+        assert!(elapsed >= 1.8, "{strategy} trained its 1.8 s: {last}");
+    }
+    let rows = std::fs::read_to_string(dir.path().join("compare.csv")).expect("compare.csv");
+    assert_eq!(rows.lines().count(), 1 + 2, "a row per strategy: {rows}");
+    assert!(rows.lines().next().expect("header").contains("steps"));
+}
+
+#[test]
 fn sweep_trains_every_cell_from_the_same_start_and_draws_a_heat_map() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = run(&[

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::train::{self, TrainArgs};
 use crate::eval::ErrorKind;
 use crate::train::messages::EvalReport;
-use crate::train::Strategy;
+use crate::train::{Strategy, TrainConfig};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -27,6 +27,7 @@ pub struct CompareArgs {
 struct Row {
     seed: u64,
     strategy: &'static str,
+    steps: u64,
     map50: f32,
     best_f1: f32,
     best_f1_threshold: f32,
@@ -46,6 +47,7 @@ impl Row {
         Self {
             seed,
             strategy: report.strategy.key(),
+            steps: report.step,
             map50: report.evaluation.map(),
             best_f1: best.f1(),
             best_f1_threshold: best.score,
@@ -81,11 +83,15 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
         let seed = base.seed.wrapping_add(i);
         eprintln!("— seed {seed} ({} of {}) —", i + 1, args.seeds);
-        let mut config = base.clone();
-        config.seed = seed;
         let out = folder.child(&format!("seed{seed}"))?;
-        let evaluations = train::run(args.train.data()?, &out, config, &interrupted)?;
-        rows.extend(evaluations.iter().map(|e| Row::new(seed, e)));
+        for (name, config) in runs_of_seed(&base, seed) {
+            let out = match name {
+                Some(strategy) => out.child(strategy)?,
+                None => out.clone(),
+            };
+            let evaluations = train::run(args.train.data()?, &out, config, &interrupted)?;
+            rows.extend(evaluations.iter().map(|e| Row::new(seed, e)));
+        }
     }
     if rows.is_empty() {
         anyhow::bail!(
@@ -100,6 +106,26 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     print!("{summary}");
     eprintln!("wrote {}", csv_path.display());
     Ok(())
+}
+
+/// The runs of one seed. Trained side by side, strategies get the same steps; given minutes,
+/// each strategy trains alone (in a folder of its own) so that each has the cores for the same
+/// time and a cheaper step trains more often.
+fn runs_of_seed(base: &TrainConfig, seed: u64) -> Vec<(Option<&'static str>, TrainConfig)> {
+    let mut config = base.clone();
+    config.seed = seed;
+    if config.minutes.is_none() || config.strategies.len() < 2 {
+        return vec![(None, config)];
+    }
+    config
+        .strategies
+        .iter()
+        .map(|&strategy| {
+            let mut alone = config.clone();
+            alone.strategies = vec![strategy];
+            (Some(strategy.key()), alone)
+        })
+        .collect()
 }
 
 fn write_rows(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
@@ -129,8 +155,8 @@ fn summary(rows: &[Row], strategies: &[Strategy]) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{:<10} {:>16}  {:>5} {:>5} {:>5} {:>5}   {:>5} {:>5} {:>5}   per seed",
-        "strategy", "mAP@0.5", "loc", "dup", "conf", "bg", "m-S", "m-M", "m-L"
+        "{:<10} {:>16} {:>6}  {:>5} {:>5} {:>5} {:>5}   {:>5} {:>5} {:>5}   per seed",
+        "strategy", "mAP@0.5", "steps", "loc", "dup", "conf", "bg", "m-S", "m-M", "m-L"
     );
     for strategy in strategies {
         let mine: Vec<&Row> = rows
@@ -146,10 +172,11 @@ fn summary(rows: &[Row], strategies: &[Strategy]) -> String {
         let per_seed: Vec<String> = maps.iter().map(|m| format!("{m:.3}")).collect();
         let _ = writeln!(
             text,
-            "{:<10} {:>8.3} ± {:<5.3}  {:>5} {:>5} {:>5} {:>5}   {:>5} {:>5} {:>5}   {}",
+            "{:<10} {:>8.3} ± {:<5.3} {:>6}  {:>5} {:>5} {:>5} {:>5}   {:>5} {:>5} {:>5}   {}",
             strategy.key(),
             mean,
             std,
+            sum(|r| r.steps as usize) / mine.len(),
             sum(|r| r.fp_localisation),
             sum(|r| r.fp_duplicate),
             sum(|r| r.fp_confusion),

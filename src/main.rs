@@ -4,6 +4,7 @@ use clap::Parser;
 use ohem_studio::cli::Cli;
 
 fn main() -> ExitCode {
+    passive_openmp();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => {
@@ -22,6 +23,29 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Restarts the program with `OMP_WAIT_POLICY=PASSIVE` unless the variable is set. libtorch's
+/// OpenMP reads it once, when the library loads before `main`, and its default lets idle threads
+/// spin: with anything else on the cores (the evaluator, the UI, another program) training
+/// steps became 5–15× slower. A value of the user's own is kept.
+fn passive_openmp() {
+    #[cfg(unix)]
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        use std::os::unix::process::CommandExt;
+        let mut args = std::env::args_os();
+        let (Some(name), Ok(exe)) = (args.next(), std::env::current_exe()) else {
+            return;
+        };
+        let error = std::process::Command::new(exe)
+            .arg0(name)
+            .args(args)
+            .env("OMP_WAIT_POLICY", "PASSIVE")
+            .exec();
+        eprintln!(
+            "note: could not restart with OMP_WAIT_POLICY=PASSIVE ({error}); training may slow down while other programs share the cores"
+        );
     }
 }
 

@@ -82,6 +82,30 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
+    /// An image of one grey level held in memory, with class-0 boxes: for tests.
+    #[cfg(test)]
+    pub(crate) fn in_memory(width: u32, height: u32, grey: u8, boxes: Vec<Rect>) -> Self {
+        Self {
+            path: PathBuf::from("memory.png"),
+            width,
+            height,
+            boxes: boxes
+                .into_iter()
+                .map(|rect| GtBox {
+                    class_id: 0,
+                    rect,
+                    difficult: false,
+                })
+                .collect(),
+            pixels: Arc::new(image::RgbImage::from_pixel(
+                width,
+                height,
+                image::Rgb([grey; 3]),
+            )),
+            scale: 1.0,
+        }
+    }
+
     /// Decoded-over-original size on each axis: rounding to whole pixels makes them differ a
     /// little, and a lot for very elongated images.
     fn factors(&self) -> (f32, f32) {

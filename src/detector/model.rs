@@ -163,29 +163,10 @@ impl LoadedModel {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::sync::Arc;
 
     use super::*;
-    use crate::data::{GtBox, ImageRecord, Layout};
+    use crate::data::{ImageRecord, Layout};
     use crate::geometry::Rect;
-
-    fn record(width: u32, height: u32, boxes: Vec<Rect>) -> ImageRecord {
-        ImageRecord {
-            path: PathBuf::from("memory.png"),
-            width,
-            height,
-            boxes: boxes
-                .into_iter()
-                .map(|rect| GtBox {
-                    class_id: 0,
-                    rect,
-                    difficult: false,
-                })
-                .collect(),
-            pixels: Arc::new(image::RgbImage::new(width, height)),
-            scale: 1.0,
-        }
-    }
 
     #[test]
     fn windows_follow_the_objects_as_the_network_sees_them() {
@@ -194,9 +175,10 @@ mod tests {
             root: PathBuf::from("memory"),
             layout: Layout::Voc,
             class_names: vec!["kangaroo".into()],
-            train: vec![record(
+            train: vec![ImageRecord::in_memory(
                 800,
                 600,
+                0,
                 vec![
                     Rect::new(0.0, 0.0, 100.0, 100.0),
                     Rect::new(0.0, 0.0, 300.0, 300.0),
@@ -214,8 +196,8 @@ mod tests {
         assert!(*sizes.last().unwrap() <= 200.0, "{sizes:?}");
         // Crops only: windows from small to the whole image.
         let crops = Dataset {
-            train: vec![record(600, 400, Vec::new())],
-            positive_crops: vec![record(200, 220, Vec::new())],
+            train: vec![ImageRecord::in_memory(600, 400, 0, Vec::new())],
+            positive_crops: vec![ImageRecord::in_memory(200, 220, 0, Vec::new())],
             ..dataset
         };
         let info = ModelInfo::from_dataset(&crops, BackboneKind::Small, 400);

@@ -226,6 +226,17 @@ mod tests {
         let loaded = variables["_blocks.3._depthwise_conv.weight"].double_value(&[0, 0, 0, 0]);
         assert_eq!(loaded, 0.5);
 
+        // What loading the file at `path` says.
+        let refusal = |path: &Path| {
+            load_strictly(
+                path,
+                BackboneKind::Lite0,
+                &variables,
+                unused_by_the_detector,
+            )
+            .unwrap_err()
+            .to_string()
+        };
         // A key missing.
         let copy = |v: &BTreeMap<String, Tensor>| -> BTreeMap<String, Tensor> {
             v.iter()
@@ -235,14 +246,7 @@ mod tests {
         let mut fewer = copy(&variables);
         fewer.remove("_blocks.7._bn1.running_var");
         write(&path, &fewer, &[]);
-        let error = load_strictly(
-            &path,
-            BackboneKind::Lite0,
-            &variables,
-            unused_by_the_detector,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = refusal(&path);
         assert!(
             error.contains("lacks _blocks.7._bn1.running_var"),
             "{error}"
@@ -255,14 +259,7 @@ mod tests {
             Tensor::zeros([16, 3, 3, 3], tch::kind::FLOAT_CPU),
         );
         write(&path, &wrong, &[]);
-        let error = load_strictly(
-            &path,
-            BackboneKind::Lite0,
-            &variables,
-            unused_by_the_detector,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = refusal(&path);
         assert!(
             error.contains("_conv_stem.weight is [16, 3, 3, 3] in the file, [32, 3, 3, 3]"),
             "{error}"
@@ -271,47 +268,19 @@ mod tests {
         // A key nothing takes.
         let stray = Tensor::zeros([2], tch::kind::FLOAT_CPU);
         write(&path, &variables, &[("_blocks.99._se.weight", stray)]);
-        let error = load_strictly(
-            &path,
-            BackboneKind::Lite0,
-            &variables,
-            unused_by_the_detector,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = refusal(&path);
         assert!(error.contains("holds _blocks.99._se.weight"), "{error}");
 
         // Damaged: cut short, or no file at all.
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let error = load_strictly(
-            &path,
-            BackboneKind::Lite0,
-            &variables,
-            unused_by_the_detector,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = refusal(&path);
         assert!(error.contains("is damaged"), "{error}");
         std::fs::write(&path, b"not weights").unwrap();
-        let error = load_strictly(
-            &path,
-            BackboneKind::Lite0,
-            &variables,
-            unused_by_the_detector,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = refusal(&path);
         assert!(error.contains("is damaged"), "{error}");
         let gone = dir.path().join("nothing.safetensors");
-        let error = load_strictly(
-            &gone,
-            BackboneKind::Lite0,
-            &variables,
-            unused_by_the_detector,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = refusal(&gone);
         assert!(
             error.contains("are not at") && error.contains("make weights"),
             "{error}"

@@ -352,30 +352,8 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    use crate::data::{GtBox, Layout};
+    use crate::data::Layout;
     use crate::detector::BackboneKind;
-
-    fn record(width: u32, height: u32, colour: u8, boxes: Vec<Rect>) -> ImageRecord {
-        ImageRecord {
-            path: PathBuf::from("memory.png"),
-            width,
-            height,
-            boxes: boxes
-                .into_iter()
-                .map(|rect| GtBox {
-                    class_id: 0,
-                    rect,
-                    difficult: false,
-                })
-                .collect(),
-            pixels: Arc::new(image::RgbImage::from_pixel(
-                width,
-                height,
-                image::Rgb([colour, colour, colour]),
-            )),
-            scale: 1.0,
-        }
-    }
 
     fn dataset() -> Arc<Dataset> {
         Arc::new(Dataset {
@@ -383,11 +361,11 @@ mod tests {
             layout: Layout::PosNeg,
             class_names: vec!["object".into()],
             train: vec![
-                record(400, 300, 0, vec![Rect::new(100.0, 100.0, 200.0, 180.0)]),
-                record(300, 300, 60, Vec::new()),
+                ImageRecord::in_memory(400, 300, 0, vec![Rect::new(100.0, 100.0, 200.0, 180.0)]),
+                ImageRecord::in_memory(300, 300, 60, Vec::new()),
             ],
             val: Vec::new(),
-            positive_crops: vec![record(100, 40, 255, Vec::new())],
+            positive_crops: vec![ImageRecord::in_memory(100, 40, 255, Vec::new())],
         })
     }
 

@@ -16,7 +16,7 @@
 //! [`HardExampleBatch`]es the trainer sends: no tensors and no UI, so the app and
 //! `ohem-studio train` (which writes `label_suspects.csv`) share it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::data::ImageRecord;
 use crate::geometry::Rect;
@@ -196,32 +196,50 @@ pub struct OffenderLog {
 }
 
 impl OffenderLog {
-    /// Takes one batch: its picks count as picks (and create offenders), every example of the
-    /// batch that falls on a known offender counts as seen. `images` are the training images the
-    /// batch's `source_image`s index.
+    /// Takes one batch: an offender with picks in it counts as picked once (its RoIs' mean loss
+    /// and mean score stand for the batch), and one with any RoI of the batch on it counts as
+    /// seen once; picks on no known offender create one. A batch holds many RoIs of one box or
+    /// region, so counting RoIs would let a single bad batch make a suspect. `images` are the
+    /// training images the batch's `source_image`s index.
     pub fn record(&mut self, batch: &HardExampleBatch, images: &[ImageRecord]) {
+        // Offender → (picks, loss sum, score sum) in this batch, in order of first pick.
+        let mut picked: Vec<(usize, u32, f64, f64)> = Vec::new();
         for pick in &batch.examples {
             let seen = pick.seen();
-            if let Some(index) = self.find_or_insert(&seen, images) {
-                let offender = &mut self.offenders[index];
-                offender.times_picked += 1;
-                offender.loss_sum += f64::from(seen.loss);
-                offender.recent_score = if offender.times_picked == 1 {
-                    seen.score
-                } else {
-                    mix(offender.recent_score, seen.score)
-                };
-                offender.last_score = seen.score;
-                offender.last_step = batch.step;
-                if batch.batch.is_empty() {
-                    offender.times_seen += 1;
+            let Some(index) = self.find_or_insert(&seen, images) else {
+                continue;
+            };
+            match picked.iter_mut().find(|p| p.0 == index) {
+                Some(p) => {
+                    p.1 += 1;
+                    p.2 += f64::from(seen.loss);
+                    p.3 += f64::from(seen.score);
                 }
+                None => picked.push((index, 1, f64::from(seen.loss), f64::from(seen.score))),
             }
         }
-        for example in &batch.batch {
-            if let Some(index) = self.find(example, images) {
-                self.offenders[index].times_seen += 1;
-            }
+        let mut seen_here: BTreeSet<usize> = batch
+            .batch
+            .iter()
+            .filter_map(|example| self.find(example, images))
+            .collect();
+        for &(index, picks, loss_sum, score_sum) in &picked {
+            let score = (score_sum / f64::from(picks)) as f32;
+            let offender = &mut self.offenders[index];
+            offender.times_picked += 1;
+            offender.loss_sum += loss_sum / f64::from(picks);
+            offender.recent_score = if offender.times_picked == 1 {
+                score
+            } else {
+                mix(offender.recent_score, score)
+            };
+            offender.last_score = score;
+            offender.last_step = batch.step;
+            // A batch recorded without its other RoIs: the pick was seen.
+            seen_here.insert(index);
+        }
+        for index in seen_here {
+            self.offenders[index].times_seen += 1;
         }
         self.update_typical(batch);
         if self.offenders.len() > MAX_OFFENDERS {
@@ -636,6 +654,30 @@ mod tests {
         let far = seen(Rect::new(60.0, 0.0, 90.0, 30.0), 0, 1.0, 0.6);
         log.record(&batch(7, &[far], &[]), &images);
         assert_eq!(log.offenders().len(), 3);
+    }
+
+    #[test]
+    fn many_rois_of_one_box_in_one_batch_count_once() {
+        let images = images();
+        let mut log = OffenderLog::default();
+        let rois: Vec<SeenExample> = (0..8)
+            .map(|i| {
+                seen(
+                    Rect::new(9.0 + i as f32, 10.0, 49.0, 30.0),
+                    1,
+                    1.0 + i as f32,
+                    0.1,
+                )
+            })
+            .collect();
+        log.record(&batch(1, &rois, &[]), &images);
+        let car = &log.offenders()[0];
+        assert_eq!((car.times_picked, car.times_seen), (1, 1));
+        assert!(
+            (car.mean_loss() - 4.5).abs() < 1e-6,
+            "the batch's mean loss"
+        );
+        assert!(log.suspects().is_empty(), "one batch makes no suspect");
     }
 
     #[test]

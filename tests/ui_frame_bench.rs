@@ -1,5 +1,6 @@
 //! How long the app takes to build a frame when full: 10,000-step curves for the three default
-//! strategies, a grid of 32 hard examples and an evaluation per strategy; then paused with the
+//! strategies, a grid of the default M = 128 hard examples picked from K = 2,048 RoIs and an
+//! evaluation per strategy; then paused with the
 //! what-if view, the source image's heat map and the label suspects open; and a long run of
 //! 100,000 steps while new steps keep arriving, alone and with a recorded run of the same length
 //! overlaid. Ignored by `cargo test`; run by `make bench` (`--ignored --nocapture`).
@@ -31,7 +32,9 @@ use ohem_studio::ui::OhemApp;
 const STEPS: u64 = 10_000;
 /// A long run: where the cost of a frame must not have grown with the history.
 const LONG_RUN_STEPS: u64 = 100_000;
-const HARD_EXAMPLES: usize = 32;
+const HARD_EXAMPLES: usize = 128;
+const BATCH_SIZE: usize = 2048;
+const TILE_PX: usize = 64;
 const FRAMES: usize = 60;
 /// Frames of the long run, each after a new step: a couple of seconds, so the curves' refreshes
 /// (at most four a second) are among them.
@@ -73,7 +76,7 @@ fn step_report(step: u64) -> StepReport {
     StepReport {
         step,
         elapsed_secs: step as f64 * 0.05,
-        batch_size: 128,
+        batch_size: BATCH_SIZE,
         hard_examples: HARD_EXAMPLES,
         examples_per_sec: 2500.0,
         strategies: Strategy::DEFAULT
@@ -104,10 +107,12 @@ fn seen_example(i: usize) -> SeenExample {
         let score = if i % 3 == 0 { 0.9 } else { 0.02 };
         (Rect::new(x, y, x + 96.0, y + 64.0), score)
     };
-    let loss = 2.0 - i as f32 * 0.01;
+    let loss = 2.0 / (1.0 + i as f32 * 0.01);
     SeenExample {
-        source_image: Some(i % 20),
-        batch_image: 0,
+        // Spread over 16 images, so that NMS by loss (per image) leaves the what-if replay
+        // more distinct RoIs than M.
+        source_image: Some(i % 16),
+        batch_image: i % 16,
         window,
         label: usize::from(positive),
         loss,
@@ -116,20 +121,20 @@ fn seen_example(i: usize) -> SeenExample {
     }
 }
 
-/// A batch of 128 whose 32 highest-loss examples are the picks.
+/// A batch of K RoIs whose M highest-loss ones are the picks.
 fn hard_examples(step: u64) -> HardExampleBatch {
-    let batch: Vec<SeenExample> = (0..128).map(seen_example).collect();
+    let batch: Vec<SeenExample> = (0..BATCH_SIZE).map(seen_example).collect();
     HardExampleBatch {
         step,
-        batch_size: 128,
+        batch_size: BATCH_SIZE,
         examples: batch[..HARD_EXAMPLES]
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 e.picked(Thumbnail {
-                    width: 48,
-                    height: 32,
-                    rgba: vec![(i * 7) as u8; 48 * 32 * 4],
+                    width: TILE_PX,
+                    height: TILE_PX,
+                    rgba: vec![(i * 7) as u8; TILE_PX * TILE_PX * 4],
                 })
             })
             .collect(),
@@ -303,14 +308,14 @@ fn frames_with_the_new_panels(
     harness.state_mut().apply_event(Event::Paused);
     harness
         .get_by_role_and_label(Role::Slider, "M")
-        .set_value_accesskit(48.0);
+        .set_value_accesskit(192.0);
     harness.run_steps(3);
     assert!(
         harness
             .query_all_by_label_contains("would be picked")
             .count()
             > 0,
-        "the what-if view shows the picks of M = 48"
+        "the what-if view shows the picks of M = 192"
     );
     harness
         .query_all_by_label_contains("hard example ")

@@ -313,9 +313,8 @@ impl TrainConfig {
         self.validate_settings()
     }
 
-    /// The rules for the numbers alone: what a setting changed during a run must follow (the
-    /// strategies of a run in progress cannot change, so they are not asked about).
-    pub fn validate_settings(&self) -> anyhow::Result<()> {
+    /// The batch's shape: N images, K RoIs scored, M trained, the input size.
+    fn validate_batch(&self) -> anyhow::Result<()> {
         if self.batch_size == 0 {
             bail!("K (examples per batch) must be at least 1");
         }
@@ -348,6 +347,13 @@ impl TrainConfig {
                 INPUT_PX.end()
             );
         }
+        Ok(())
+    }
+
+    /// The rules for the numbers alone: what a setting changed during a run must follow (the
+    /// strategies of a run in progress cannot change, so they are not asked about).
+    pub fn validate_settings(&self) -> anyhow::Result<()> {
+        self.validate_batch()?;
         if !(self.backbone_lr_scale.is_finite() && (0.0..=10.0).contains(&self.backbone_lr_scale)) {
             bail!(
                 "the backbone's share of the learning rate must lie between 0 and 10, not {}",

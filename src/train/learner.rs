@@ -167,22 +167,8 @@ impl Learner {
             .iter()
             .map(|image| self.net.feature_map(&image.pixels))
             .collect();
-        let read_only = (selecting && self.strategy.selects()).then(|| {
-            let _guard = tch::no_grad_guard();
-            let per_image: Vec<PerExample> = batch
-                .images
-                .iter()
-                .zip(&maps)
-                .map(|(image, map)| {
-                    PerExample::of(&self.net.roi_losses(
-                        &map.detach(),
-                        &image.rois,
-                        ClassLoss::CrossEntropy,
-                    ))
-                })
-                .collect();
-            PerExample::concat(per_image)
-        });
+        let read_only =
+            (selecting && self.strategy.selects()).then(|| self.read_only_pass(batch, &maps));
         sync(self.vs.device());
         let forward_ms = ms_since(clock);
 
@@ -233,6 +219,24 @@ impl Learner {
             selected,
             restored_to_step,
         })
+    }
+
+    /// Every RoI of the batch through the head without gradient, on the detached feature maps.
+    fn read_only_pass(&self, batch: &Batch, maps: &[Tensor]) -> PerExample {
+        let _guard = tch::no_grad_guard();
+        let per_image: Vec<PerExample> = batch
+            .images
+            .iter()
+            .zip(maps)
+            .map(|(image, map)| {
+                PerExample::of(&self.net.roi_losses(
+                    &map.detach(),
+                    &image.rois,
+                    ClassLoss::CrossEntropy,
+                ))
+            })
+            .collect();
+        PerExample::concat(per_image)
     }
 
     /// The batch indices this strategy backpropagates, from what the read-only pass saw.

@@ -12,14 +12,17 @@
 //! | `hard_examples.thumbs` | the picks' pixels: one JPEG grid per step | every step |
 //! | `detections.csv` | every detection above the score floor | every evaluation |
 //! | `eval.csv` | mAP, AP per class, validation loss, errors at best F1 | every evaluation |
-//! | `checkpoint/` | weights, optimizer moments, counters (`train::resume`) | every evaluation |
+//! | `checkpoint/` | weights, optimizer moments, counters (`train::resume`) | every evaluation, at least every minute |
 //! | `model.json`, `<strategy>.safetensors` | the final weights | at the end |
 //! | `label_suspects.csv`, `loss.png`, `map.png`, `pr.png` | summaries (`train`) | at the end |
+//! | `.run.lock` | pid and host of the one process writing the folder (`RunLock`) | while it trains |
 
+mod lock;
 mod read;
 mod record;
 mod thumbs;
 
+pub use lock::{RunLock, LOCK_FILE};
 pub use read::RunReader;
 pub use record::{Recorder, RecorderThread};
 

@@ -917,3 +917,127 @@ fn a_link_to_another_split_folder_does_not_take_its_images() {
         )]
     );
 }
+
+#[test]
+fn a_byte_order_mark_keeps_the_first_box_of_a_label_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_image(dir.path(), "images/train/bom.png", 100, 50);
+    write_text(
+        dir.path(),
+        "labels/train/bom.txt",
+        "\u{feff}0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let bom = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("bom.png"))
+        .expect("kept");
+    assert_eq!(bom.boxes.len(), 2, "{diagnostics:#?}");
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+}
+
+#[test]
+fn absurd_coordinates_are_reported_not_clipped_silently() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_image(dir.path(), "images/train/huge.png", 100, 50);
+    // A damaged number, and a box mostly outside the image.
+    write_text(
+        dir.path(),
+        "labels/train/huge.txt",
+        "0 0.5 0.5 1e30 1e30\n0 1.05 0.5 0.4 0.5\n",
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let huge = dataset
+        .train
+        .iter()
+        .find(|r| r.path.ends_with("huge.png"))
+        .expect("kept");
+    assert_eq!(huge.boxes.len(), 1, "the clipped box stays");
+    let damaged = only(&diagnostics, DiagnosticKind::MalformedLabel);
+    assert_eq!(damaged.line, Some(1));
+    assert!(
+        damaged.message.contains("not a fraction of the image size"),
+        "{damaged}"
+    );
+    let clipped = only(&diagnostics, DiagnosticKind::BoxClipped);
+    assert_eq!(clipped.line, Some(2));
+    assert!(clipped.message.contains("mostly outside"), "{clipped}");
+    assert!(clipped.is_warning());
+}
+
+#[test]
+fn voc_corners_given_the_wrong_way_round_are_called_swapped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_image(dir.path(), "images/a.png", 40, 30);
+    write_text(
+        dir.path(),
+        "annots/a.xml",
+        "<annotation>\n<object><name>x</name><bndbox><xmin>20</xmin><ymin>1</ymin><xmax>5</xmax><ymax>20</ymax></bndbox></object>\n\
+         <object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>1e30</xmax><ymax>20</ymax></bndbox></object>\n\
+         </annotation>\n",
+    );
+    let (_, diagnostics) = load(dir.path());
+    let swapped = only(&diagnostics, DiagnosticKind::EmptyBox);
+    assert!(swapped.message.contains("corners swapped"), "{swapped}");
+    let beyond = only(&diagnostics, DiagnosticKind::MalformedLabel);
+    assert!(beyond.message.contains("beyond any image"), "{beyond}");
+}
+
+#[test]
+fn coco_numbers_too_large_for_a_box_are_not_called_not_a_number() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    coco_root(
+        dir.path(),
+        r#"{"images": [{"id": 1, "file_name": "a.png"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 1e308, 10]},
+                            {"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+            "categories": [{"id": 1, "name": "thing"}]}"#,
+    );
+    let (_, diagnostics) = load(dir.path());
+    let large = only(&diagnostics, DiagnosticKind::MalformedLabel);
+    assert!(large.message.contains("width 1e"), "{large}");
+    assert!(large.message.contains("beyond any image"), "{large}");
+    assert!(!large.message.contains("not a number"), "{large}");
+}
+
+#[test]
+fn an_empty_image_file_is_called_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_bytes(dir.path(), "images/train/empty.jpg", b"");
+    let (dataset, diagnostics) = load(dir.path());
+    assert_eq!(dataset.train.len(), 2);
+    let empty = only(&diagnostics, DiagnosticKind::UnreadableImage);
+    assert!(empty.message.contains("empty (0 bytes)"), "{empty}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_pipe_in_place_of_a_label_file_is_reported_without_waiting_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    yolo_root(dir.path());
+    write_image(dir.path(), "images/train/piped.png", 100, 50);
+    let fifo = dir.path().join("labels/train/piped.txt");
+    let c_path = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("c path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    // Loading on a thread of its own: a read of the pipe would never return.
+    let root = dir.path().to_path_buf();
+    let (done, finished) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("loader".into())
+        .spawn(move || {
+            let _ = done.send(load(&root));
+        })
+        .expect("thread");
+    let (dataset, diagnostics) = finished
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("loading does not wait on the pipe");
+    assert_eq!(dataset.train.len(), 2, "the image of the pipe is skipped");
+    let piped = only(&diagnostics, DiagnosticKind::MalformedLabel);
+    assert!(piped.path.ends_with("labels/train/piped.txt"));
+    assert!(piped.message.contains("not a regular file"), "{piped}");
+}

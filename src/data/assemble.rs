@@ -377,9 +377,9 @@ fn note_size_mismatch(item: &PendingItem, width: u32, height: u32, notes: &mut V
     }
 }
 
-/// Turns a box into original-image pixels. A box partly outside the image is clipped to it
-/// without a note (annotation tools routinely overshoot the border by a pixel); a box with no
-/// area, or entirely outside, is dropped with a note.
+/// Turns a box into original-image pixels. A box partly outside the image is clipped to it,
+/// without a note when most of it is inside (annotation tools routinely overshoot the border
+/// by a pixel); a box with no area, swapped corners, or entirely outside, is dropped with a note.
 fn check_box(
     pending: &PendingBox,
     width: u32,
@@ -404,6 +404,21 @@ fn check_box(
     let finite = [rect.x0, rect.y0, rect.x1, rect.y1]
         .iter()
         .all(|v| v.is_finite());
+    if finite && (rect.x1 < rect.x0 || rect.y1 < rect.y0) {
+        let (axis, low, high) = if rect.x1 < rect.x0 {
+            ("x", rect.x0, rect.x1)
+        } else {
+            ("y", rect.y0, rect.y1)
+        };
+        notes.push(note(
+            DiagnosticKind::EmptyBox,
+            format!(
+                "{} has its corners swapped: its {axis} starts at {low:.1} and ends at {high:.1}, before it; dropped",
+                pending.label
+            ),
+        ));
+        return None;
+    }
     if !finite || rect.x1 <= rect.x0 || rect.y1 <= rect.y0 {
         notes.push(note(
             DiagnosticKind::EmptyBox,
@@ -424,6 +439,16 @@ fn check_box(
             ),
         ));
         return None;
+    }
+    // A pixel over the border is routine; a box mostly outside is worth a word.
+    if clipped.area() < 0.5 * rect.area() {
+        notes.push(note(
+            DiagnosticKind::BoxClipped,
+            format!(
+                "{} ({:.1}, {:.1}) – ({:.1}, {:.1}) lies mostly outside the {width}×{height} image; kept, clipped to ({:.1}, {:.1}) – ({:.1}, {:.1})",
+                pending.label, rect.x0, rect.y0, rect.x1, rect.y1, clipped.x0, clipped.y0, clipped.x1, clipped.y1
+            ),
+        ));
     }
     Some(GtBox {
         class_id: pending.class_id,

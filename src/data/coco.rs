@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::assemble::{Assignment, BoxGeometry, Loaded, PendingBox, PendingItem};
 use super::decode::file_name;
-use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
+use super::diagnostics::{pixel_coordinate, read_file, read_or_note, Diagnostic, DiagnosticKind};
 use super::walk::{Resolved, Scan};
 use crate::geometry::Rect;
 
@@ -151,12 +151,16 @@ fn parse_annotation(index: usize, entry: &Value) -> Result<CocoAnnotation, Strin
         .filter(|b| b.len() == 4)
         .ok_or("`bbox` is not [x, y, width, height]")?;
     let mut values = [0.0f32; 4];
-    for (value, raw) in values.iter_mut().zip(bbox) {
-        *value = raw
+    for ((value, raw), name) in values
+        .iter_mut()
+        .zip(bbox)
+        .zip(["x", "y", "width", "height"])
+    {
+        let what = format!("`bbox` {name} {raw}");
+        let number = raw
             .as_f64()
-            .map(|v| v as f32)
-            .filter(|v| v.is_finite())
-            .ok_or("`bbox` holds something that is not a number")?;
+            .ok_or_else(|| format!("{what} is not a number"))?;
+        *value = pixel_coordinate(number, &what)?;
     }
     let flag = |key: &str| {
         entry
@@ -200,7 +204,7 @@ pub(crate) fn detect(root: &Path, scan: &Scan) -> Vec<PathBuf> {
                 .is_some_and(|e| e.eq_ignore_ascii_case("json"))
         })
         .filter(|p| {
-            std::fs::read(p).is_ok_and(|bytes| {
+            read_file(p).is_ok_and(|bytes| {
                 let text = String::from_utf8_lossy(&bytes);
                 text.contains("\"images\"") && text.contains("\"annotations\"")
             })
@@ -254,7 +258,7 @@ pub(crate) fn load(
 /// Reads and parses one file; `None` (with a diagnostic) when it cannot be used. Entries it
 /// cannot understand are noted and left out.
 fn read_coco_file(json: &Path, diagnostics: &mut Vec<Diagnostic>) -> Option<CocoFile> {
-    let bytes = read_or_note(json, "the file", std::fs::read, diagnostics)?;
+    let bytes = read_or_note(json, "the file", read_file, diagnostics)?;
     match parse_json(&String::from_utf8_lossy(&bytes)) {
         Ok(file) => {
             for problem in &file.problems {

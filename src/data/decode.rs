@@ -8,7 +8,7 @@ use image::imageops::FilterType;
 use image::metadata::Orientation;
 use image::{ImageDecoder, ImageReader, RgbImage};
 
-use super::diagnostics::{Diagnostic, DiagnosticKind};
+use super::diagnostics::{Diagnostic, DiagnosticKind, NOT_A_REGULAR_FILE};
 use super::orientation::turned_size;
 use super::LoadOptions;
 
@@ -75,6 +75,11 @@ pub(crate) struct Decoded {
 pub(crate) fn decode_upright(path: &Path, options: &LoadOptions) -> Result<Decoded, Diagnostic> {
     let unreadable =
         |reason: String| Diagnostic::new(path, DiagnosticKind::UnreadableImage, reason);
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(unreadable(NOT_A_REGULAR_FILE.to_string())),
+        Ok(m) if m.len() == 0 => return Err(unreadable("the file is empty (0 bytes)".into())),
+        _ => {}
+    }
     let reader = ImageReader::open(path)
         .map_err(|e| unreadable(format!("cannot open the image: {e}")))?
         .with_guessed_format()

@@ -16,6 +16,8 @@ pub enum DiagnosticKind {
     MalformedLabel,
     /// A box lies entirely outside its image; it is dropped.
     BoxOutsideImage,
+    /// A box lies mostly outside its image (a warning: it is clipped to the image and kept).
+    BoxClipped,
     /// A box has zero or negative width or height; it is dropped.
     EmptyBox,
     /// A box names a class the dataset does not declare; it is dropped.
@@ -92,7 +94,7 @@ impl Diagnostic {
     pub fn is_warning(&self) -> bool {
         matches!(
             self.kind,
-            DiagnosticKind::SizeMismatch | DiagnosticKind::Note
+            DiagnosticKind::SizeMismatch | DiagnosticKind::BoxClipped | DiagnosticKind::Note
         )
     }
 }
@@ -129,6 +131,45 @@ pub(crate) fn read_or_note<'p, T>(
             None
         }
     }
+}
+
+/// The largest coordinate in pixels an annotation may give: far beyond any image this program
+/// decodes, so a larger one is a damaged number, not a box.
+pub(crate) const MAX_COORDINATE_PX: f64 = 1e6;
+
+/// `value` as a pixel coordinate, or why it cannot be one (`what` names it in the message).
+pub(crate) fn pixel_coordinate(value: f64, what: &str) -> Result<f32, String> {
+    if !value.is_finite() {
+        return Err(format!("{what} is not a number"));
+    }
+    if value.abs() > MAX_COORDINATE_PX {
+        return Err(format!(
+            "{what} lies beyond any image (at most {MAX_COORDINATE_PX:e} px)"
+        ));
+    }
+    Ok(value as f32)
+}
+
+/// Why a path that names a pipe, socket or device is not read: reading a pipe would wait
+/// for a writer forever.
+pub(crate) const NOT_A_REGULAR_FILE: &str =
+    "not a regular file (a pipe, socket or device): it is not read";
+
+/// The bytes of the regular file `path`; anything else is refused before it is opened.
+pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            NOT_A_REGULAR_FILE,
+        ));
+    }
+    std::fs::read(path)
+}
+
+/// [`read_file`] as UTF-8 text.
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_file(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// The message of [`DatasetError::Cancelled`], for callers that only see the error as text.

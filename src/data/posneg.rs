@@ -139,7 +139,7 @@ fn read_validation(
         if !scan.admit(&txt) {
             continue;
         }
-        if let Ok(bytes) = std::fs::read(&txt) {
+        if let Ok(bytes) = super::diagnostics::read_file(&txt) {
             let mut item = PendingItem::new(image, Assignment::Val);
             item.boxes =
                 super::yolo::parse_label_text(&String::from_utf8_lossy(&bytes), &txt, diagnostics);

@@ -63,7 +63,7 @@ fn median(mut values: Vec<f32>) -> f32 {
     }
     values.sort_by(f32::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
+    if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]

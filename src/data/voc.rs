@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::assemble::{Assignment, BoxGeometry, Loaded, PendingBox, PendingItem};
 use super::decode::file_name;
-use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
+use super::diagnostics::{pixel_coordinate, read_file, read_or_note, Diagnostic, DiagnosticKind};
 use super::walk::Scan;
 use super::xml::{parse_tree, XmlNode};
 use crate::geometry::Rect;
@@ -102,10 +102,9 @@ fn parse_object(object: &XmlNode) -> Result<(String, bool, Rect), String> {
         let node = bndbox
             .child(name)
             .ok_or_else(|| format!("<bndbox> has no <{name}>"))?;
-        *value = parse_number(&node.text)
-            .map(|v| v as f32)
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("<{name}> {:?} is not a number", node.text.trim()))?;
+        let what = format!("<{name}> {:?}", node.text.trim());
+        let number = parse_number(&node.text).ok_or_else(|| format!("{what} is not a number"))?;
+        *value = pixel_coordinate(number, &what)?;
     }
     let [xmin, ymin, xmax, ymax] = corners;
     Ok((
@@ -129,7 +128,7 @@ fn read_annotation(
     if !scan.admit(xml) {
         return None;
     }
-    let bytes = read_or_note(xml, "the file", std::fs::read, diagnostics)?;
+    let bytes = read_or_note(xml, "the file", read_file, diagnostics)?;
     match parse_xml(&String::from_utf8_lossy(&bytes)) {
         Ok(annotation) => {
             for (line, reason) in &annotation.problems {
@@ -459,7 +458,7 @@ fn read_id_list(sets_dir: &Path, name: &str, scan: &Scan) -> Option<IdList> {
     if !scan.admit(&path) {
         return None;
     }
-    let text = std::fs::read(&path).ok()?;
+    let text = read_file(&path).ok()?;
     let ids = String::from_utf8_lossy(&text)
         .lines()
         .enumerate()

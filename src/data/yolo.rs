@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use super::assemble::{
     drop_unknown_classes, Assignment, BoxGeometry, Loaded, PendingBox, PendingItem,
 };
-use super::diagnostics::{read_or_note, Diagnostic, DiagnosticKind};
+use super::diagnostics::{read_file, read_or_note, read_text, Diagnostic, DiagnosticKind};
 use super::walk::{Resolved, Scan};
 
 /// One parsed label line.
@@ -22,8 +22,12 @@ pub struct YoloLine {
     pub h: f32,
 }
 
+/// The largest |value| a YOLO coordinate may have: boxes overshoot the border, but a box ten
+/// images wide is a damaged number.
+const MAX_FRACTION: f32 = 10.0;
+
 /// Parses one label line: `Ok(None)` for a blank line, `Err(reason)` for anything that is not
-/// exactly a class index and four finite numbers.
+/// exactly a class index and four numbers of at most [`MAX_FRACTION`].
 pub fn parse_line(line: &str) -> Result<Option<YoloLine>, String> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     if fields.is_empty() {
@@ -46,6 +50,11 @@ pub fn parse_line(line: &str) -> Result<Option<YoloLine>, String> {
             .ok()
             .filter(|v| v.is_finite())
             .ok_or_else(|| format!("{name} {field:?} is not a number"))?;
+        if value.abs() > MAX_FRACTION {
+            return Err(format!(
+                "{name} {field} is not a fraction of the image size (YOLO coordinates lie between 0 and 1)"
+            ));
+        }
     }
     let [cx, cy, w, h] = values;
     Ok(Some(YoloLine {
@@ -131,7 +140,7 @@ impl DataYaml {
         if !scan.admit(path) {
             return None;
         }
-        let text = read_or_note(path, "the file", std::fs::read_to_string, diagnostics)?;
+        let text = read_or_note(path, "the file", read_text, diagnostics)?;
         let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
             Ok(yaml) => yaml,
             Err(e) => {
@@ -318,7 +327,7 @@ pub(crate) fn names_from_labels(items: &[PendingItem], prefix: &str) -> Vec<Stri
 /// The class names of a names file (`classes.txt`, darknet `*.names`, `names.txt`): one per
 /// line, blank lines skipped.
 pub(crate) fn read_name_list(path: &Path) -> std::io::Result<Vec<String>> {
-    let bytes = std::fs::read(path)?;
+    let bytes = read_file(path)?;
     let text = String::from_utf8_lossy(&bytes);
     // Editors on Windows may start the file with a byte-order mark.
     Ok(text
@@ -403,7 +412,7 @@ fn read_image_list(
     scan: &Scan,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<PathBuf> {
-    let Some(bytes) = read_or_note(list, "the image list", std::fs::read, diagnostics) else {
+    let Some(bytes) = read_or_note(list, "the image list", read_file, diagnostics) else {
         return Vec::new();
     };
     let text = String::from_utf8_lossy(&bytes);
@@ -471,8 +480,22 @@ pub(crate) fn read_labels(
         return None;
     }
     let mut item = PendingItem::new(image, split);
-    if let Ok(bytes) = std::fs::read(&label_path) {
-        item.boxes = parse_label_text(&String::from_utf8_lossy(&bytes), &label_path, diagnostics);
+    match read_file(&label_path) {
+        Ok(bytes) => {
+            item.boxes =
+                parse_label_text(&String::from_utf8_lossy(&bytes), &label_path, diagnostics);
+        }
+        // No label file: an image without objects.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // One that cannot be read hides objects: the image cannot count as empty.
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                &label_path,
+                DiagnosticKind::MalformedLabel,
+                format!("cannot read the label file: {e}; its image is skipped"),
+            ));
+            return None;
+        }
     }
     Some(item)
 }
@@ -485,6 +508,8 @@ pub(crate) fn parse_label_text(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<PendingBox> {
     let mut boxes = Vec::new();
+    // Editors on Windows may start the file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (index, line) in text.lines().enumerate() {
         let line_number = index + 1;
         match parse_line(line) {

@@ -28,42 +28,6 @@ pub const HISTORY_LEN: usize = 50;
 const GAP: f32 = 4.0;
 /// Room for a shelf's heading.
 const SHELF_HEADING_H: f32 = 22.0;
-/// What a hard example is, at the current score threshold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExampleKind {
-    /// A window of an object.
-    Object,
-    /// Background the model scores at or above the threshold: it would be a false positive.
-    FalsePositive,
-    /// Background the model already rejects, picked for its loss alone.
-    Background,
-}
-
-impl ExampleKind {
-    pub fn of(example: &HardExample, threshold: f32) -> Self {
-        Self::from_parts(example.label, example.score, threshold)
-    }
-
-    /// The kind of an example trained as `label` that the model scores `score`.
-    pub fn from_parts(label: usize, score: f32, threshold: f32) -> Self {
-        if label > 0 {
-            ExampleKind::Object
-        } else if score >= threshold {
-            ExampleKind::FalsePositive
-        } else {
-            ExampleKind::Background
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ExampleKind::Object => "object",
-            ExampleKind::FalsePositive => "false positive",
-            ExampleKind::Background => "background",
-        }
-    }
-}
-
 /// Which examples the shelves show.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KindFilter {

@@ -25,8 +25,8 @@ use std::path::PathBuf;
 pub use app::{AppOptions, Message, OhemApp, Status};
 pub use controls::Controls;
 pub use curves::debiased_ema;
-pub use hard_examples::ExampleKind;
 pub use picker::{FixedFolderPicker, FolderPicker, NoDialogPicker, PickAnswer, SystemFolderPicker};
+pub use tiles::ExampleKind;
 
 /// Opens the app window: on `data_dir` (starting training at once when `start` is set), or on
 /// the run folders `runs` (the first shown, the others overlaid). Live runs are recorded in

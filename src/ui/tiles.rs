@@ -4,13 +4,48 @@
 
 use egui::{Color32, Sense, Stroke, TextureHandle, Vec2};
 
-use super::hard_examples::ExampleKind;
 use super::images::{ImageTextures, Split};
 use super::source_view::window_in_source_ui;
 use super::theme;
 use crate::data::Dataset;
 use crate::geometry::Rect;
-use crate::train::messages::{HardExampleBatch, SeenExample};
+use crate::train::messages::{HardExample, HardExampleBatch, SeenExample};
+
+/// What a hard example is, at the current score threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExampleKind {
+    /// A window of an object.
+    Object,
+    /// Background the model scores at or above the threshold: it would be a false positive.
+    FalsePositive,
+    /// Background the model already rejects, picked for its loss alone.
+    Background,
+}
+
+impl ExampleKind {
+    pub fn of(example: &HardExample, threshold: f32) -> Self {
+        Self::from_parts(example.label, example.score, threshold)
+    }
+
+    /// The kind of an example trained as `label` that the model scores `score`.
+    pub fn from_parts(label: usize, score: f32, threshold: f32) -> Self {
+        if label > 0 {
+            ExampleKind::Object
+        } else if score >= threshold {
+            ExampleKind::FalsePositive
+        } else {
+            ExampleKind::Background
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExampleKind::Object => "object",
+            ExampleKind::FalsePositive => "false positive",
+            ExampleKind::Background => "background",
+        }
+    }
+}
 
 /// Room under a thumbnail for its loss bar and two lines of text.
 pub const LABEL_H: f32 = 28.0;

@@ -2,14 +2,13 @@
 //! that already hold a run, weights that do not belong to their model.json, signals, a learning
 //! rate that diverges, numbers out of range. The real binary on real folders.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cli::{bin, path, run, text};
+use common::cli::{bin, path, run, signal, start_until, text, wait_with_deadline};
 use common::sample_data;
 
 /// A message a person can read: no panic, no libtorch trace.
@@ -314,63 +313,6 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_last_good_weights() {
     ]);
     assert!(eval.status.success(), "{}", text(&eval));
     assert!(!text(&eval).contains("NaN"), "{}", text(&eval));
-}
-
-/// Starts a long run and returns it once `ready` appears on its stderr.
-fn start_until(args: &[&str], ready: &str) -> std::process::Child {
-    let mut child = bin()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (seen_tx, seen_rx) = crossbeam_channel::bounded(1);
-    let wanted = ready.to_string();
-    // Reads every line to the end, so the child never blocks on a full pipe.
-    std::thread::Builder::new()
-        .name("child-stderr".into())
-        .spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains(&wanted) {
-                    let _ = seen_tx.try_send(Ok(()));
-                }
-                lines.push(line);
-            }
-            let _ = seen_tx.try_send(Err(lines));
-        })
-        .expect("reader thread");
-    match seen_rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(())) => child,
-        outcome => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{ready:?} never appeared: {outcome:?}");
-        }
-    }
-}
-
-fn signal(child: &std::process::Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-fn wait_with_deadline(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the command did not stop within {secs} s of the signal");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

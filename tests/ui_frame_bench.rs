@@ -97,16 +97,16 @@ fn step_report(step: u64) -> StepReport {
 /// Example `i` of every synthetic batch: a quarter positives on the image's box (every other
 /// one scored low), negatives beside it (every third one scored high), loss falling with `i`.
 fn seen_example(i: usize) -> SeenExample {
-    let positive = i % 4 == 0;
+    let positive = i.is_multiple_of(4);
     let (window, score) = if positive {
         let x = 96.0 + (i % 5) as f32 * 4.0;
-        let score = if i % 8 == 0 { 0.1 } else { 0.9 };
+        let score = if i.is_multiple_of(8) { 0.1 } else { 0.9 };
         (Rect::new(x, 100.0, x + 160.0, 180.0), score)
     } else {
         // Apart enough on each of the 16 images that NMS by loss keeps them all.
         let j = i / 16;
         let (x, y) = ((j % 5) as f32 * 60.0 + 300.0, (j / 5 % 7) as f32 * 60.0);
-        let score = if i % 3 == 0 { 0.9 } else { 0.02 };
+        let score = if i.is_multiple_of(3) { 0.9 } else { 0.02 };
         (Rect::new(x, y, x + 96.0, y + 64.0), score)
     };
     let loss = 2.0 / (1.0 + i as f32 * 0.01);

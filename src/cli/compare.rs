@@ -70,9 +70,6 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         anyhow::bail!("compare starts its runs afresh: continue one of them with `train --resume`");
     }
     let base = args.train.config()?;
-    if base.eval_every == 0 {
-        anyhow::bail!("compare needs evaluations: --eval-every must be at least 1");
-    }
     let folder = train::RunFolder::claim(args.train.out()?, args.train.overwrite)?;
     let interrupted = train::interrupt_flag();
     let mut rows = Vec::new();

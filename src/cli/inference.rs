@@ -103,6 +103,7 @@ pub(super) fn detect(
     if !images_dir.is_dir() {
         bail!("{}: no such folder", images_dir.display());
     }
+    crate::files::check_writable(out)?;
     let model = LoadedModel::load(checkpoint, device)?;
     let paths = data::list_images(images_dir);
     if paths.is_empty() {

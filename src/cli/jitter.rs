@@ -76,6 +76,9 @@ fn step_gaps(data: &Path, config: &TrainConfig, steps: u64, every: u64) -> anyho
                 last = Some(now);
             }
             Event::RunEnded { .. } => break,
+            Event::Problem(message) | Event::Diverged { message } | Event::WriteFailed(message) => {
+                eprintln!("warning: {message}")
+            }
             Event::DatasetFailed { message, .. } | Event::Failed { message } => bail!("{message}"),
             _ => {}
         }

@@ -15,7 +15,7 @@ use super::DeviceArg;
 use crate::data::Dataset;
 use crate::detector::BackboneKind;
 use crate::files::write_atomically;
-use crate::run::{Recorder, RunReader};
+use crate::run::{Recorder, RunLock, RunReader, LOCK_FILE};
 use crate::train::messages::{EvalReport, RunInfo};
 use crate::train::resume::read_state;
 use crate::train::suspects::{suspects_csv, OffenderLog};
@@ -95,7 +95,7 @@ pub struct TrainArgs {
     pub device: DeviceArg,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Evaluate on the validation split every N steps (and at the end).
+    /// Evaluate on the validation split every N steps, and always at the end (0: only at the end).
     #[arg(long, default_value_t = 250)]
     pub eval_every: u64,
     /// Turn off NMS by loss among the hard-example candidates.
@@ -190,21 +190,27 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 /// `train --resume`: the run in `run_dir` continued from its checkpoint to its step budget.
 fn resume(run_dir: &Path) -> anyhow::Result<()> {
+    let target = RunFolder::existing(run_dir)?;
     let state = read_state(run_dir)?;
     let recorded = RunReader::open(run_dir)?.config().clone();
-    if let Some(why) = state.finished() {
+    if let Some(why) = state.nothing_to_continue(run_dir) {
         bail!("{}: {why}", run_dir.display());
     }
-    eprintln!(
-        "continuing {} from step {} (dataset {})",
-        run_dir.display(),
-        state.step,
-        recorded.data.display()
-    );
-    let target = RunFolder {
-        path: run_dir.to_path_buf(),
-        replaces: false,
-    };
+    if state.budget_spent() {
+        eprintln!(
+            "finishing {}: its {} steps were trained, but it stopped before its final evaluation and weights were written (dataset {})",
+            run_dir.display(),
+            state.step,
+            recorded.data.display()
+        );
+    } else {
+        eprintln!(
+            "continuing {} from step {} (dataset {})",
+            run_dir.display(),
+            state.step,
+            recorded.data.display()
+        );
+    }
     let plan = Plan::Continue {
         config: state.config,
         at_step: state.step,
@@ -241,25 +247,30 @@ impl Plan {
     }
 }
 
-/// A run's output folder, checked before anything is loaded or written.
+/// A run's output folder, checked and locked before anything is loaded or written.
 #[derive(Clone, Debug)]
 pub struct RunFolder {
     pub path: PathBuf,
     /// Whether the folder held files the user agreed to replace.
     pub replaces: bool,
+    /// This process is the folder's one writer while any clone of this lives.
+    _lock: Arc<RunLock>,
 }
 
 impl RunFolder {
-    /// `path` as a run folder: new, empty, or holding files that `overwrite` allows replacing.
+    /// `path` as a run folder: new, empty, or holding files that `overwrite` allows replacing;
+    /// never one that another process is writing.
     pub fn claim(path: &Path, overwrite: bool) -> anyhow::Result<Self> {
         if path.exists() && !path.is_dir() {
             bail!("--out {} is a file, not a folder", path.display());
         }
+        let lock = RunLock::take(path)?;
         let held: Vec<String> = std::fs::read_dir(path)
             .map(|entries| {
                 entries
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name != LOCK_FILE)
                     .collect()
             })
             .unwrap_or_default();
@@ -276,6 +287,22 @@ impl RunFolder {
         Ok(Self {
             path: path.to_path_buf(),
             replaces: !held.is_empty(),
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// The run folder `path` that `--resume` continues, locked like a new one.
+    pub fn existing(path: &Path) -> anyhow::Result<Self> {
+        if !path.is_dir() {
+            bail!(
+                "{} is not a folder: there is no run to continue",
+                path.display()
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            replaces: false,
+            _lock: Arc::new(RunLock::take(path)?),
         })
     }
 
@@ -284,23 +311,58 @@ impl RunFolder {
         Self::claim(&self.path.join(name), self.replaces)
     }
 
-    /// Removes the weights and `model.json` of the run being replaced, so none of them can be
-    /// taken for the new run's. The trainer removes its checkpoints (before it could write one)
-    /// and the recorder rewrites the rest.
-    fn clear_previous_weights(&self) -> anyhow::Result<()> {
+    /// Moves the run being replaced into `.previous/` inside the folder, so that the new run
+    /// starts in an empty folder and none of the old files can be taken for the new run's,
+    /// while the old run is only deleted once the new one has saved its weights.
+    fn set_aside(&self) -> anyhow::Result<()> {
         if !self.replaces {
             return Ok(());
         }
+        let aside = self.path.join(PREVIOUS_RUN);
+        // One left by an earlier replacement that failed: the user chose to replace it twice.
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("cannot remove {}", aside.display()))?;
+        }
+        std::fs::create_dir(&aside)
+            .with_context(|| format!("cannot create {}", aside.display()))?;
         for entry in std::fs::read_dir(&self.path)?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "model.json" || name.ends_with(".safetensors") {
-                std::fs::remove_file(entry.path())
-                    .with_context(|| format!("cannot replace {}", entry.path().display()))?;
+            let name = entry.file_name();
+            if name == LOCK_FILE || name == PREVIOUS_RUN {
+                continue;
             }
+            std::fs::rename(entry.path(), aside.join(&name))
+                .with_context(|| format!("cannot move {} aside", entry.path().display()))?;
         }
         Ok(())
     }
+
+    /// Puts the run set aside back: the new run never started, nothing of it was written.
+    fn restore(&self) {
+        let aside = self.path.join(PREVIOUS_RUN);
+        let Ok(entries) = std::fs::read_dir(&aside) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let _ = std::fs::rename(entry.path(), self.path.join(entry.file_name()));
+        }
+        let _ = std::fs::remove_dir(&aside);
+    }
+
+    /// Deletes the run set aside: the new run has saved its weights.
+    fn drop_previous(&self) {
+        let _ = std::fs::remove_dir_all(self.path.join(PREVIOUS_RUN));
+    }
+
+    /// Where the run being replaced waits, when the new one stopped before replacing it.
+    fn previous_kept(&self) -> Option<PathBuf> {
+        let aside = self.path.join(PREVIOUS_RUN);
+        aside.is_dir().then_some(aside)
+    }
 }
+
+/// The folder inside a run folder where the run it replaces waits (`--overwrite`).
+const PREVIOUS_RUN: &str = ".previous";
 
 /// Set by Ctrl-C. One handler per process (the `ctrlc` crate allows no second one), so a
 /// command that trains several runs shares it between them.
@@ -339,6 +401,7 @@ fn run_plan(
         trainer.shutdown(Duration::from_secs(1));
         return Ok(Vec::new());
     };
+    let fresh = matches!(plan, Plan::Fresh(_));
     let (config, command, at_step) = plan.into_command(&out.path);
     let mut session = Session {
         bar: progress_bar(&config, at_step),
@@ -353,8 +416,33 @@ fn run_plan(
         config,
         offenders: OffenderLog::default(),
     };
+    if fresh {
+        out.set_aside()?;
+    }
     trainer.send(command);
+    let outcome = drive(&mut trainer, &mut session, interrupted);
+    match session.phase {
+        Phase::Starting => out.restore(),
+        Phase::Done => out.drop_previous(),
+        Phase::Training | Phase::Saving => {
+            if let Some(kept) = out.previous_kept() {
+                eprintln!(
+                    "the run this one was to replace is kept in {}",
+                    kept.display()
+                );
+            }
+        }
+    }
+    outcome
+}
 
+/// Passes the trainer's events to `session` until the run is saved (or fails); Ctrl-C stops
+/// the run, which is then saved.
+fn drive(
+    trainer: &mut TrainerHandle,
+    session: &mut Session,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Vec<EvalReport>> {
     let mut stop_sent = false;
     loop {
         if interrupted.load(Ordering::SeqCst) && !stop_sent && session.phase == Phase::Training {
@@ -376,7 +464,7 @@ fn run_plan(
         }
         if session.phase == Phase::Done {
             trainer.shutdown(Duration::from_secs(5));
-            return Ok(session.last_evaluations);
+            return Ok(std::mem::take(&mut session.last_evaluations));
         }
     }
 }
@@ -417,9 +505,6 @@ impl Session<'_> {
                 say(&self.bar, self.started_line(&info));
                 std::fs::create_dir_all(&self.out.path)
                     .with_context(|| format!("cannot create {}", self.out.path.display()))?;
-                if info.resumed_at_step.is_none() {
-                    self.out.clear_previous_weights()?;
-                }
                 let outputs =
                     Recorder::start(&self.out.path, self.dataset.clone(), self.data_dir, &info)?;
                 self.outputs = Some(outputs);
@@ -438,46 +523,34 @@ impl Session<'_> {
                     .collect();
                 self.bar
                     .set_message(format!("batch loss: {}", losses.join("  ")));
-                self.outputs()?.record(&Event::Step(report.clone()))?;
                 self.charts.record_step(&report);
+                return self.record(&Event::Step(report));
             }
             Event::HardExamples(batch) => {
                 self.offenders.record(&batch, &self.dataset.train);
-                self.outputs()?.record(&Event::HardExamples(batch))?
+                return self.record(&Event::HardExamples(batch));
             }
-            Event::Evaluated(report) => self.evaluated(&report)?,
+            Event::Evaluated(report) => return self.evaluated(report),
             Event::Problem(message) if self.phase != Phase::Training => {
                 self.bar.finish_and_clear();
                 bail!("{message}");
             }
-            // The trainer has written it to stderr already.
-            Event::Problem(_) => {}
+            // The run goes on (a skipped update or evaluation), or ends and is saved.
+            Event::Problem(message) => say(&self.bar, format!("warning: {message}")),
             Event::Info(text) => say(&self.bar, text),
             Event::Diverged { message } => {
-                self.failure = Some(message);
+                say(&self.bar, format!("error: {message}"));
+                self.fail("training diverged (see above); the last good weights were saved");
                 return Ok(Some(Command::StopRun));
             }
-            Event::RunEnded { .. } => {
-                self.bar.finish_and_clear();
-                self.outputs()?.flush()?;
-                let bytes = suspects_csv(&self.offenders.suspects(), &self.dataset.train)?;
-                write_atomically(&self.out.path.join("label_suspects.csv"), &bytes)?;
-                self.phase = Phase::Saving;
-                return Ok(Some(Command::SaveCheckpoint(self.out.path.clone())));
+            Event::WriteFailed(message) => {
+                say(&self.bar, format!("error: {message}"));
+                self.fail(
+                    "a checkpoint could not be written (see above); the final weights were saved",
+                );
             }
-            Event::CheckpointSaved(paths) => {
-                for p in paths {
-                    eprintln!("wrote {}", p.display());
-                }
-                eprintln!("wrote {}", self.out.path.join("metrics.csv").display());
-                for path in self.charts.write(&self.out.path)? {
-                    eprintln!("wrote {}", path.display());
-                }
-                self.phase = Phase::Done;
-                if self.failure.take().is_some() {
-                    bail!("training diverged (see above); the last good weights were saved");
-                }
-            }
+            Event::RunEnded { .. } => return Ok(Some(self.run_ended())),
+            Event::CheckpointSaved(paths) => self.saved(&paths)?,
             Event::Failed { message } => bail!("{message}"),
             Event::Stopped => bail!("the trainer stopped before saving"),
             _ => {}
@@ -485,8 +558,77 @@ impl Session<'_> {
         Ok(None)
     }
 
+    /// The run ended: the files are completed and the weights asked for.
+    fn run_ended(&mut self) -> Command {
+        self.bar.finish_and_clear();
+        if let Some(Err(error)) = self.outputs.as_mut().map(Recorder::flush) {
+            self.write_failed(error);
+        }
+        let suspects = suspects_csv(&self.offenders.suspects(), &self.dataset.train)
+            .and_then(|bytes| write_atomically(&self.out.path.join("label_suspects.csv"), &bytes));
+        if let Err(error) = suspects {
+            self.write_failed(error);
+        }
+        self.phase = Phase::Saving;
+        Command::SaveCheckpoint(self.out.path.clone())
+    }
+
+    /// The weights are saved: the charts last, then the run is done, or ends as a failure.
+    fn saved(&mut self, paths: &[PathBuf]) -> anyhow::Result<()> {
+        for p in paths {
+            eprintln!("wrote {}", p.display());
+        }
+        eprintln!("wrote {}", self.out.path.join("metrics.csv").display());
+        match self.charts.write(&self.out.path) {
+            Ok(paths) => paths
+                .iter()
+                .for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(error) => self.write_failed(error),
+        }
+        self.phase = Phase::Done;
+        match self.failure.take() {
+            Some(failure) => bail!("{failure}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `event` in the run folder. A failed write (a full disk) stops the run: its
+    /// weights are still saved if they fit, and the command ends as a failure.
+    fn record(&mut self, event: &Event) -> anyhow::Result<Option<Command>> {
+        if self.phase == Phase::Starting {
+            bail!("the trainer reported a step before the run started");
+        }
+        // Recording already stopped (and said why).
+        let Some(outputs) = self.outputs.as_mut() else {
+            return Ok(None);
+        };
+        match outputs.record(event) {
+            Ok(()) => Ok(None),
+            Err(error) => {
+                self.outputs = None;
+                self.write_failed(error);
+                say(
+                    &self.bar,
+                    "stopping: the weights trained so far will be saved if they fit",
+                );
+                Ok(Some(Command::StopRun))
+            }
+        }
+    }
+
+    /// A file of the run could not be written: said now, and the command fails at the end.
+    fn write_failed(&mut self, error: anyhow::Error) {
+        say(&self.bar, format!("error: {error:#}"));
+        self.fail("the run folder could not be written completely (see above)");
+    }
+
+    /// The first reason the command will end as a failure, once the weights are saved.
+    fn fail(&mut self, why: &str) {
+        self.failure.get_or_insert_with(|| why.to_string());
+    }
+
     /// One strategy's evaluation: a line, a row of `eval.csv`, a point of `map.png`.
-    fn evaluated(&mut self, report: &EvalReport) -> anyhow::Result<()> {
+    fn evaluated(&mut self, report: Arc<EvalReport>) -> anyhow::Result<Option<Command>> {
         say(
             &self.bar,
             format!(
@@ -497,19 +639,11 @@ impl Session<'_> {
                 report.val_loss
             ),
         );
-        self.outputs()?
-            .record(&Event::Evaluated(Arc::new(report.clone())))?;
-        self.charts.record_evaluation(report);
+        self.charts.record_evaluation(&report);
         self.last_evaluations
             .retain(|e| e.strategy != report.strategy);
-        self.last_evaluations.push(report.clone());
-        Ok(())
-    }
-
-    fn outputs(&mut self) -> anyhow::Result<&mut Recorder> {
-        self.outputs
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("the trainer reported a step before the run started"))
+        self.last_evaluations.push((*report).clone());
+        self.record(&Event::Evaluated(report))
     }
 
     fn started_line(&self, info: &RunInfo) -> String {
@@ -545,6 +679,9 @@ fn wait_for_dataset(
                 summary,
                 diagnostics,
             } => {
+                for d in &diagnostics {
+                    eprintln!("warning: {d}");
+                }
                 eprintln!("{summary}");
                 if !diagnostics.is_empty() {
                     eprintln!(
@@ -586,7 +723,7 @@ fn progress_bar(config: &TrainConfig, at_step: u64) -> ProgressBar {
 
 /// A line above the progress bar, or plainly on stderr when there is no terminal to draw it on.
 pub(super) fn say(bar: &ProgressBar, line: impl AsRef<str>) {
-    if bar.is_hidden() {
+    if bar.is_hidden() || bar.is_finished() {
         eprintln!("{}", line.as_ref());
     } else {
         bar.println(line);

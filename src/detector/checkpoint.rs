@@ -2,7 +2,8 @@
 //! describes them, written last with the name, size and SHA-256 of each weight file. A reader
 //! checks a weight file against that list and against the network `model.json` describes before
 //! libtorch sees it, so weights from another run, an interrupted save or a hand-edited
-//! `model.json` give a sentence, never a C++ trace or an abort.
+//! `model.json` give a sentence, never a C++ trace or an abort. [`LoadedModel`] is such a set's
+//! one weight file loaded back as a detector.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tch::Device;
 
-use super::model::{ModelInfo, ARCHITECTURE};
+use super::model::{resolve_device, DeviceChoice, ModelInfo, ARCHITECTURE};
+use super::Detector;
 use crate::files::{file_name, write_atomically};
 
 /// The input sizes `model.json` may ask for, in pixels.
@@ -29,6 +32,9 @@ pub struct ModelFile {
     /// Strategy key → its weight file. Empty in files written before the list existed.
     #[serde(default)]
     pub weights: BTreeMap<String, WeightFile>,
+    /// The training step the weights are from. Absent in files written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
 }
 
 /// One weight file as it was saved.
@@ -45,6 +51,7 @@ pub struct WeightFile {
 pub fn save_set(
     dir: &Path,
     info: &ModelInfo,
+    step: u64,
     weights: &[(&str, &tch::nn::VarStore)],
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -70,6 +77,7 @@ pub fn save_set(
     let model = ModelFile {
         info: info.clone(),
         weights: listed,
+        step: Some(step),
     };
     write_atomically(
         &model_path,
@@ -92,6 +100,7 @@ fn stage_weights(
         let partial = dir.join(format!(".{key}.partial.safetensors"));
         staged.push((partial.clone(), dir.join(&file)));
         vs.save(&partial)
+            .map_err(|e| anyhow::anyhow!(first_line(&e)))
             .with_context(|| format!("cannot write {}", partial.display()))?;
         let bytes = std::fs::read(&partial)
             .with_context(|| format!("cannot read back {}", partial.display()))?;
@@ -103,6 +112,12 @@ fn stage_weights(
         listed.insert(key.to_string(), entry);
     }
     Ok(listed)
+}
+
+/// The sentence of a libtorch error without the C++ trace that follows it.
+pub fn first_line(error: &tch::TchError) -> String {
+    let text = error.to_string();
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// Removes the temporary files an interrupted save left in `dir`.
@@ -255,4 +270,56 @@ pub fn check_shapes(
         bail!("{name} holds a tensor {extra} that the model.json beside it does not describe");
     }
     Ok(())
+}
+
+/// A trained detector loaded from `<strategy>.safetensors` and the `model.json` beside it.
+pub struct LoadedModel {
+    pub net: Detector,
+    pub device: Device,
+    /// Owns the weights `net` points at.
+    _vs: tch::nn::VarStore,
+}
+
+impl LoadedModel {
+    /// Loads `checkpoint` after checking it against the `model.json` beside it: listed there
+    /// byte for byte, and holding exactly the tensors of the network it describes.
+    pub fn load(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
+        Self::load_on(checkpoint, device)
+    }
+
+    /// The model description it was saved with.
+    pub fn info(&self) -> &ModelInfo {
+        &self.net.info
+    }
+
+    fn load_on(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
+        if !checkpoint.is_file() {
+            bail!("{}: no such checkpoint file", checkpoint.display());
+        }
+        let model_path = checkpoint.with_file_name("model.json");
+        if !model_path.is_file() {
+            bail!(
+                "{} needs the model.json that `train` writes beside it, and there is none (was the save interrupted?)",
+                checkpoint.display()
+            );
+        }
+        let model = ModelFile::load(&model_path)?;
+        model.check_listed(checkpoint)?;
+        let (device, _) = resolve_device(device)?;
+        let mut vs = tch::nn::VarStore::new(device);
+        let net = Detector::new(&vs.root(), &model.info);
+        let expected: BTreeMap<String, Vec<i64>> = vs
+            .variables()
+            .into_iter()
+            .map(|(name, tensor)| (name, tensor.size()))
+            .collect();
+        check_shapes(checkpoint, &expected)?;
+        vs.load(checkpoint)
+            .with_context(|| format!("{}: not weights of this detector", checkpoint.display()))?;
+        Ok(Self {
+            net,
+            device,
+            _vs: vs,
+        })
+    }
 }

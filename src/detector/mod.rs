@@ -24,9 +24,10 @@ use crate::data::ImageRecord;
 use crate::eval::Detection;
 use crate::geometry::{nms, Rect};
 pub use backbone::BackboneKind;
+pub use checkpoint::LoadedModel;
 pub use head::{ClassLoss, RoiLosses};
 pub use input::InputImage;
-pub use model::{resolve_device, DeviceChoice, LoadedModel, ModelInfo};
+pub use model::{resolve_device, DeviceChoice, ModelInfo};
 pub use rois::{Object, WindowSet};
 
 /// IoU above which a lower-scored detection of the same class is suppressed.

@@ -1,17 +1,12 @@
-//! A detector as a thing on disk and on a device: what it takes to rebuild one (`model.json`),
-//! which device it runs on, and loading saved weights back.
+//! A detector as a description and on a device: what it takes to rebuild one (`model.json`)
+//! and which device it runs on. Loading saved weights back is `checkpoint.rs`'s.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::backbone::BackboneKind;
-use super::checkpoint::{check_shapes, ModelFile};
 use super::rois::WindowSet;
-use super::Detector;
 use crate::data::Dataset;
 
 /// Where tensors live.
@@ -105,58 +100,6 @@ impl ModelInfo {
     /// "EfficientNet-Lite0 (ImageNet) + RoI head, 384 px": the detector in a few words.
     pub fn describe(&self) -> String {
         format!("{} + RoI head, {} px", self.backbone.label(), self.input_px)
-    }
-}
-
-/// A trained detector loaded from `<strategy>.safetensors` and the `model.json` beside it.
-pub struct LoadedModel {
-    pub net: Detector,
-    pub device: Device,
-    /// Owns the weights `net` points at.
-    _vs: tch::nn::VarStore,
-}
-
-impl LoadedModel {
-    /// Loads `checkpoint` after checking it against the `model.json` beside it: listed there
-    /// byte for byte, and holding exactly the tensors of the network it describes.
-    pub fn load(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
-        Self::load_on(checkpoint, device)
-    }
-
-    /// The model description it was saved with.
-    pub fn info(&self) -> &ModelInfo {
-        &self.net.info
-    }
-
-    fn load_on(checkpoint: &Path, device: DeviceChoice) -> anyhow::Result<Self> {
-        if !checkpoint.is_file() {
-            bail!("{}: no such checkpoint file", checkpoint.display());
-        }
-        let model_path = checkpoint.with_file_name("model.json");
-        if !model_path.is_file() {
-            bail!(
-                "{} needs the model.json that `train` writes beside it, and there is none (was the save interrupted?)",
-                checkpoint.display()
-            );
-        }
-        let model = ModelFile::load(&model_path)?;
-        model.check_listed(checkpoint)?;
-        let (device, _) = resolve_device(device)?;
-        let mut vs = tch::nn::VarStore::new(device);
-        let net = Detector::new(&vs.root(), &model.info);
-        let expected: BTreeMap<String, Vec<i64>> = vs
-            .variables()
-            .into_iter()
-            .map(|(name, tensor)| (name, tensor.size()))
-            .collect();
-        check_shapes(checkpoint, &expected)?;
-        vs.load(checkpoint)
-            .with_context(|| format!("{}: not weights of this detector", checkpoint.display()))?;
-        Ok(Self {
-            net,
-            device,
-            _vs: vs,
-        })
     }
 }
 

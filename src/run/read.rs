@@ -44,15 +44,18 @@ impl Tail {
             .flexible(true)
             .from_reader(&bytes[..=end]);
         let mut rows = Vec::new();
-        for record in reader.records() {
+        // Bytes, not text: an image's name need not be UTF-8 (it is written as the bytes that
+        // name the file), and only numbers and keys are read back from the other columns.
+        let text = |field: &[u8]| String::from_utf8_lossy(field).into_owned();
+        for record in reader.byte_records() {
             let record = record.with_context(|| format!("{}", path.display()))?;
             if self.header.is_empty() {
-                self.header = record.iter().map(String::from).collect();
+                self.header = record.iter().map(text).collect();
                 continue;
             }
             let line = first_line + record.position().map_or(0, |p| p.line());
             rows.push(Row {
-                fields: record.iter().map(String::from).collect(),
+                fields: record.iter().map(text).collect(),
                 file: file.clone(),
                 line,
             });

@@ -13,7 +13,7 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 use super::{thumbs, RunConfig, Validation, DETECTIONS_HEADER, HARD_HEADER, METRICS_HEADER};
 use crate::data::Dataset;
 use crate::eval::{self, ErrorKind};
-use crate::files::write_atomically;
+use crate::files::{write_atomically, PathCell};
 use crate::train::messages::{EvalReport, Event, HardExampleBatch, RunInfo, StepReport};
 
 type CsvFile = csv::Writer<BufWriter<File>>;
@@ -52,7 +52,7 @@ impl Recorder {
         };
         // A continued run that evaluates at its checkpoint's step does so again first.
         let evaluations_kept: fn(u64, u64) -> bool = match info.resumed_at_step {
-            Some(step) if info.config.evaluates_at(step) => |row, at| row < at,
+            Some(step) if info.config.evaluates_again_when_continued_at(step) => |row, at| row < at,
             _ => |row, at| row <= at,
         };
         let steps_kept: fn(u64, u64) -> bool = |row, at| row <= at;
@@ -88,14 +88,21 @@ impl Recorder {
         &self.dir
     }
 
-    /// Records what `event` adds to the run; other events change nothing on disk.
+    /// Records what `event` adds to the run; other events change nothing on disk. A failed
+    /// write (a full disk) names the file.
     pub fn record(&mut self, event: &Event) -> anyhow::Result<()> {
         match event {
-            Event::Step(report) => self.step(report),
+            Event::Step(report) => self
+                .step(report)
+                .with_context(|| self.cannot(super::METRICS)),
             Event::HardExamples(batch) => self.hard_examples(batch),
             Event::Evaluated(report) => self.evaluation(report),
             _ => Ok(()),
         }
+    }
+
+    fn cannot(&self, file: &str) -> String {
+        format!("cannot write {}", self.dir.join(file).display())
     }
 
     fn step(&mut self, report: &StepReport) -> anyhow::Result<()> {
@@ -121,14 +128,19 @@ impl Recorder {
     /// The pixels first, then the rows: a row on disk always has its thumbnail.
     fn hard_examples(&mut self, batch: &HardExampleBatch) -> anyhow::Result<()> {
         let thumbnails: Vec<_> = batch.examples.iter().map(|e| e.thumbnail.clone()).collect();
-        thumbs::append(&mut self.thumbs, batch.step, &thumbnails)?;
-        self.thumbs.flush()?;
+        thumbs::append(&mut self.thumbs, batch.step, &thumbnails)
+            .and_then(|_| Ok(self.thumbs.flush()?))
+            .with_context(|| self.cannot(super::THUMBNAILS))?;
+        self.hard_rows(batch)
+            .with_context(|| self.cannot(super::HARD_EXAMPLES))
+    }
+
+    fn hard_rows(&mut self, batch: &HardExampleBatch) -> anyhow::Result<()> {
         for (rank, e) in batch.examples.iter().enumerate() {
             let image = e
                 .source_image
                 .and_then(|i| self.dataset.train.get(i))
-                .map(|r| r.path.display().to_string())
-                .unwrap_or_else(|| "(pos crop)".into());
+                .map_or(PathCell(Path::new("(pos crop)")), |r| PathCell(&r.path));
             let w = e.window;
             self.hard.serialize((
                 batch.step,
@@ -152,6 +164,15 @@ impl Recorder {
 
     /// The detections first, then the `eval.csv` row: a reader that sees the row has them all.
     fn evaluation(&mut self, report: &EvalReport) -> anyhow::Result<()> {
+        self.detections(report)
+            .with_context(|| self.cannot(super::DETECTIONS))?;
+        self.evals
+            .write_record(eval_row(report))
+            .and_then(|_| Ok(self.evals.flush()?))
+            .with_context(|| self.cannot(super::EVALUATIONS))
+    }
+
+    fn detections(&mut self, report: &EvalReport) -> anyhow::Result<()> {
         for d in &report.detections {
             let r = d.rect;
             self.detections.serialize((
@@ -167,8 +188,6 @@ impl Recorder {
             ))?;
         }
         self.detections.flush()?;
-        self.evals.write_record(eval_row(report))?;
-        self.evals.flush()?;
         Ok(())
     }
 
@@ -192,7 +211,8 @@ fn create(path: &Path, header: &[String]) -> anyhow::Result<CsvFile> {
 }
 
 /// Opens `path` to append after keeping only its rows whose step `keep` accepts (rewritten
-/// atomically); a missing file is created.
+/// atomically); a missing file is created. Rows are CSV records, not lines: a class name with
+/// a line break in it is one quoted field. A record cut off by a crash (no line end) goes.
 fn append_to(
     path: &Path,
     header: &[String],
@@ -201,21 +221,7 @@ fn append_to(
     let Ok(bytes) = std::fs::read(path) else {
         return create(path, header);
     };
-    let mut kept = Vec::with_capacity(bytes.len());
-    let mut lines = bytes.split_inclusive(|&b| b == b'\n');
-    if let Some(first) = lines.next() {
-        kept.extend_from_slice(first);
-    }
-    for line in lines.filter(|l| l.ends_with(b"\n")) {
-        let leading = line.split(|&b| b == b',').next().unwrap_or_default();
-        let row_step = std::str::from_utf8(leading)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok());
-        if row_step.is_some_and(&keep) {
-            kept.extend_from_slice(line);
-        }
-    }
-    write_atomically(path, &kept)?;
+    write_atomically(path, &kept_records(&bytes, keep))?;
     let file = OpenOptions::new()
         .append(true)
         .open(path)
@@ -223,6 +229,37 @@ fn append_to(
     Ok(csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(BufWriter::new(file)))
+}
+
+/// The header record of the CSV text `bytes` and those of its complete records whose leading
+/// step `keep` accepts, byte for byte as they were.
+fn kept_records(bytes: &[u8], keep: impl Fn(u64) -> bool) -> Vec<u8> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut record = csv::ByteRecord::new();
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut header = true;
+    loop {
+        let start = reader.position().byte() as usize;
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+        let end = (reader.position().byte() as usize).min(bytes.len());
+        let text = &bytes[start..end];
+        if !text.ends_with(b"\n") {
+            break;
+        }
+        let row_step = std::str::from_utf8(record.get(0).unwrap_or_default())
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        if std::mem::take(&mut header) || row_step.is_some_and(&keep) {
+            kept.extend_from_slice(text);
+        }
+    }
+    kept
 }
 
 /// Cuts `hard_examples.thumbs` after the last record of a step up to `step`.
@@ -397,5 +434,22 @@ impl Drop for RecorderThread {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_records;
+
+    #[test]
+    fn a_quoted_line_break_stays_inside_its_record() {
+        let text = b"step,\"ap50_red\nfox\",map\n1,\"a\nb\",0.5\n2,x,0.6\n3,y,0.7";
+        let kept = kept_records(text, |step| step <= 2);
+        assert_eq!(
+            kept,
+            b"step,\"ap50_red\nfox\",map\n1,\"a\nb\",0.5\n2,x,0.6\n".to_vec()
+        );
+        // The last record had no line end: cut off, it goes even though its step is kept.
+        assert_eq!(kept_records(text, |_| true), kept);
     }
 }

@@ -186,7 +186,8 @@ pub struct TrainConfig {
     pub ohem_loss: OhemLoss,
     pub device: DeviceChoice,
     pub seed: u64,
-    /// Evaluate on the validation split every this many steps (0: never).
+    /// Evaluate on the validation split every this many steps (0: never on the way); the end of
+    /// a step or time budget is always evaluated.
     pub eval_every: u64,
     /// Suppress near-duplicate RoIs by loss before taking the top M (Shrivastava et al.).
     pub nms_by_loss: bool,
@@ -256,7 +257,14 @@ impl TrainConfig {
     /// aside). A run continued from such a step evaluates again first: the evaluation written
     /// before it stopped may be incomplete.
     pub fn evaluates_at(&self, step: u64) -> bool {
-        self.eval_every > 0 && step > 0 && step % self.eval_every == 0
+        self.eval_every > 0 && step > 0 && step.is_multiple_of(self.eval_every)
+    }
+
+    /// Whether a run continued from its checkpoint at `step` evaluates there first: the
+    /// evaluation written before it stopped may be incomplete, or, at the end of its step
+    /// budget, missing.
+    pub fn evaluates_again_when_continued_at(&self, step: u64) -> bool {
+        self.evaluates_at(step) || self.steps == Some(step)
     }
 
     /// The learning rate for step `step` (0-based) of a run `trained_share` through its time
@@ -299,6 +307,10 @@ impl TrainConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.strategies.is_empty() {
             bail!("no strategy chosen: pick at least one of ohem, full, random");
+        }
+        // Before the warm-up's rule, which would blame the warm-up for an empty budget.
+        if self.steps == Some(0) {
+            bail!("the step budget must be at least 1");
         }
         let selects = self.strategies.iter().any(|s| s.selects());
         if let Some(steps) = self

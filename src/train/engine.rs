@@ -385,7 +385,7 @@ impl Engine {
         let mut scan_ms = 0.0;
         // Taken first: a resumed run at a multiple of the interval scans once, not twice.
         let resumed = std::mem::take(&mut self.rescan_due);
-        if resumed || (self.step > 0 && self.step % every == 0) {
+        if resumed || (self.step > 0 && self.step.is_multiple_of(every)) {
             let report = self.hard_negatives.scan(
                 learner.net(),
                 &self.dataset,
@@ -460,7 +460,7 @@ impl Engine {
             .iter()
             .map(|l| (l.strategy().key(), l.var_store()))
             .collect();
-        crate::detector::checkpoint::save_set(dir, &self.info, &weights)
+        crate::detector::checkpoint::save_set(dir, &self.info, self.step(), &weights)
     }
 
     /// The device every learner's tensors live on.

@@ -16,9 +16,8 @@ use tch::Device;
 
 use super::config::Strategy;
 use super::learner::{load_weights, LearnerCheckpoint};
-use super::messages::{EvalReport, Event};
+use super::messages::{panic_message, EvalReport, Event};
 use super::resume::{write_checkpoint, TrainingState};
-use super::thread::panic_message;
 use crate::data::Dataset;
 use crate::detector::{self, Detector, ModelInfo};
 use crate::eval::{self, MATCH_IOU};
@@ -219,7 +218,6 @@ fn evaluator_loop(context: &EvalContext, shared: &Shared, emit: &dyn Fn(Event) -
         }));
         if let Err(panic) = done {
             let message = format!("the evaluator failed: {}", panic_message(&panic));
-            eprintln!("error: {message}");
             emit(Event::Problem(message));
         }
         lock(slot).busy = false;
@@ -252,7 +250,6 @@ fn score(
             Ok(net) => evaluate_net_unless(context, net, learner.strategy, job.step, &stop),
             Err(error) => {
                 let message = format!("cannot evaluate {}: {error:#}", learner.strategy);
-                eprintln!("error: {message}");
                 return emit(Event::Problem(message));
             }
         };
@@ -293,8 +290,7 @@ fn checkpoint(
                 "the checkpoint at step {} was not written: {error:#}",
                 job.step
             );
-            eprintln!("error: {message}");
-            emit(Event::Problem(message))
+            emit(Event::WriteFailed(message))
         }
     }
 }

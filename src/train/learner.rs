@@ -183,7 +183,7 @@ impl Learner {
 
         // 3. The trained pass: forward and backward the selected RoIs only. The negatives cap
         //    can leave nothing when a batch holds no positive: then there is no update.
-        if self.steps % SNAPSHOT_EVERY == 0 {
+        if self.steps.is_multiple_of(SNAPSHOT_EVERY) {
             self.health.pending = Some(self.snapshot());
         }
         let clock = Instant::now();

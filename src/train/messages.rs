@@ -88,6 +88,9 @@ pub enum Event {
     ScoreMap(ScoreMapReport),
     /// Something went wrong that did not end the trainer (a failed save, a NaN loss...).
     Problem(String),
+    /// A checkpoint could not be written (a full disk): training goes on, but a run that
+    /// cannot keep its checkpoints has not done what it was asked to.
+    WriteFailed(String),
     /// Worth telling the person watching, not a problem (a bootstrapping scan).
     Info(String),
     /// The trainer thread ended cleanly. Always the last event unless [`Event::Failed`] is.
@@ -258,4 +261,14 @@ pub struct EvalReport {
     pub evaluation: Evaluation,
     /// Mean RoI loss over the validation images' RoIs.
     pub val_loss: f32,
+}
+
+/// What a caught panic said, as one line: a libtorch error's C++ trace left out.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    text.lines().next().unwrap_or_default().trim().to_string()
 }

@@ -93,10 +93,11 @@ fn stage(
     state: &TrainingState,
 ) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
-    save_set(dir, info, stores)?;
+    save_set(dir, info, state.step, stores)?;
     for learner in learners {
         let path = dir.join(adam_file(learner.strategy));
         Tensor::write_safetensors(&learner.adam.moments, &path)
+            .map_err(|e| anyhow::anyhow!(crate::detector::checkpoint::first_line(&e)))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let state = TrainingState {
@@ -143,7 +144,22 @@ pub fn checkpoint_dir(run_dir: &Path) -> Option<PathBuf> {
 }
 
 impl TrainingState {
-    /// Why a run at this state cannot go on, if it cannot: its step budget is spent.
+    /// Whether the step budget is spent: the run can at most be finished (evaluated and saved).
+    pub fn budget_spent(&self) -> bool {
+        self.config.steps.is_some_and(|budget| self.step >= budget)
+    }
+
+    /// Why the run in `run_dir` at this state cannot go on, if it cannot: its step budget is
+    /// spent and its final weights were saved. A run stopped between its last checkpoint and
+    /// that save (a kill) can still be finished.
+    pub fn nothing_to_continue(&self, run_dir: &Path) -> Option<String> {
+        let saved = ModelFile::load(&run_dir.join("model.json"))
+            .ok()
+            .and_then(|m| m.step);
+        self.finished().filter(|_| saved == Some(self.step))
+    }
+
+    /// Why a run at this state cannot train on, if it cannot: its step budget is spent.
     pub fn finished(&self) -> Option<String> {
         self.config
             .steps

@@ -432,12 +432,12 @@ pub fn suspects_csv(suspects: &[Suspect], images: &[ImageRecord]) -> anyhow::Res
     ])?;
     for suspect in suspects {
         let o = &suspect.offender;
-        let image = images
-            .get(o.image)
-            .map(|r| r.path.display().to_string())
-            .unwrap_or_else(|| format!("#{}", o.image));
-        csv.write_record([
-            image,
+        // The file's own name, bytes as they are: also one that is not UTF-8.
+        let image = images.get(o.image).map_or_else(
+            || format!("#{}", o.image).into_bytes(),
+            |r| crate::files::path_bytes(&r.path).to_vec(),
+        );
+        let fields = [
             format!("{:.1}", o.rect.x0),
             format!("{:.1}", o.rect.y0),
             format!("{:.1}", o.rect.x1),
@@ -447,7 +447,8 @@ pub fn suspects_csv(suspects: &[Suspect], images: &[ImageRecord]) -> anyhow::Res
             o.times_seen.to_string(),
             format!("{:.4}", o.mean_loss()),
             format!("{:.4}", o.last_score),
-        ])?;
+        ];
+        csv.write_record(std::iter::once(image).chain(fields.map(String::into_bytes)))?;
     }
     Ok(csv.into_inner()?)
 }

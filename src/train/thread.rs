@@ -15,7 +15,7 @@ use super::engine::Engine;
 use super::evaluator::{EvalJob, Evaluator};
 use super::images::ImageStream;
 use super::learner::{DIVERGED_AFTER, EXPLODED_LOSS};
-use super::messages::{Command, Event, RunInfo, ScoreGrid, ScoreMapReport};
+use super::messages::{panic_message, Command, Event, RunInfo, ScoreGrid, ScoreMapReport};
 use super::resume::{read_checkpoint, remove_checkpoints};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::detector::score_map::score_map;
@@ -62,9 +62,6 @@ impl TrainerHandle {
                         message: format!("the trainer crashed: {}", panic_message(&panic)),
                     },
                 };
-                if let Event::Failed { message } = &last {
-                    eprintln!("error: {message}");
-                }
                 let _ = outbox.send(last);
             })?;
         Ok(Self {
@@ -134,15 +131,6 @@ impl Drop for TrainerHandle {
     }
 }
 
-/// What a caught panic said.
-pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
-}
-
 /// The receiving side went away: nobody is listening, so the trainer just ends.
 struct Gone;
 
@@ -180,6 +168,23 @@ struct Run {
     record: Option<PathBuf>,
     /// The step of the last checkpoint handed to the evaluator.
     checkpointed_at: Option<u64>,
+    /// When that was (or when the run started).
+    checkpointed_when: Instant,
+}
+
+/// A recorded run writes its first checkpoint this soon, and then one at least every
+/// [`CHECKPOINT_INTERVAL`], evaluations or not: what a kill can lose.
+const FIRST_CHECKPOINT_AFTER: Duration = Duration::from_secs(10);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+fn run_checkpoint_overdue(run: Option<&Run>) -> bool {
+    run.is_some_and(|r| {
+        let interval = match r.checkpointed_at {
+            None => FIRST_CHECKPOINT_AFTER,
+            Some(_) => CHECKPOINT_INTERVAL,
+        };
+        r.record.is_some() && r.checkpointed_when.elapsed() >= interval
+    })
 }
 
 struct Trainer {
@@ -301,9 +306,6 @@ impl Trainer {
         };
         match data::load_dataset(&path, &options) {
             Ok((dataset, diagnostics)) => {
-                for d in &diagnostics {
-                    eprintln!("warning: {d}");
-                }
                 let dataset = Arc::new(dataset);
                 self.dataset = Some(dataset.clone());
                 self.outbox.send(Event::DatasetLoaded {
@@ -312,13 +314,10 @@ impl Trainer {
                     diagnostics,
                 })
             }
-            Err(error) => {
-                eprintln!("error: {}: {error}", path.display());
-                self.outbox.send(Event::DatasetFailed {
-                    path,
-                    message: error.to_string(),
-                })
-            }
+            Err(error) => self.outbox.send(Event::DatasetFailed {
+                path,
+                message: error.to_string(),
+            }),
         }
     }
 
@@ -346,7 +345,7 @@ impl Trainer {
             ));
         };
         let engine = read_checkpoint(&run_dir).and_then(|(state, info, learners)| {
-            if let Some(why) = state.finished() {
+            if let Some(why) = state.nothing_to_continue(&run_dir) {
                 anyhow::bail!(why);
             }
             let engine = Engine::resume(dataset, &state, &info, &learners)?;
@@ -356,10 +355,15 @@ impl Trainer {
             Ok((engine, secs)) => {
                 self.settings = engine.config().clone();
                 let step = engine.step();
-                let evaluate = engine.config().evaluates_at(step);
+                let evaluate = engine.config().evaluates_again_when_continued_at(step);
+                // Stopped after its last step's checkpoint: only the end is left to do.
+                let finishing = engine.config().budget_reached(step, secs);
                 self.begin(Ok(engine), secs, Some(run_dir), Some(step))?;
                 if evaluate {
                     self.evaluate()?;
+                }
+                if finishing {
+                    self.close_run("the step budget was reached")?;
                 }
                 Ok(())
             }
@@ -407,6 +411,7 @@ impl Trainer {
                 self.evaluator = Some(evaluator);
                 self.run = Some(Run {
                     checkpointed_at: resumed_at_step,
+                    checkpointed_when: Instant::now(),
                     engine,
                     stream,
                     trained_secs,
@@ -421,7 +426,6 @@ impl Trainer {
             }
             Err(error) => {
                 let message = format!("cannot start training: {error:#}");
-                eprintln!("error: {message}");
                 self.outbox.send(Event::Problem(message))
             }
         }
@@ -437,7 +441,6 @@ impl Trainer {
             "training diverged at step {step}: the loss of {} was not finite or above {EXPLODED_LOSS} for {DIVERGED_AFTER} steps in a row at learning rate {lr:.1e}; the run is paused — lower the learning rate",
             parts.join(", ")
         );
-        eprintln!("error: {message}");
         self.outbox.send(Event::Diverged { message })?;
         self.outbox.send(Event::Paused)
     }
@@ -497,7 +500,6 @@ impl Trainer {
                     "training stopped at step {}: {error:#}",
                     run.engine.step() + 1
                 );
-                eprintln!("error: {message}");
                 self.outbox.send(Event::Problem(message))?;
                 // The weights trained so far stay available to save and evaluate.
                 return self.end_run("training failed");
@@ -510,7 +512,6 @@ impl Trainer {
                 "{strategy}: the loss is not finite at step {step} (learning rate {} too high?); the update was skipped",
                 run.engine.config().lr
             );
-            eprintln!("warning: {message}");
             self.outbox.send(Event::Problem(message))?;
         }
         for note in std::mem::take(&mut outcome.notes) {
@@ -528,10 +529,17 @@ impl Trainer {
         let config = run.engine.config();
         let budget_reached = config.budget_reached(step, run.trained_secs);
         let timed = config.minutes.is_some();
-        if config.evaluates_at(step) || (config.eval_every > 0 && budget_reached) {
+        // The end of a budget is always evaluated, also with no evaluations on the way.
+        if config.evaluates_at(step) || budget_reached {
             self.evaluate()?;
             // A timed run gives every strategy the same seconds of training: the evaluation,
             // which would share the cores with it, is waited for and not counted.
+            if let (true, Some(evaluator)) = (timed, &self.evaluator) {
+                evaluator.wait_idle();
+            }
+        } else if run_checkpoint_overdue(self.run.as_ref()) {
+            // Between evaluations far apart, a kill loses at most this interval of training.
+            self.hand_over(false);
             if let (true, Some(evaluator)) = (timed, &self.evaluator) {
                 evaluator.wait_idle();
             }
@@ -581,6 +589,7 @@ impl Trainer {
             Some(run) => {
                 let checkpoint = run.record.clone().map(|dir| {
                     run.checkpointed_at = Some(run.engine.step());
+                    run.checkpointed_when = Instant::now();
                     (dir, run.engine.training_state(run.trained_secs))
                 });
                 (&run.engine, checkpoint)
@@ -618,7 +627,6 @@ impl Trainer {
             Ok(paths) => self.outbox.send(Event::CheckpointSaved(paths)),
             Err(error) => {
                 let message = format!("saving weights failed: {error:#}");
-                eprintln!("error: {message}");
                 self.outbox.send(Event::Problem(message))
             }
         }

@@ -22,7 +22,7 @@ use super::theme;
 use super::what_if::WhatIfSettings;
 use crate::data::{Dataset, Diagnostic};
 use crate::files::file_name;
-use crate::run::{Recorder, RecorderThread};
+use crate::run::{Recorder, RecorderThread, RunLock};
 use crate::train::config::Strategy;
 use crate::train::messages::{
     Command, EvalReport, Event, HardExampleBatch, RunInfo, ScoreMapReport,
@@ -160,6 +160,8 @@ pub struct OhemApp {
     record_root: Option<PathBuf>,
     /// The folder the live run records into.
     record_dir: Option<PathBuf>,
+    /// The app is the one writer of that folder until the run ends.
+    run_lock: Option<RunLock>,
     recorder: Option<RecorderThread>,
     /// Write failures of the recorder thread.
     record_errors: (Sender<String>, Receiver<String>),
@@ -203,6 +205,7 @@ impl OhemApp {
             overlays: Vec::new(),
             record_root: options.record_into,
             record_dir: None,
+            run_lock: None,
             recorder: None,
             record_errors: bounded(RECORD_ERRORS_KEPT),
             continue_check: None,
@@ -258,7 +261,9 @@ impl OhemApp {
         sent
     }
 
+    /// A problem, in the banner, the message log and on stderr.
     fn problem(&mut self, text: String) {
+        eprintln!("error: {text}");
         self.banner = Some(text.clone());
         self.push_message(text, true);
     }
@@ -317,30 +322,29 @@ impl OhemApp {
             self.problem("open a dataset before starting".into());
             return;
         }
-        let record = self.new_record_dir();
+        let lock = self.new_record_dir();
+        let record = lock.as_ref().map(|l| l.dir().to_path_buf());
         let command = Command::Start {
             config: self.controls.train_config(),
             record: record.clone(),
         };
         if self.send(command) {
             self.record_dir = record;
+            self.run_lock = lock;
             self.viewing = None;
             self.status = Status::Starting;
         }
     }
 
-    /// A new folder for the next live run's record, created; `None` (said why) when the app
-    /// does not record or the folder cannot be made: the run then trains unrecorded.
-    fn new_record_dir(&mut self) -> Option<PathBuf> {
+    /// A new folder for the next live run's record, created and locked; `None` (said why) when
+    /// the app does not record or the folder cannot be made: the run then trains unrecorded.
+    fn new_record_dir(&mut self) -> Option<RunLock> {
         let root = self.record_root.as_ref()?;
         let dir = new_run_dir(root, &self.dataset.as_ref()?.root);
-        match std::fs::create_dir_all(&dir) {
-            Ok(()) => Some(dir),
+        match RunLock::take(&dir) {
+            Ok(lock) => Some(lock),
             Err(error) => {
-                self.problem(format!(
-                    "the run is not recorded: cannot create {}: {error}",
-                    dir.display()
-                ));
+                self.problem(format!("the run is not recorded: {error:#}"));
                 None
             }
         }
@@ -426,8 +430,14 @@ impl OhemApp {
         let Some(dir) = self.viewing.as_ref().map(|v| v.dir().to_path_buf()) else {
             return;
         };
+        // Refused while another process trains into the folder.
+        let lock = match RunLock::take(&dir) {
+            Ok(lock) => lock,
+            Err(error) => return self.problem(format!("{error:#}")),
+        };
         if self.send(Command::Continue(dir.clone())) {
             self.record_dir = Some(dir);
+            self.run_lock = Some(lock);
             self.viewing = None;
             self.status = Status::Starting;
         }
@@ -455,7 +465,7 @@ impl OhemApp {
             Ok(state) => state,
             Err(error) => return Some(format!("{error:#}")),
         };
-        if let Some(why) = state.finished() {
+        if let Some(why) = state.nothing_to_continue(viewing.dir()) {
             return Some(why);
         }
         if !self
@@ -537,7 +547,6 @@ impl OhemApp {
         let errors = self.record_errors.0.clone();
         let recorder = Recorder::start(&dir, dataset.clone(), &dataset.root, info).and_then(|r| {
             let on_error = move |message: String| {
-                eprintln!("error: {message}");
                 let _ = errors.try_send(message);
             };
             Ok(RecorderThread::spawn(r, on_error)?)
@@ -598,8 +607,12 @@ impl OhemApp {
             Event::Paused => self.status = Status::Paused,
             Event::Resumed => self.status = Status::Running,
             Event::RunEnded { steps, reason } => {
-                // Dropping the recorder writes out what it still holds.
+                // Dropping the recorder writes out what it still holds; then the folder is
+                // free, unless this is the end of the run that a new one replaces.
                 self.recorder = None;
+                if self.status != Status::Starting {
+                    self.run_lock = None;
+                }
                 self.push_message(format!("run ended after {steps} steps: {reason}"), false);
                 self.status = Status::RunEnded(reason);
             }
@@ -608,16 +621,19 @@ impl OhemApp {
                 let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 self.push_message(format!("weights saved: {}", names.join(", ")), false);
             }
-            Event::Problem(message) | Event::Diverged { message } => {
+            Event::Problem(message) | Event::Diverged { message } | Event::WriteFailed(message) => {
                 // A run that could not start leaves the app ready for another try.
                 if self.status == Status::Starting {
                     self.status = Status::Ready;
+                    self.run_lock = None;
                 }
                 self.problem(message)
             }
             Event::Info(text) => self.push_message(text, false),
             Event::Stopped => self.status = Status::TrainerEnded("stopped".into()),
             Event::Failed { message } => {
+                self.recorder = None;
+                self.run_lock = None;
                 self.problem(message.clone());
                 self.status = Status::TrainerEnded(message);
             }
@@ -631,6 +647,9 @@ impl OhemApp {
         diagnostics: Vec<Diagnostic>,
     ) {
         self.path_text = dataset.root.display().to_string();
+        for d in &diagnostics {
+            eprintln!("warning: {d}");
+        }
         self.summary = Some(summary);
         self.diagnostics = diagnostics;
         self.dataset = Some(dataset);
@@ -961,7 +980,13 @@ impl OhemApp {
                 if ui.small_button("dismiss").clicked() {
                     self.banner = None;
                 }
-                ui.label(RichText::new(format!("Problem: {banner}")).color(theme::PROBLEM_TEXT));
+                // Wrapped at the window's edge: a long path must not push the rest out of sight.
+                ui.add(
+                    egui::Label::new(
+                        RichText::new(format!("Problem: {banner}")).color(theme::PROBLEM_TEXT),
+                    )
+                    .wrap(),
+                );
             });
         }
     }

@@ -164,7 +164,7 @@ impl Default for Buckets {
 
 impl Buckets {
     fn push(&mut self, step: f64, secs: f64, value: f64) {
-        if self.len % self.width == 0 {
+        if self.len.is_multiple_of(self.width) {
             if self.buckets.len() == MAX_BUCKETS {
                 self.merge_pairs();
             }

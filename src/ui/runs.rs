@@ -129,7 +129,10 @@ impl RunFollower {
 /// evaluations of `step` itself are left out when the run evaluates again there on continuing.
 pub fn recorded_until(dir: &Path, step: u64) -> anyhow::Result<Vec<Event>> {
     let mut reader = RunReader::open(dir)?;
-    let reevaluated = reader.config().train.evaluates_at(step);
+    let reevaluated = reader
+        .config()
+        .train
+        .evaluates_again_when_continued_at(step);
     let mut events = reader.poll()?;
     events.retain(|event| match event {
         Event::Step(r) => r.step <= step,

@@ -10,18 +10,11 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::cli::{
-    bin, path, run, signal, small_sample_run, start_until, text, wait_with_deadline,
+    assert_sentence, bin, path, run, signal, small_sample_run, start_until, text,
+    wait_with_deadline,
 };
 use common::{write_image, write_text};
 use ohem_studio::train::resume::{checkpoint_dir, read_state};
-
-/// No panic, no libtorch trace: a message a person can read.
-fn assert_sentence(output: &Output) {
-    let message = text(output);
-    for sign in ["panicked", "backtrace", "Exception raised", "c10::"] {
-        assert!(!message.contains(sign), "{sign} in: {message}");
-    }
-}
 
 fn args(list: &[String]) -> Vec<&str> {
     list.iter().map(String::as_str).collect()

@@ -8,24 +8,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cli::{bin, path, run, signal, start_until, text, wait_with_deadline};
+use common::cli::{assert_sentence, bin, path, run, signal, start_until, text, wait_with_deadline};
 use common::sample_data;
 
-/// A message a person can read: no panic, no libtorch trace.
-fn assert_sentence(output: &Output) {
-    let message = text(output);
-    for sign in [
-        "panicked",
-        "backtrace",
-        "Exception raised",
-        "c10::",
-        "libtorch_cpu",
-    ] {
-        assert!(!message.contains(sign), "{sign} in: {message}");
-    }
-}
-
-/// A small run of `strategies` on the sample data into `out`: K 16, M 4, no evaluation.
+/// A small run of `strategies` on the sample data into `out`: K 16, M 4, evaluated only at the end.
 fn train_args<'a>(out: &'a Path, strategies: &'a str, steps: &'a str) -> Vec<&'a str> {
     vec![
         "train",

@@ -196,21 +196,16 @@ fn resume(run_dir: &Path) -> anyhow::Result<()> {
     if let Some(why) = state.nothing_to_continue(run_dir) {
         bail!("{}: {why}", run_dir.display());
     }
-    if state.budget_spent() {
-        eprintln!(
-            "finishing {}: its {} steps were trained, but it stopped before its final evaluation and weights were written (dataset {})",
+    let what = if state.budget_spent() {
+        format!(
+            "finishing {}: its {} steps were trained, but it stopped before its final evaluation and weights were written",
             run_dir.display(),
-            state.step,
-            recorded.data.display()
-        );
+            state.step
+        )
     } else {
-        eprintln!(
-            "continuing {} from step {} (dataset {})",
-            run_dir.display(),
-            state.step,
-            recorded.data.display()
-        );
-    }
+        format!("continuing {} from step {}", run_dir.display(), state.step)
+    };
+    eprintln!("{what} (dataset {})", recorded.data.display());
     let plan = Plan::Continue {
         config: state.config,
         at_step: state.step,

@@ -324,14 +324,17 @@ pub(crate) fn names_from_labels(items: &[PendingItem], prefix: &str) -> Vec<Stri
         .collect()
 }
 
+/// `text` without the byte-order mark that editors on Windows may start a file with.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// The class names of a names file (`classes.txt`, darknet `*.names`, `names.txt`): one per
 /// line, blank lines skipped.
 pub(crate) fn read_name_list(path: &Path) -> std::io::Result<Vec<String>> {
     let bytes = read_file(path)?;
     let text = String::from_utf8_lossy(&bytes);
-    // Editors on Windows may start the file with a byte-order mark.
-    Ok(text
-        .trim_start_matches('\u{feff}')
+    Ok(without_bom(&text)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -508,9 +511,7 @@ pub(crate) fn parse_label_text(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<PendingBox> {
     let mut boxes = Vec::new();
-    // Editors on Windows may start the file with a byte-order mark.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in without_bom(text).lines().enumerate() {
         let line_number = index + 1;
         match parse_line(line) {
             Ok(None) => {}

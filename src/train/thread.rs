@@ -177,14 +177,15 @@ struct Run {
 const FIRST_CHECKPOINT_AFTER: Duration = Duration::from_secs(10);
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
-fn run_checkpoint_overdue(run: Option<&Run>) -> bool {
-    run.is_some_and(|r| {
-        let interval = match r.checkpointed_at {
+impl Run {
+    /// Whether a recorded run is due for a checkpoint by time alone.
+    fn checkpoint_overdue(&self) -> bool {
+        let interval = match self.checkpointed_at {
             None => FIRST_CHECKPOINT_AFTER,
             Some(_) => CHECKPOINT_INTERVAL,
         };
-        r.record.is_some() && r.checkpointed_when.elapsed() >= interval
-    })
+        self.record.is_some() && self.checkpointed_when.elapsed() >= interval
+    }
 }
 
 struct Trainer {
@@ -530,19 +531,20 @@ impl Trainer {
         let budget_reached = config.budget_reached(step, run.trained_secs);
         let timed = config.minutes.is_some();
         // The end of a budget is always evaluated, also with no evaluations on the way.
-        if config.evaluates_at(step) || budget_reached {
+        let handed_over = if config.evaluates_at(step) || budget_reached {
             self.evaluate()?;
-            // A timed run gives every strategy the same seconds of training: the evaluation,
-            // which would share the cores with it, is waited for and not counted.
-            if let (true, Some(evaluator)) = (timed, &self.evaluator) {
-                evaluator.wait_idle();
-            }
-        } else if run_checkpoint_overdue(self.run.as_ref()) {
+            true
+        } else if self.run.as_ref().is_some_and(Run::checkpoint_overdue) {
             // Between evaluations far apart, a kill loses at most this interval of training.
             self.hand_over(false);
-            if let (true, Some(evaluator)) = (timed, &self.evaluator) {
-                evaluator.wait_idle();
-            }
+            true
+        } else {
+            false
+        };
+        // A timed run gives every strategy the same seconds of training: the evaluator's work,
+        // which would share the cores with it, is waited for and not counted.
+        if let (true, true, Some(evaluator)) = (handed_over, timed, &self.evaluator) {
+            evaluator.wait_idle();
         }
         if budget_reached {
             self.close_run(if timed {

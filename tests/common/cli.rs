@@ -13,6 +13,20 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("the binary runs")
 }
 
+/// A message a person can read: no panic, no libtorch trace.
+pub fn assert_sentence(output: &Output) {
+    let message = text(output);
+    for sign in [
+        "panicked",
+        "backtrace",
+        "Exception raised",
+        "c10::",
+        "libtorch_cpu",
+    ] {
+        assert!(!message.contains(sign), "{sign} in: {message}");
+    }
+}
+
 /// Standard output and standard error together.
 pub fn text(output: &Output) -> String {
     format!(

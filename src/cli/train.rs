@@ -190,6 +190,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 /// `train --resume`: the run in `run_dir` continued from its checkpoint to its step budget.
 fn resume(run_dir: &Path) -> anyhow::Result<()> {
+    let interrupted = interrupt_flag();
     let target = RunFolder::existing(run_dir)?;
     let state = read_state(run_dir)?;
     let recorded = RunReader::open(run_dir)?.config().clone();
@@ -210,7 +211,7 @@ fn resume(run_dir: &Path) -> anyhow::Result<()> {
         config: state.config,
         at_step: state.step,
     };
-    run_plan(&recorded.data, &target, plan, &interrupt_flag()).map(|_| ())
+    run_plan(&recorded.data, &target, plan, &interrupted).map(|_| ())
 }
 
 /// What a run starts from.
@@ -359,15 +360,20 @@ impl RunFolder {
 /// The folder inside a run folder where the run it replaces waits (`--overwrite`).
 const PREVIOUS_RUN: &str = ".previous";
 
-/// Set by Ctrl-C. One handler per process (the `ctrlc` crate allows no second one), so a
-/// command that trains several runs shares it between them.
+/// Set by Ctrl-C or SIGTERM. One handler per process (the `ctrlc` crate allows no second one),
+/// installed on the first call: a command calls this before it says anything a script might wait
+/// for, so a signal sent from then on saves instead of killing.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    if let Err(error) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
-        eprintln!("warning: Ctrl-C will end the process without saving: {error}");
-    }
-    interrupted
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let flag = interrupted.clone();
+        if let Err(error) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+            eprintln!("warning: Ctrl-C will end the process without saving: {error}");
+        }
+        interrupted
+    })
+    .clone()
 }
 
 /// Trains `config` on the dataset in `data_dir`, writing the run folder `out`; returns the last

@@ -240,17 +240,20 @@ fn strategies_start_from_the_same_weights_and_report_whole_batch_loss() {
     let hard = outcome.hard_examples.expect("OHEM reports its picks");
     assert_eq!(hard.examples.len(), 16);
     assert_eq!(hard.batch.len(), report.batch_size);
-    assert!(hard.examples.windows(2).all(|w| w[0].loss >= w[1].loss));
+    assert!(hard
+        .examples
+        .windows(2)
+        .all(|w| w[0].seen.loss >= w[1].seen.loss));
     let thumbnail = &hard.examples[0].thumbnail;
     assert_eq!(thumbnail.rgba.len(), thumbnail.width * thumbnail.height * 4);
     // Every pick lies in its training image, in the image's original pixels.
     for pick in &hard.examples {
-        let w = pick.window;
+        let w = pick.seen.window;
         assert!(
             w.x0 >= -0.5 && w.y0 >= -0.5 && w.x1 <= 160.5 && w.y1 <= 120.5,
             "{w:?}"
         );
-        assert!(pick.source_image.is_some());
+        assert!(pick.seen.source_image.is_some());
     }
 }
 

@@ -18,7 +18,8 @@ use ohem_studio::eval::{self, Detection, MATCH_IOU};
 use ohem_studio::run::{Recorder, RunReader};
 use ohem_studio::train::config::{Strategy, TrainConfig};
 use ohem_studio::train::messages::{
-    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
+    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, SeenExample, StepReport,
+    StrategyStep, Thumbnail,
 };
 use ohem_studio::train::resume::{checkpoint_dir, read_state};
 
@@ -236,13 +237,15 @@ fn recorded_events(dataset: &ohem_studio::data::Dataset, steps: u64) -> Vec<Even
                 height: 4,
                 rgba: [(step % 200) as u8 + 20, 0, 0, 255].repeat(32),
             },
-            source_image: Some(rank),
-            batch_image: 0,
-            window: ohem_studio::geometry::Rect::new(0.0, 0.0, 10.0, 10.0),
-            label: rank % 2,
-            loss: 1.0 - rank as f32 * 0.1,
-            classification_loss: 0.5,
-            score: 0.3,
+            seen: SeenExample {
+                source_image: Some(rank),
+                batch_image: 0,
+                window: ohem_studio::geometry::Rect::new(0.0, 0.0, 10.0, 10.0),
+                label: rank % 2,
+                loss: 1.0 - rank as f32 * 0.1,
+                classification_loss: 0.5,
+                score: 0.3,
+            },
         };
         events.push(Event::HardExamples(HardExampleBatch {
             step,

@@ -9,7 +9,9 @@ mod common;
 use common::sample_data;
 
 use ohem_studio::train::messages::StepReport;
-use ohem_studio::train::{Command, DeviceChoice, Event, Strategy, TrainConfig, TrainerHandle};
+use ohem_studio::train::{
+    Command, DeviceChoice, Event, LiveSettings, Strategy, TrainConfig, TrainerHandle,
+};
 
 fn small_run() -> TrainConfig {
     TrainConfig {
@@ -101,8 +103,16 @@ fn live_settings_pause_resume_and_shutdown() {
     assert_eq!(first.strategies.len(), 3);
 
     // M and K change from a following batch on, and OHEM's picks follow M.
-    trainer.send(Command::SetHardExamples(5));
-    trainer.send(Command::SetBatchSize(48));
+    trainer.send(Command::SetLive(LiveSettings {
+        hard_examples: 5,
+        batch_size: 48,
+        ..small_run().live()
+    }));
+    let adopted = wait_for(&trainer, 30, |e| match e {
+        Event::SettingsAdopted(live) => Some(*live),
+        _ => None,
+    });
+    assert_eq!((adopted.batch_size, adopted.hard_examples), (48, 5));
     let changed = wait_for(&trainer, 30, |e| step(e).filter(|s| s.hard_examples == 5));
     assert_eq!(changed.batch_size, 48);
     let picks = wait_for(&trainer, 30, |e| match e {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT, Queryable};
 
 mod common;
 
@@ -136,4 +138,107 @@ fn a_run_trained_in_the_app_is_recorded_reopens_and_overlays() {
     wait_for(&mut harness, "the recorded steps and the overlay", |h| {
         h.state().step() == state.step && h.state().overlaid_runs() == ["copy"]
     });
+}
+
+/// The value a slider of the app shows.
+fn slider(harness: &egui_kittest::Harness<'_, ohem_studio::ui::OhemApp>, label: &str) -> f64 {
+    harness
+        .get_by_role_and_label(Role::Slider, label)
+        .accesskit_node()
+        .numeric_value()
+        .unwrap()
+}
+
+/// The M of every row of `folder`'s metrics.csv after step `after`.
+fn trained_m_after(folder: &Path, after: u64) -> Vec<u64> {
+    let mut reader = csv::Reader::from_path(folder.join("metrics.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (step, m) = (at("step"), at("hard_examples"));
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| r[step].parse::<u64>().unwrap() > after)
+        .map(|r| r[m].parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn continuing_a_run_shows_and_trains_with_its_own_settings() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut harness = app_harness_from(options(
+        Some(sample_data()),
+        Vec::new(),
+        Some(runs.path().to_path_buf()),
+    ));
+    wait_for(&mut harness, "the dataset", |h| {
+        h.state().status() == &Status::Ready
+    });
+    small_batches(&mut harness, 32, 16);
+    harness.state_mut().start();
+    wait_for_within(&mut harness, "10 steps", Duration::from_secs(120), |h| {
+        h.state().step() >= 10
+    });
+    assert!(harness.state_mut().shutdown(Duration::from_secs(20)));
+    drop(harness);
+    let folder = std::fs::read_dir(runs.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let saved = read_state(&folder).unwrap().step;
+
+    // Reopened, with the sliders moved elsewhere before continuing.
+    let mut harness = app_harness_from(options(None, vec![folder.clone()], None));
+    wait_for(&mut harness, "the recorded run and its dataset", |h| {
+        h.state().step() == saved && h.state().dataset().is_some()
+    });
+    small_batches(&mut harness, 64, 48);
+    assert_eq!((slider(&harness, "K"), slider(&harness, "M")), (64.0, 48.0));
+    // The button opens once the folder has been quiet for a moment.
+    wait_for(&mut harness, "Continue training to be enabled", |h| {
+        !h.get_by_label("Continue training")
+            .accesskit_node()
+            .is_disabled()
+    });
+    harness.get_by_label("Continue training").click();
+    wait_for_within(
+        &mut harness,
+        "steps after the continued one",
+        Duration::from_secs(120),
+        |h| h.state().step() >= saved + 3,
+    );
+    // The controls say what the run uses, and the run trains with it.
+    assert_eq!((slider(&harness, "K"), slider(&harness, "M")), (32.0, 16.0));
+    assert!(harness.state_mut().shutdown(Duration::from_secs(20)));
+    let trained = trained_m_after(&folder, saved);
+    assert!(!trained.is_empty());
+    assert!(trained.iter().all(|&m| m == 16), "{trained:?}");
+}
+
+#[test]
+fn a_live_change_that_is_clamped_shows_the_clamped_value() {
+    let mut harness = app_harness_from(options(Some(sample_data()), Vec::new(), None));
+    wait_for(&mut harness, "the dataset", |h| {
+        h.state().status() == &Status::Ready
+    });
+    small_batches(&mut harness, 64, 48);
+    harness.state_mut().start();
+    wait_for_within(&mut harness, "a step", Duration::from_secs(120), |h| {
+        h.state().step() >= 1
+    });
+    // K lowered under M: M follows it down, and the trainer's answer agrees.
+    harness
+        .get_by_role_and_label(Role::Slider, "K")
+        .set_value_accesskit(20.0);
+    harness.run_steps(2);
+    let from = harness.state().step();
+    wait_for(&mut harness, "hard examples of a batch of 20", |h| {
+        h.state()
+            .shown_hard_examples()
+            .is_some_and(|b| b.step > from && b.batch_size == 20)
+    });
+    assert_eq!((slider(&harness, "K"), slider(&harness, "M")), (20.0, 20.0));
+    assert!(harness.state_mut().shutdown(Duration::from_secs(20)));
 }

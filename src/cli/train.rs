@@ -96,7 +96,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Evaluate on the validation split every N steps, and always at the end (0: only at the end).
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     pub eval_every: u64,
     /// Turn off NMS by loss among the hard-example candidates.
     #[arg(long)]

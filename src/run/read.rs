@@ -14,7 +14,8 @@ use crate::eval::{self, Detection, MATCH_IOU};
 use crate::geometry::Rect;
 use crate::train::config::Strategy;
 use crate::train::messages::{
-    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, StepReport, StrategyStep, Thumbnail,
+    EvalReport, Event, HardExample, HardExampleBatch, RunInfo, SeenExample, StepReport,
+    StrategyStep, Thumbnail,
 };
 
 /// A CSV file read in pieces: where the last complete line ended, its number, and the header.
@@ -373,8 +374,7 @@ impl RunReader {
         let [step, _, _, image, x0, y0, x1, y1, label, loss, class_loss, score, k] =
             self.hard.columns(HARD_HEADER)?;
         for row in rows {
-            let pick = HardExample {
-                thumbnail: Thumbnail::default(),
+            let pick = SeenExample {
                 source_image: row.text(image).parse().ok(),
                 batch_image: 0,
                 window: Rect::new(row.get(x0)?, row.get(y0)?, row.get(x1)?, row.get(y1)?),
@@ -382,7 +382,8 @@ impl RunReader {
                 loss: row.get(loss)?,
                 classification_loss: row.get(class_loss)?,
                 score: row.get(score)?,
-            };
+            }
+            .picked(Thumbnail::default());
             let (at, batch_size): (u64, usize) = (row.get(step)?, row.get(k)?);
             let waiting = self.partial_picks.entry(at);
             waiting

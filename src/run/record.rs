@@ -138,23 +138,27 @@ impl Recorder {
     fn hard_rows(&mut self, batch: &HardExampleBatch) -> anyhow::Result<()> {
         for (rank, e) in batch.examples.iter().enumerate() {
             let image = e
+                .seen
                 .source_image
                 .and_then(|i| self.dataset.train.get(i))
                 .map_or(PathCell(Path::new("(pos crop)")), |r| PathCell(&r.path));
-            let w = e.window;
+            let w = e.seen.window;
             self.hard.serialize((
                 batch.step,
                 rank + 1,
                 image,
-                e.source_image.map(|i| i.to_string()).unwrap_or_default(),
+                e.seen
+                    .source_image
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
                 w.x0,
                 w.y0,
                 w.x1,
                 w.y1,
-                e.label,
-                e.loss,
-                e.classification_loss,
-                e.score,
+                e.seen.label,
+                e.seen.loss,
+                e.seen.classification_loss,
+                e.seen.score,
                 batch.batch_size,
             ))?;
         }

@@ -238,6 +238,66 @@ impl Default for TrainConfig {
     }
 }
 
+/// The settings a run takes while it trains, from its next batch on. The app's controls send
+/// them in one [`Command`](super::messages::Command) and show what the trainer answers: the
+/// settings it adopted (on start, on continuing a run, on every change), after its clamping.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LiveSettings {
+    /// K: RoIs scored per batch.
+    pub batch_size: usize,
+    /// M: RoIs trained per batch (at most K).
+    pub hard_examples: usize,
+    /// The peak learning rate; warm-up and decay follow the run's schedule.
+    pub lr: f64,
+    pub nms_by_loss: bool,
+    pub nms_iou: f32,
+    pub max_negatives_per_positive: Option<f32>,
+    /// Evaluate every this many steps (0: only at the end or on request).
+    pub eval_every: u64,
+}
+
+impl LiveSettings {
+    /// M within 1..=K, K within what a batch may hold: the one place the sliders' values are
+    /// brought into range.
+    pub fn clamped(self) -> Self {
+        let batch_size = self.batch_size.clamp(1, MAX_ROIS_PER_BATCH);
+        Self {
+            batch_size,
+            hard_examples: self.hard_examples.clamp(1, batch_size),
+            ..self
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The settings of this configuration a run in progress can change.
+    pub fn live(&self) -> LiveSettings {
+        LiveSettings {
+            batch_size: self.batch_size,
+            hard_examples: self.hard_examples,
+            lr: self.lr,
+            nms_by_loss: self.nms_by_loss,
+            nms_iou: self.nms_iou,
+            max_negatives_per_positive: self.max_negatives_per_positive,
+            eval_every: self.eval_every,
+        }
+    }
+
+    /// This configuration with `live` in place of its live settings.
+    pub fn with_live(&self, live: &LiveSettings) -> Self {
+        Self {
+            batch_size: live.batch_size,
+            hard_examples: live.hard_examples,
+            lr: live.lr,
+            nms_by_loss: live.nms_by_loss,
+            nms_iou: live.nms_iou,
+            max_negatives_per_positive: live.max_negatives_per_positive,
+            eval_every: live.eval_every,
+            ..self.clone()
+        }
+    }
+}
+
 /// The highest learning rate accepted: far above any that trains, low enough to refuse a typo.
 pub const MAX_LR: f64 = 10.0;
 /// Most images in one batch.
@@ -306,7 +366,11 @@ impl TrainConfig {
     /// all ask here, so a setting is refused with the same words wherever it comes from.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.strategies.is_empty() {
-            bail!("no strategy chosen: pick at least one of ohem, full, random");
+            let keys: Vec<&str> = Strategy::ALL.iter().map(|s| s.key()).collect();
+            bail!(
+                "no strategy chosen: pick at least one of {}",
+                keys.join(", ")
+            );
         }
         // Before the warm-up's rule, which would blame the warm-up for an empty budget.
         if self.steps == Some(0) {

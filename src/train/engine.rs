@@ -11,7 +11,7 @@ use tch::Device;
 
 use super::batch::Batch;
 use super::bootstrap::HardNegativeCache;
-use super::config::{Strategy, TrainConfig};
+use super::config::{LiveSettings, Strategy, TrainConfig};
 use super::evaluator::{evaluate_net, EvalContext};
 use super::images::{ImageSampler, Split, TrainImage};
 use super::learner::{Learner, LearnerCheckpoint};
@@ -250,15 +250,11 @@ impl Engine {
         self.train_sampler.clone()
     }
 
-    /// Takes the settings that may change while a run goes on (K, M, learning rate, NMS by
-    /// loss, the negatives cap) from `settings`, from the next batch on.
-    pub fn apply_live_settings(&mut self, settings: &TrainConfig) {
-        self.config.batch_size = settings.batch_size;
-        self.config.hard_examples = settings.hard_examples;
-        self.config.nms_by_loss = settings.nms_by_loss;
-        self.config.max_negatives_per_positive = settings.max_negatives_per_positive;
-        // Used from the next step on, through the schedule.
-        self.config.lr = settings.lr;
+    /// Takes the settings that may change while a run goes on from `live`, from the next batch
+    /// on.
+    pub fn apply_live_settings(&mut self, live: &LiveSettings) {
+        // The learning rate is used from the next step on, through the schedule.
+        self.config = self.config.with_live(live);
     }
 
     pub fn selection(&self) -> SelectionConfig {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::data::{Dataset, DatasetSummary, Diagnostic};
 use crate::eval::{Detection, Evaluation};
 use crate::geometry::Rect;
-use crate::train::config::{Strategy, TrainConfig};
+use crate::train::config::{LiveSettings, Strategy, TrainConfig};
 
 /// UI → trainer.
 #[derive(Clone, Debug)]
@@ -30,18 +30,12 @@ pub enum Command {
     Resume,
     /// End the current run; the trainer stays up for another run. Answered by [`Event::RunEnded`].
     StopRun,
-    /// M, hard examples (RoIs) trained per batch, from the next batch on.
-    SetHardExamples(usize),
-    /// K, RoIs scored per batch, from the next batch on.
-    SetBatchSize(usize),
-    /// Learning rate of every strategy's optimizer, from the next batch on.
-    SetLearningRate(f64),
+    /// The live settings (K, M, learning rate, NMS by loss, the negatives cap, evaluate-every),
+    /// from the next batch on and for the next run. Answered by [`Event::SettingsAdopted`] with
+    /// what the trainer took (clamped), or [`Event::Problem`] when they break a rule.
+    SetLive(LiveSettings),
     /// Which strategies the next run trains (a run in progress keeps its own).
     SetStrategies(Vec<Strategy>),
-    /// Turn NMS by loss among the hard-example candidates on or off.
-    SetNmsByLoss(bool),
-    /// Cap on negatives per positive among the hard examples (`None`: no cap).
-    SetMaxNegativesPerPositive(Option<f32>),
     /// Evaluate every strategy on the validation split now.
     EvaluateNow,
     /// Save each strategy's weights as `<dir>/<strategy>.safetensors`.
@@ -67,6 +61,9 @@ pub enum Event {
     DatasetFailed { path: PathBuf, message: String },
     /// A run began.
     RunStarted(RunInfo),
+    /// The live settings the trainer now uses: sent when a run starts or continues (a continued
+    /// run brings its own) and after every [`Command::SetLive`], clamped. What the controls show.
+    SettingsAdopted(LiveSettings),
     /// One batch trained by every strategy of the run.
     Step(StepReport),
     /// The hard examples OHEM selected in one batch, highest loss first.
@@ -147,23 +144,11 @@ pub struct Thumbnail {
     pub rgba: Vec<u8>,
 }
 
-/// One selected example (RoI).
+/// One selected example (RoI): what the read-only pass saw of it, and its pixels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HardExample {
     pub thumbnail: Thumbnail,
-    /// Index into the dataset's training images, `None` for a `pos/` crop.
-    pub source_image: Option<usize>,
-    /// Which image of its batch it lies on.
-    pub batch_image: usize,
-    /// The RoI in the source image's original pixels.
-    pub window: Rect,
-    /// Class of the example: 0 is background, `c + 1` is class `c`.
-    pub label: usize,
-    pub loss: f32,
-    /// The classification term of `loss`; the rest is the box term.
-    pub classification_loss: f32,
-    /// The model's highest object-class probability for this RoI (before the update).
-    pub score: f32,
+    pub seen: SeenExample,
 }
 
 /// What the read-only pass saw of one example of the batch, selected or not: enough to re-run
@@ -183,33 +168,12 @@ pub struct SeenExample {
     pub score: f32,
 }
 
-impl HardExample {
-    /// What the read-only pass saw of this pick, without its pixels.
-    pub fn seen(&self) -> SeenExample {
-        SeenExample {
-            source_image: self.source_image,
-            batch_image: self.batch_image,
-            window: self.window,
-            label: self.label,
-            loss: self.loss,
-            classification_loss: self.classification_loss,
-            score: self.score,
-        }
-    }
-}
-
 impl SeenExample {
     /// This example as a pick shown with `thumbnail`.
     pub fn picked(self, thumbnail: Thumbnail) -> HardExample {
         HardExample {
             thumbnail,
-            source_image: self.source_image,
-            batch_image: self.batch_image,
-            window: self.window,
-            label: self.label,
-            loss: self.loss,
-            classification_loss: self.classification_loss,
-            score: self.score,
+            seen: self,
         }
     }
 }

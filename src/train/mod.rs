@@ -14,7 +14,7 @@ pub mod resume;
 pub mod suspects;
 pub mod thread;
 
-pub use config::{DeviceChoice, OhemLoss, Strategy, TrainConfig};
+pub use config::{DeviceChoice, LiveSettings, OhemLoss, Strategy, TrainConfig};
 pub use engine::Engine;
 pub use messages::{Command, Event};
 pub use thread::{TrainerHandle, Waker};

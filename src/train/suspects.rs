@@ -205,7 +205,7 @@ impl OffenderLog {
         // Offender → (picks, loss sum, score sum) in this batch, in order of first pick.
         let mut picked: Vec<(usize, u32, f64, f64)> = Vec::new();
         for pick in &batch.examples {
-            let seen = pick.seen();
+            let seen = pick.seen;
             let Some(index) = self.find_or_insert(&seen, images) else {
                 continue;
             };

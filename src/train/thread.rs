@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use super::config::{Strategy, TrainConfig};
+use super::config::{LiveSettings, Strategy, TrainConfig};
 use super::engine::Engine;
 use super::evaluator::{EvalJob, Evaluator};
 use super::images::ImageStream;
@@ -262,16 +262,16 @@ impl Trainer {
                 }
             }
             Command::StopRun => self.end_run("stopped")?,
-            Command::SetHardExamples(m) => self.change_setting(|c| c.hard_examples = m)?,
-            Command::SetBatchSize(k) => self.change_setting(|c| {
-                c.batch_size = k;
-                c.hard_examples = c.hard_examples.min(k);
-            })?,
-            Command::SetLearningRate(lr) => self.change_setting(|c| c.lr = lr)?,
-            Command::SetStrategies(strategies) => self.settings.strategies = strategies,
-            Command::SetNmsByLoss(on) => self.change_setting(|c| c.nms_by_loss = on)?,
-            Command::SetMaxNegativesPerPositive(cap) => {
-                self.change_setting(|c| c.max_negatives_per_positive = cap)?
+            Command::SetLive(live) => self.change_settings(live)?,
+            Command::SetStrategies(strategies) => {
+                let next = TrainConfig {
+                    strategies,
+                    ..self.settings.clone()
+                };
+                match next.validate() {
+                    Ok(()) => self.settings = next,
+                    Err(error) => self.outbox.send(Event::Problem(error.to_string()))?,
+                }
             }
             Command::EvaluateNow => self.evaluate()?,
             Command::SaveCheckpoint(dir) => self.save(dir)?,
@@ -281,19 +281,30 @@ impl Trainer {
         Ok(())
     }
 
-    /// A setting changed while the trainer runs: checked by the same rules as a new run's
-    /// settings, then kept for the next run and used by the run in progress from its next batch.
-    fn change_setting(&mut self, edit: impl Fn(&mut TrainConfig)) -> Result<(), Gone> {
-        let mut next = self.settings.clone();
-        edit(&mut next);
-        if let Err(error) = next.validate_settings() {
-            return self.outbox.send(Event::Problem(error.to_string()));
+    /// Settings changed while the trainer runs: clamped, checked by the same rules as a new
+    /// run's settings, then kept for the next run and used by the run in progress from its next
+    /// batch. Whatever the outcome, the settings in force are said again.
+    fn change_settings(&mut self, live: LiveSettings) -> Result<(), Gone> {
+        let next = self.settings.with_live(&live.clamped());
+        match next.validate_settings() {
+            Ok(()) => {
+                self.settings = next;
+                if let Some(run) = &mut self.run {
+                    run.engine.apply_live_settings(&self.settings.live());
+                }
+            }
+            Err(error) => self.outbox.send(Event::Problem(error.to_string()))?,
         }
-        self.settings = next;
-        if let Some(run) = &mut self.run {
-            run.engine.apply_live_settings(&self.settings);
-        }
-        Ok(())
+        self.adopted()
+    }
+
+    /// Tells the app which live settings are in force.
+    fn adopted(&self) -> Result<(), Gone> {
+        let live = match &self.run {
+            Some(run) => run.engine.config().live(),
+            None => self.settings.live(),
+        };
+        self.outbox.send(Event::SettingsAdopted(live))
     }
 
     fn open_dataset(&mut self, path: PathBuf) -> Result<(), Gone> {
@@ -420,6 +431,7 @@ impl Trainer {
                     record,
                 });
                 self.outbox.send(Event::RunStarted(info))?;
+                self.adopted()?;
                 for note in notes {
                     self.outbox.send(Event::Info(note))?;
                 }

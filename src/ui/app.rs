@@ -522,7 +522,10 @@ impl OhemApp {
     /// One record of a viewed run: shown as the live run's would be, without its status.
     fn apply_recorded(&mut self, event: Event) {
         match event {
-            Event::RunStarted(info) => self.run = Some(info),
+            Event::RunStarted(info) => {
+                self.controls.adopt(info.config.live());
+                self.run = Some(info);
+            }
             Event::Step(report) => {
                 self.step = report.step;
                 self.examples_per_sec = report.examples_per_sec;
@@ -604,6 +607,7 @@ impl OhemApp {
                     }
                 }
             }
+            Event::SettingsAdopted(live) => self.controls.adopt(live),
             Event::Paused => self.status = Status::Paused,
             Event::Resumed => self.status = Status::Running,
             Event::RunEnded { steps, reason } => {
@@ -743,7 +747,7 @@ impl OhemApp {
     fn what_if_settings(&self) -> Option<WhatIfSettings> {
         let run = self.run.as_ref()?;
         Some(WhatIfSettings {
-            selection: self.controls.selection(run.config.nms_iou),
+            selection: self.controls.selection(),
             ranked_by: run.config.ohem_loss,
         })
     }

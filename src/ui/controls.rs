@@ -1,48 +1,43 @@
 //! The left-hand controls: K, M, learning rate, strategies, selection options and the score
-//! threshold. Live settings become [`Command`]s for the trainer; the threshold never leaves the
+//! threshold. Live settings go to the trainer as one [`Command::SetLive`] and come back as the
+//! settings it adopted, which is what the controls then show; the threshold never leaves the
 //! app (every view applies it at draw time).
 
 use crate::ohem::SelectionConfig;
-use crate::train::config::{Strategy, TrainConfig};
+use crate::train::config::{LiveSettings, Strategy, TrainConfig};
 use crate::train::messages::Command;
 
 /// Smallest and largest K offered.
 pub const BATCH_SIZE_RANGE: std::ops::RangeInclusive<usize> = 16..=8192;
+/// The negatives cap a newly ticked "cap negatives" starts at (SSD's 3:1).
+const DEFAULT_NEGATIVES_CAP: f32 = 3.0;
 
 /// What the controls currently say.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Controls {
-    /// K: examples per batch.
-    pub batch_size: usize,
-    /// M: hard examples kept per batch (1..=K).
-    pub hard_examples: usize,
+    /// K, M, learning rate, NMS, negatives cap, evaluate-every: as the trainer last adopted
+    /// them ([`Controls::adopt`]), or as edited since and sent.
+    pub live: LiveSettings,
     /// Detections and examples scored at or above this count as "object".
     pub score_threshold: f32,
     /// Until the user moves the threshold, each evaluation sets it to its best-F1 point.
     pub threshold_follows_best_f1: bool,
-    pub lr: f64,
     pub strategies: Vec<Strategy>,
-    pub nms_by_loss: bool,
-    pub cap_negatives: bool,
-    pub max_negatives_per_positive: f32,
-    /// Evaluate every this many steps (0: only on request).
-    pub eval_every: u64,
+    /// The negatives cap's slider value, kept while the cap is off.
+    pub negatives_cap: f32,
 }
 
 impl Default for Controls {
     fn default() -> Self {
         let config = TrainConfig::default();
         Self {
-            batch_size: config.batch_size,
-            hard_examples: config.hard_examples,
+            live: config.live(),
             score_threshold: 0.5,
             threshold_follows_best_f1: true,
-            lr: config.lr,
             strategies: config.strategies,
-            nms_by_loss: config.nms_by_loss,
-            cap_negatives: false,
-            max_negatives_per_positive: 3.0,
-            eval_every: 50,
+            negatives_cap: config
+                .max_negatives_per_positive
+                .unwrap_or(DEFAULT_NEGATIVES_CAP),
         }
     }
 }
@@ -52,29 +47,28 @@ impl Controls {
     pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
             steps: None,
-            batch_size: self.batch_size,
-            hard_examples: self.hard_examples.clamp(1, self.batch_size),
             strategies: self.strategies.clone(),
-            lr: self.lr,
-            eval_every: self.eval_every,
-            nms_by_loss: self.nms_by_loss,
-            max_negatives_per_positive: self.negatives_cap(),
             ..TrainConfig::default()
         }
+        .with_live(&self.live.clamped())
     }
 
-    fn negatives_cap(&self) -> Option<f32> {
-        self.cap_negatives
-            .then_some(self.max_negatives_per_positive)
+    /// Shows the settings the trainer says it uses.
+    pub fn adopt(&mut self, live: LiveSettings) {
+        if let Some(cap) = live.max_negatives_per_positive {
+            self.negatives_cap = cap;
+        }
+        self.live = live;
     }
 
-    /// OHEM's selection with these controls (`nms_iou` is the run's).
-    pub fn selection(&self, nms_iou: f32) -> SelectionConfig {
+    /// OHEM's selection with these controls.
+    pub fn selection(&self) -> SelectionConfig {
+        let live = self.live.clamped();
         SelectionConfig {
-            hard_examples: self.hard_examples.clamp(1, self.batch_size),
-            nms_by_loss: self.nms_by_loss,
-            nms_iou,
-            max_negatives_per_positive: self.negatives_cap(),
+            hard_examples: live.hard_examples,
+            nms_by_loss: live.nms_by_loss,
+            nms_iou: live.nms_iou,
+            max_negatives_per_positive: live.max_negatives_per_positive,
         }
     }
 }
@@ -108,98 +102,107 @@ pub fn controls_ui(
     best_f1: Option<f32>,
 ) -> (Vec<Command>, Option<ControlAction>) {
     let mut commands = Vec::new();
-    let mut action = None;
-
     ui.heading("Training");
-    let k_changed = ui
-        .add(
-            egui::Slider::new(&mut controls.batch_size, BATCH_SIZE_RANGE)
-                .logarithmic(true)
-                .text("K"),
-        )
-        .on_hover_text("K: RoIs scored in each batch")
-        .changed();
-    if k_changed {
-        commands.push(Command::SetBatchSize(controls.batch_size));
-        if controls.hard_examples > controls.batch_size {
-            controls.hard_examples = controls.batch_size;
-            commands.push(Command::SetHardExamples(controls.hard_examples));
-        }
-    }
-    let m_changed = ui
-        .add(
-            egui::Slider::new(&mut controls.hard_examples, 1..=controls.batch_size)
-                .logarithmic(true)
-                .text("M"),
-        )
-        .on_hover_text("M: the highest-loss examples OHEM backpropagates per batch")
-        .changed();
-    if m_changed {
-        commands.push(Command::SetHardExamples(controls.hard_examples));
-    }
+    let mut live_changed = batch_ui(ui, &mut controls.live);
     threshold_ui(ui, controls, best_f1);
-
-    let lr_changed = ui
+    live_changed |= ui
         .add(
-            egui::Slider::new(&mut controls.lr, 1e-4..=1e-1)
+            egui::Slider::new(&mut controls.live.lr, 1e-4..=1e-1)
                 .logarithmic(true)
                 .text("learning rate")
                 .custom_formatter(|v, _| format!("{v:.1e}")),
         )
         .changed();
-    if lr_changed {
-        commands.push(Command::SetLearningRate(controls.lr));
-    }
-
     ui.separator();
-    ui.label("Strategies (used by the next Start)");
-    let mut strategies_changed = false;
-    for strategy in Strategy::ALL {
-        let mut on = controls.strategies.contains(&strategy);
-        if ui.checkbox(&mut on, strategy.label()).changed() {
-            if on {
-                controls.strategies.push(strategy);
-                controls.strategies.sort();
-            } else {
-                controls.strategies.retain(|s| *s != strategy);
-            }
-            strategies_changed = true;
-        }
-    }
-    if strategies_changed {
+    if strategies_ui(ui, &mut controls.strategies) {
         commands.push(Command::SetStrategies(controls.strategies.clone()));
     }
-
     ui.separator();
-    if ui
-        .checkbox(&mut controls.nms_by_loss, "NMS by loss (IoU 0.7)")
-        .on_hover_text("Drop near-duplicate RoIs (NMS by loss at IoU 0.7) before taking the top M, as in the paper")
-        .changed()
-    {
-        commands.push(Command::SetNmsByLoss(controls.nms_by_loss));
+    live_changed |= selection_ui(ui, controls);
+    live_changed |= ui
+        .add(
+            egui::Slider::new(&mut controls.live.eval_every, 0..=500)
+                .text("evaluate every")
+                .suffix(" steps"),
+        )
+        .on_hover_text("From the next step on; 0 evaluates only at the end or on request")
+        .changed();
+    if live_changed {
+        // Shown clamped at once; the trainer's answer then says what it took.
+        controls.live = controls.live.clamped();
+        commands.push(Command::SetLive(controls.live));
     }
+    (commands, buttons_ui(ui, run_active))
+}
+
+/// K and M; whether either moved.
+fn batch_ui(ui: &mut egui::Ui, live: &mut LiveSettings) -> bool {
+    let k_changed = ui
+        .add(
+            egui::Slider::new(&mut live.batch_size, BATCH_SIZE_RANGE)
+                .logarithmic(true)
+                .text("K"),
+        )
+        .on_hover_text("K: RoIs scored in each batch")
+        .changed();
+    let m_changed = ui
+        .add(
+            egui::Slider::new(&mut live.hard_examples, 1..=live.batch_size)
+                .logarithmic(true)
+                .text("M"),
+        )
+        .on_hover_text("M: the highest-loss examples OHEM backpropagates per batch")
+        .changed();
+    k_changed || m_changed
+}
+
+/// A checkbox per strategy; whether the list changed.
+fn strategies_ui(ui: &mut egui::Ui, strategies: &mut Vec<Strategy>) -> bool {
+    ui.label("Strategies (used by the next Start)");
+    let mut changed = false;
+    for strategy in Strategy::ALL {
+        let mut on = strategies.contains(&strategy);
+        if ui.checkbox(&mut on, strategy.label()).changed() {
+            if on {
+                strategies.push(strategy);
+                strategies.sort();
+            } else {
+                strategies.retain(|s| *s != strategy);
+            }
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// NMS by loss and the negatives cap; whether either changed.
+fn selection_ui(ui: &mut egui::Ui, controls: &mut Controls) -> bool {
+    let live = &mut controls.live;
+    let iou = live.nms_iou;
+    let nms_changed = ui
+        .checkbox(&mut live.nms_by_loss, format!("NMS by loss (IoU {iou:.2})"))
+        .on_hover_text(format!(
+            "Drop near-duplicate RoIs (NMS by loss at IoU {iou:.2}) before taking the top M, as in the paper"
+        ))
+        .changed();
+    let mut capped = live.max_negatives_per_positive.is_some();
     let cap_toggled = ui
-        .checkbox(&mut controls.cap_negatives, "cap negatives per positive")
+        .checkbox(&mut capped, "cap negatives per positive")
         .changed();
     let cap_moved = ui
         .add_enabled(
-            controls.cap_negatives,
-            egui::Slider::new(&mut controls.max_negatives_per_positive, 0.5..=10.0)
+            capped,
+            egui::Slider::new(&mut controls.negatives_cap, 0.5..=10.0)
                 .text("negatives per positive"),
         )
         .changed();
-    if cap_toggled || cap_moved {
-        commands.push(Command::SetMaxNegativesPerPositive(
-            controls.negatives_cap(),
-        ));
-    }
-    ui.add(
-        egui::Slider::new(&mut controls.eval_every, 0..=500)
-            .text("evaluate every")
-            .suffix(" steps"),
-    )
-    .on_hover_text("Used by the next Start; 0 evaluates only on request");
+    live.max_negatives_per_positive = capped.then_some(controls.negatives_cap);
+    nms_changed || cap_toggled || cap_moved
+}
 
+/// "Evaluate now" and "Save weights…".
+fn buttons_ui(ui: &mut egui::Ui, run_active: bool) -> Option<ControlAction> {
+    let mut action = None;
     ui.horizontal_wrapped(|ui| {
         if ui
             .add_enabled(run_active, egui::Button::new("Evaluate now"))
@@ -215,7 +218,7 @@ pub fn controls_ui(
             action = Some(ControlAction::SaveWeights);
         }
     });
-    (commands, action)
+    action
 }
 
 /// The score threshold's slider and its "best F1" button.

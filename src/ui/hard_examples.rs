@@ -118,7 +118,7 @@ impl HardExamplesState {
     /// Takes a batch; `dataset` supplies the boxes the label suspects are judged against.
     pub fn record(&mut self, batch: HardExampleBatch, dataset: Option<&Dataset>) {
         for example in &batch.examples {
-            if let Some(image) = example.source_image {
+            if let Some(image) = example.seen.source_image {
                 *self.pick_counts.entry(image).or_default() += 1;
             }
         }
@@ -285,7 +285,7 @@ fn tiles(view: &mut BatchView, what_if: Option<&[usize]>) -> Vec<Tile> {
         .enumerate()
         .map(|(i, e)| Tile {
             pick: Some(i),
-            example: e.seen(),
+            example: e.seen,
             status: PickStatus::Picked,
             rank: i + 1,
         })

@@ -24,7 +24,7 @@ pub enum ExampleKind {
 
 impl ExampleKind {
     pub fn of(example: &HardExample, threshold: f32) -> Self {
-        Self::from_parts(example.label, example.score, threshold)
+        Self::from_parts(example.seen.label, example.seen.score, threshold)
     }
 
     /// The kind of an example trained as `label` that the model scores `score`.

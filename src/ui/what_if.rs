@@ -25,10 +25,10 @@ pub fn picks_in_batch(batch: &HardExampleBatch) -> Vec<Option<usize>> {
             let found = (0..batch.batch.len()).find(|&i| {
                 let seen = &batch.batch[i];
                 !taken[i]
-                    && seen.source_image == pick.source_image
-                    && seen.window == pick.window
-                    && seen.label == pick.label
-                    && seen.loss.to_bits() == pick.loss.to_bits()
+                    && seen.source_image == pick.seen.source_image
+                    && seen.window == pick.seen.window
+                    && seen.label == pick.seen.label
+                    && seen.loss.to_bits() == pick.seen.loss.to_bits()
             });
             if let Some(i) = found {
                 taken[i] = true;

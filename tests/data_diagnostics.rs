@@ -1041,3 +1041,32 @@ fn a_pipe_in_place_of_a_label_file_is_reported_without_waiting_for_it() {
     assert!(piped.path.ends_with("labels/train/piped.txt"));
     assert!(piped.message.contains("not a regular file"), "{piped}");
 }
+
+#[test]
+fn coco_image_ids_that_share_a_file_are_counted_with_the_boxes_they_lose() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ids 1 to 4 name two files: ids 3 and 4 repeat files of ids 1 and 2, with three boxes.
+    coco_root(
+        dir.path(),
+        r#"{"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"},
+                       {"id": 3, "file_name": "a.png"}, {"id": 4, "file_name": "b.png"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]},
+                            {"image_id": 2, "category_id": 1, "bbox": [1, 1, 10, 10]},
+                            {"image_id": 3, "category_id": 1, "bbox": [5, 5, 10, 10]},
+                            {"image_id": 4, "category_id": 1, "bbox": [5, 5, 10, 10]},
+                            {"image_id": 4, "category_id": 1, "bbox": [9, 9, 10, 10]}],
+            "categories": [{"id": 1, "name": "car"}]}"#,
+    );
+    let (dataset, diagnostics) = load(dir.path());
+    let all = all_images(&dataset);
+    let boxes: Vec<usize> = all.iter().map(|r| r.boxes.len()).collect();
+    assert_eq!(boxes, [1, 1]);
+    let d = only(&diagnostics, DiagnosticKind::Duplicate);
+    assert!(!d.is_warning(), "a problem, not a note: {d}");
+    assert_eq!(
+        d.message,
+        "2 image ids name an image file that an earlier image id names (the first: id 3 → a.png, \
+         named first by id 1): each file loads once, under its first id, and the 3 boxes of the \
+         later ids are dropped"
+    );
+}

@@ -241,11 +241,14 @@ pub(crate) fn load(
     let classes = Classes::of(&parsed, diagnostics);
     let mut items = Vec::new();
     // An image named by two files (a train and a trainval JSON, say) loads once, from the first.
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeMap::new();
     for (json, file) in &parsed {
         let mut images = FileImages::find(root, json, file, &mut seen, scan, diagnostics);
         for annotation in &file.annotations {
             images.add_annotation(json, annotation, &classes.index_of, diagnostics);
+        }
+        if let Some(said) = images.shared_files(json) {
+            diagnostics.push(said);
         }
         items.extend(images.slots.into_iter().flatten());
     }
@@ -380,16 +383,25 @@ struct FileImages<'a> {
     /// `None` for an image that is missing or already loaded from another file: its
     /// annotations are dropped.
     slots: Vec<Option<PendingItem>>,
+    /// The slots of image ids whose file an earlier image id took, each with the first one
+    /// seen: (id, file_name, the earlier id, the COCO file that named it).
+    shared: BTreeMap<usize, (&'a str, &'a str, String, PathBuf)>,
+    /// Boxes dropped with those image ids.
+    shared_boxes: usize,
 }
+
+/// Who named an image file first: its COCO file and image id.
+type FirstNamed = BTreeMap<PathBuf, (PathBuf, String)>;
 
 impl<'a> FileImages<'a> {
     /// Finds every image `file` lists; a missing one, or one that leads outside the dataset, is
-    /// noted, and one in `seen` is left out. An image id given twice keeps its first image.
+    /// noted, and one in `seen` is left out (and counted, see [`FileImages::shared_files`]). An
+    /// image id given twice keeps its first image.
     fn find(
         root: &Path,
         json: &Path,
         file: &'a CocoFile,
-        seen: &mut BTreeSet<PathBuf>,
+        seen: &mut FirstNamed,
         scan: &Scan,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Self {
@@ -398,6 +410,8 @@ impl<'a> FileImages<'a> {
         let mut images = FileImages {
             by_id: BTreeMap::new(),
             slots: Vec::with_capacity(file.images.len()),
+            shared: BTreeMap::new(),
+            shared_boxes: 0,
         };
         for image in &file.images {
             if let Some(&(_, first)) = images.by_id.get(image.id.as_str()) {
@@ -406,13 +420,27 @@ impl<'a> FileImages<'a> {
             }
             let (kind, message) = match resolve_image(&bases, &image.file_name, scan) {
                 Resolved::Inside(path) => {
-                    let slot = seen.insert(path.clone()).then(|| {
-                        let mut item = PendingItem::new(path, split);
-                        if let (Some(w), Some(h)) = (image.width, image.height) {
-                            item.stated_size = Some((w, h, json.to_path_buf()));
+                    let slot = match seen.get(&path) {
+                        Some((first_json, first_id)) => {
+                            let first = (first_id.clone(), first_json.clone());
+                            let entry = (
+                                image.id.as_str(),
+                                image.file_name.as_str(),
+                                first.0,
+                                first.1,
+                            );
+                            images.shared.insert(images.slots.len(), entry);
+                            None
                         }
-                        item
-                    });
+                        None => {
+                            seen.insert(path.clone(), (json.to_path_buf(), image.id.clone()));
+                            let mut item = PendingItem::new(path, split);
+                            if let (Some(w), Some(h)) = (image.width, image.height) {
+                                item.stated_size = Some((w, h, json.to_path_buf()));
+                            }
+                            Some(item)
+                        }
+                    };
                     images.add_slot(image, slot);
                     continue;
                 }
@@ -467,6 +495,9 @@ impl<'a> FileImages<'a> {
             return;
         };
         let Some(item) = self.slots[slot].as_mut() else {
+            if self.shared.contains_key(&slot) {
+                self.shared_boxes += 1;
+            }
             return;
         };
         let Some(&class_id) = index_of.get(&annotation.category_id) else {
@@ -493,6 +524,38 @@ impl<'a> FileImages<'a> {
                 file_name(&item.image)
             ),
         });
+    }
+}
+
+impl FileImages<'_> {
+    /// One problem for every image id of `json` whose file an earlier image id already named
+    /// (in this file or an earlier one), with their count and the boxes dropped with them: the
+    /// file loads once, under its first id.
+    fn shared_files(&self, json: &Path) -> Option<Diagnostic> {
+        let (id, file_name, first_id, first_json) = self.shared.values().next()?;
+        let count = self.shared.len();
+        let where_first = if first_json == json {
+            String::new()
+        } else {
+            format!(" in {}", first_json.display())
+        };
+        let (ids, name, boxes) = (
+            if count == 1 { "image id" } else { "image ids" },
+            if count == 1 { "names" } else { "name" },
+            if self.shared_boxes == 1 {
+                "box"
+            } else {
+                "boxes"
+            },
+        );
+        Some(Diagnostic::new(
+            json,
+            DiagnosticKind::Duplicate,
+            format!(
+                "{count} {ids} {name} an image file that an earlier image id names (the first: id {id} → {file_name}, named first by id {first_id}{where_first}): each file loads once, under its first id, and the {} {boxes} of the later ids are dropped",
+                self.shared_boxes
+            ),
+        ))
     }
 }
 

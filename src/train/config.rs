@@ -154,7 +154,9 @@ pub struct TrainConfig {
     pub minutes: Option<f64>,
     /// N: images per batch (the paper's 2).
     pub images_per_batch: usize,
-    /// K: RoIs scored per batch, drawn from the images' candidates (every positive first).
+    /// K: RoIs scored per batch, drawn from the images' candidates (every positive first). The
+    /// default scores every candidate of two photos at 384 px, as the paper does: OHEM then
+    /// ranks all of them.
     pub batch_size: usize,
     /// M: hard examples (RoIs) trained per batch by OHEM (and drawn by random-M).
     pub hard_examples: usize,
@@ -211,7 +213,7 @@ impl Default for TrainConfig {
             steps: None,
             minutes: None,
             images_per_batch: 2,
-            batch_size: 2048,
+            batch_size: 8192,
             hard_examples: 128,
             strategies: Strategy::DEFAULT.to_vec(),
             backbone: None,

@@ -5,7 +5,7 @@ use std::path::Path;
 mod common;
 
 use common::cli::{path, run, text};
-use common::sample_data;
+use common::{sample_data, write_bytes, write_image, write_text};
 
 #[test]
 fn inspect_prints_layout_counts_and_every_problem() {
@@ -20,22 +20,18 @@ fn inspect_prints_layout_counts_and_every_problem() {
 
     let broken = tempfile::tempdir().expect("temp dir");
     let root = broken.path();
-    std::fs::create_dir_all(root.join("images/train")).expect("folders");
-    std::fs::create_dir_all(root.join("labels/train")).expect("folders");
-    std::fs::write(
-        root.join("data.yaml"),
+    write_text(
+        root,
+        "data.yaml",
         "path: .\ntrain: images/train\nval: images/train\nnames: [car]\n",
-    )
-    .expect("yaml");
-    image::RgbImage::new(64, 48)
-        .save(root.join("images/train/good.png"))
-        .expect("png");
-    std::fs::write(
-        root.join("labels/train/good.txt"),
+    );
+    write_image(root, "images/train/good.png", 64, 48);
+    write_text(
+        root,
+        "labels/train/good.txt",
         "0 0.5 0.5 0.2 0.2\n0 0.5 oops 0.2 0.2\n",
-    )
-    .expect("label");
-    std::fs::write(root.join("images/train/broken.jpg"), b"not a jpeg at all").expect("bad image");
+    );
+    write_bytes(root, "images/train/broken.jpg", b"not a jpeg at all");
     let out = run(&["inspect", "--data", path(root)]);
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);

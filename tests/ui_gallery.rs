@@ -320,3 +320,23 @@ fn an_unlabelled_car_and_a_box_on_empty_ground_become_label_suspects() {
     assert!(text.contains(",missing_label,"));
     eframe::App::on_exit(harness.state_mut(), None);
 }
+
+#[test]
+fn the_label_suspects_say_how_many_batches_they_did_not_see() {
+    let mut harness = app_with_a_batch();
+    harness.get_by_label_contains("Label suspects (").click();
+    harness.run_steps(3);
+    assert_eq!(count_labels_containing(&harness, "too busy to take"), 0);
+    // The trainer dropped three previews while the app was behind, then sent the next batch.
+    harness.state_mut().apply_event(Event::PreviewsDropped(3));
+    let mut next = batch();
+    next.step += 4;
+    harness.state_mut().apply_event(Event::HardExamples(next));
+    harness.run_steps(3);
+    assert!(
+        count_labels_containing(
+            &harness,
+            "judged on the picks of 2 batches; 3 more were trained while the app was too busy to take their picks"
+        ) > 0
+    );
+}

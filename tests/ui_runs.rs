@@ -42,6 +42,27 @@ fn train_in_process(out: &Path, steps: u64) -> anyhow::Result<()> {
     ohem_studio::cli::run(cli.command.unwrap())
 }
 
+/// Trains on sample_data in the app (K 32 and `m`) for at least `steps` steps, recorded into a
+/// new folder inside `runs`, then closes the app; returns the steps trained.
+fn train_in_app(runs: &Path, m: usize, steps: u64) -> u64 {
+    let mut harness = app_harness_from(options(
+        Some(sample_data()),
+        Vec::new(),
+        Some(runs.to_path_buf()),
+    ));
+    wait_for(&mut harness, "the dataset", |h| {
+        h.state().status() == &Status::Ready
+    });
+    small_batches(&mut harness, 32, m);
+    harness.state_mut().start();
+    wait_for_within(&mut harness, "the steps", Duration::from_secs(120), |h| {
+        h.state().step() >= steps
+    });
+    // Closing the app ends the run; its last checkpoint is written first.
+    assert!(harness.state_mut().shutdown(Duration::from_secs(20)));
+    harness.state().step()
+}
+
 #[test]
 fn the_app_follows_a_run_that_another_thread_is_training() {
     let run = tempfile::tempdir().unwrap();
@@ -89,23 +110,7 @@ fn the_app_follows_a_run_that_another_thread_is_training() {
 #[test]
 fn a_run_trained_in_the_app_is_recorded_reopens_and_overlays() {
     let runs = tempfile::tempdir().unwrap();
-    let mut harness = app_harness_from(options(
-        Some(sample_data()),
-        Vec::new(),
-        Some(runs.path().to_path_buf()),
-    ));
-    wait_for(&mut harness, "the dataset", |h| {
-        h.state().status() == &Status::Ready
-    });
-    small_batches(&mut harness, 32, 8);
-    harness.state_mut().start();
-    wait_for_within(&mut harness, "30 steps", Duration::from_secs(120), |h| {
-        h.state().step() >= 30
-    });
-    // Closing the app ends the run; its last checkpoint is written first.
-    assert!(harness.state_mut().shutdown(Duration::from_secs(20)));
-    let trained = harness.state().step();
-    drop(harness);
+    let trained = train_in_app(runs.path(), 8, 30);
 
     let recorded: Vec<PathBuf> = std::fs::read_dir(runs.path())
         .unwrap()
@@ -166,21 +171,7 @@ fn trained_m_after(folder: &Path, after: u64) -> Vec<u64> {
 #[test]
 fn continuing_a_run_shows_and_trains_with_its_own_settings() {
     let runs = tempfile::tempdir().unwrap();
-    let mut harness = app_harness_from(options(
-        Some(sample_data()),
-        Vec::new(),
-        Some(runs.path().to_path_buf()),
-    ));
-    wait_for(&mut harness, "the dataset", |h| {
-        h.state().status() == &Status::Ready
-    });
-    small_batches(&mut harness, 32, 16);
-    harness.state_mut().start();
-    wait_for_within(&mut harness, "10 steps", Duration::from_secs(120), |h| {
-        h.state().step() >= 10
-    });
-    assert!(harness.state_mut().shutdown(Duration::from_secs(20)));
-    drop(harness);
+    train_in_app(runs.path(), 16, 10);
     let folder = std::fs::read_dir(runs.path())
         .unwrap()
         .next()

@@ -228,9 +228,35 @@ fn compare_with_pytorch(
     batches: &[Batch],
     ours: (Option<f64>, Option<f64>),
 ) {
-    let info = engine.info();
     let exported =
         std::env::temp_dir().join(format!("ohem-bench-{}.safetensors", std::process::id()));
+    if let Err(error) = export_batches(batches, &exported) {
+        println!("PyTorch reference skipped: cannot write the batches for it: {error}");
+        return;
+    }
+    let text = run_reference(script, args, engine, &exported);
+    let _ = std::fs::remove_file(&exported);
+    let text = match text {
+        Ok(text) => text,
+        Err(why) => return println!("PyTorch reference skipped: {why}"),
+    };
+    print!("{text}");
+    let Some((ohem, full)) = parse_reference(&text) else {
+        println!("PyTorch reference: no step times in its output");
+        return;
+    };
+    if let (Some(our_ohem), Some(our_full)) = ours {
+        println!(
+            "ohem-studio / PyTorch: OHEM step {:.2}×, full step {:.2}×",
+            our_ohem / ohem,
+            our_full / full
+        );
+    }
+}
+
+/// Every batch's pixels, RoIs, labels and targets into one safetensors file, by
+/// `<batch>.<image>.<name>`.
+fn export_batches(batches: &[Batch], path: &Path) -> Result<(), tch::TchError> {
     let named: Vec<(String, tch::Tensor)> = batches
         .iter()
         .enumerate()
@@ -249,10 +275,17 @@ fn compare_with_pytorch(
         })
         .map(|(n, t)| (n, t.to_device(tch::Device::Cpu)))
         .collect();
-    if let Err(error) = tch::Tensor::write_safetensors(&named, &exported) {
-        println!("PyTorch reference skipped: cannot write the batches for it: {error}");
-        return;
-    }
+    tch::Tensor::write_safetensors(&named, path)
+}
+
+/// The reference script's output on the batches in `exported`, or why there is none.
+fn run_reference(
+    script: &Path,
+    args: &BenchArgs,
+    engine: &Engine,
+    exported: &Path,
+) -> Result<String, String> {
+    let info = engine.info();
     let weights = weights_path(info.backbone)
         .map(|p| p.display().to_string())
         .unwrap_or_default();
@@ -262,6 +295,11 @@ fn compare_with_pytorch(
     } else {
         tch::get_num_threads().max(1) as usize
     };
+    let device = if engine.device_name() == "CPU" {
+        "cpu"
+    } else {
+        "cuda"
+    };
     let output = std::process::Command::new(&python)
         .arg(script)
         .args(["--batches", &exported.display().to_string()])
@@ -270,44 +308,15 @@ fn compare_with_pytorch(
         .args(["--classes", &info.class_names.len().to_string()])
         .args(["--m", &args.hard_examples.to_string()])
         .args(["--threads", &threads.to_string()])
-        .args([
-            "--device",
-            if engine.device_name() == "CPU" {
-                "cpu"
-            } else {
-                "cuda"
-            },
-        ])
-        .output();
-    let _ = std::fs::remove_file(&exported);
-    let text = match output {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Ok(out) => {
-            let reason = String::from_utf8_lossy(&out.stderr);
-            let reason = reason.lines().last().unwrap_or("no message");
-            println!(
-                "PyTorch reference skipped: {} failed ({reason})",
-                script.display()
-            );
-            return;
-        }
-        Err(error) => {
-            println!("PyTorch reference skipped: cannot run {python}: {error}");
-            return;
-        }
-    };
-    print!("{text}");
-    let Some((ohem, full)) = parse_reference(&text) else {
-        println!("PyTorch reference: no step times in its output");
-        return;
-    };
-    if let (Some(our_ohem), Some(our_full)) = ours {
-        println!(
-            "ohem-studio / PyTorch: OHEM step {:.2}×, full step {:.2}×",
-            our_ohem / ohem,
-            our_full / full
-        );
+        .args(["--device", device])
+        .output()
+        .map_err(|error| format!("cannot run {python}: {error}"))?;
+    if !output.status.success() {
+        let reason = String::from_utf8_lossy(&output.stderr);
+        let reason = reason.lines().last().unwrap_or("no message").to_string();
+        return Err(format!("{} failed ({reason})", script.display()));
     }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The OHEM and full step milliseconds from the reference's "… OHEM step X ms, full step Y ms"

@@ -420,41 +420,43 @@ fn check_box(
         return None;
     }
     if !finite || rect.x1 <= rect.x0 || rect.y1 <= rect.y0 {
-        notes.push(note(
-            DiagnosticKind::EmptyBox,
-            format!(
-                "{} has no area ({:.1}, {:.1}) – ({:.1}, {:.1}); dropped",
-                pending.label, rect.x0, rect.y0, rect.x1, rect.y1
-            ),
-        ));
+        let what = format!("{} has no area {}; dropped", pending.label, corners(&rect));
+        notes.push(note(DiagnosticKind::EmptyBox, what));
         return None;
     }
     let clipped = rect.clipped(w, h);
     if clipped.area() <= 0.0 {
-        notes.push(note(
-            DiagnosticKind::BoxOutsideImage,
-            format!(
-                "{} ({:.1}, {:.1}) – ({:.1}, {:.1}) lies outside the {width}×{height} image; dropped",
-                pending.label, rect.x0, rect.y0, rect.x1, rect.y1
-            ),
-        ));
+        let what = format!(
+            "{} {} lies outside the {width}×{height} image; dropped",
+            pending.label,
+            corners(&rect)
+        );
+        notes.push(note(DiagnosticKind::BoxOutsideImage, what));
         return None;
     }
     // A pixel over the border is routine; a box mostly outside is worth a word.
     if clipped.area() < 0.5 * rect.area() {
-        notes.push(note(
-            DiagnosticKind::BoxClipped,
-            format!(
-                "{} ({:.1}, {:.1}) – ({:.1}, {:.1}) lies mostly outside the {width}×{height} image; kept, clipped to ({:.1}, {:.1}) – ({:.1}, {:.1})",
-                pending.label, rect.x0, rect.y0, rect.x1, rect.y1, clipped.x0, clipped.y0, clipped.x1, clipped.y1
-            ),
-        ));
+        let what = format!(
+            "{} {} lies mostly outside the {width}×{height} image; kept, clipped to {}",
+            pending.label,
+            corners(&rect),
+            corners(&clipped)
+        );
+        notes.push(note(DiagnosticKind::BoxClipped, what));
     }
     Some(GtBox {
         class_id: pending.class_id,
         rect: clipped,
         difficult: pending.difficult,
     })
+}
+
+/// A box's corners as the messages write them: `(x0, y0) – (x1, y1)`.
+fn corners(rect: &Rect) -> String {
+    format!(
+        "({:.1}, {:.1}) – ({:.1}, {:.1})",
+        rect.x0, rect.y0, rect.x1, rect.y1
+    )
 }
 
 /// Drops every box whose class id has no name, with a diagnostic naming `declared_by` (the file

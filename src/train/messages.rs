@@ -66,8 +66,12 @@ pub enum Event {
     SettingsAdopted(LiveSettings),
     /// One batch trained by every strategy of the run.
     Step(StepReport),
-    /// The hard examples OHEM selected in one batch, highest loss first.
+    /// The hard examples OHEM selected in one batch, highest loss first. A preview: dropped
+    /// when the UI is behind, so that training never waits for it.
     HardExamples(HardExampleBatch),
+    /// How many [`Event::HardExamples`] were dropped since the last such event (sent before
+    /// the next step): what was built from the previews (the label suspects) did not see them.
+    PreviewsDropped(u64),
     /// An evaluation of one strategy on the validation split.
     Evaluated(Arc<EvalReport>),
     /// Training holds after the last batch.

@@ -148,14 +148,15 @@ impl Outbox {
     }
 
     /// For previews that may be dropped when the UI is behind: training never waits for them.
-    fn offer(&self, event: Event) -> Result<(), Gone> {
-        match self.events.try_send(event) {
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Gone),
-            _ => {
-                (self.waker)();
-                Ok(())
-            }
-        }
+    /// Whether it was taken.
+    fn offer(&self, event: Event) -> Result<bool, Gone> {
+        let taken = match self.events.try_send(event) {
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(Gone),
+            Err(crossbeam_channel::TrySendError::Full(_)) => false,
+            Ok(()) => true,
+        };
+        (self.waker)();
+        Ok(taken)
     }
 }
 
@@ -170,6 +171,8 @@ struct Run {
     checkpointed_at: Option<u64>,
     /// When that was (or when the run started).
     checkpointed_when: Instant,
+    /// Hard-example previews dropped since the UI was last told.
+    previews_dropped: u64,
 }
 
 /// A recorded run writes its first checkpoint this soon, and then one at least every
@@ -424,6 +427,7 @@ impl Trainer {
                 self.run = Some(Run {
                     checkpointed_at: resumed_at_step,
                     checkpointed_when: Instant::now(),
+                    previews_dropped: 0,
                     engine,
                     stream,
                     trained_secs,
@@ -530,6 +534,10 @@ impl Trainer {
         for note in std::mem::take(&mut outcome.notes) {
             self.outbox.send(Event::Info(note))?;
         }
+        if run.previews_dropped > 0 {
+            let dropped = std::mem::take(&mut run.previews_dropped);
+            self.outbox.send(Event::PreviewsDropped(dropped))?;
+        }
         self.outbox.send(Event::Step(outcome.report))?;
         if !outcome.diverged.is_empty() {
             let lr = run.engine.config().lr;
@@ -537,8 +545,19 @@ impl Trainer {
             return self.diverged(&outcome.diverged, step, lr);
         }
         if let Some(hard) = outcome.hard_examples {
-            self.outbox.offer(Event::HardExamples(hard))?;
+            if !self.outbox.offer(Event::HardExamples(hard))? {
+                run.previews_dropped += 1;
+            }
         }
+        self.evaluate_or_close_after(step)
+    }
+
+    /// After step `step`: the evaluation its schedule or the end of its budget asks for (or a
+    /// checkpoint that is due), then the end of the run when the budget is spent.
+    fn evaluate_or_close_after(&mut self, step: u64) -> Result<(), Gone> {
+        let Some(run) = &self.run else {
+            return Ok(());
+        };
         let config = run.engine.config();
         let budget_reached = config.budget_reached(step, run.trained_secs);
         let timed = config.minutes.is_some();

@@ -4,41 +4,37 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use egui::RichText;
 
 use super::controls::{controls_ui, ControlAction, Controls};
 use super::curves::{PlotsState, REFRESH_INTERVAL};
+use super::dataset_panel::DatasetPanel;
 use super::detections::{detections_ui, shown_report, DetectionsState};
 use super::hard_examples::{examples_panel_ui, ExamplesAction, GalleryContext, HardExamplesState};
 use super::images::ImageTextures;
+use super::live_run::LiveRun;
+use super::message_log::MessageLog;
 use super::picker::{FolderPicker, PickAnswer};
 use super::plot_files::{save_plots, SweepView};
 use super::plots::{error_breakdown_ui, loss_plot_ui, map_plot_ui, plot_settings_ui, pr_plot_ui};
+use super::run_views::RunViews;
 use super::runs::{new_run_dir, recorded_until, unix_secs, RunFollower};
 use super::theme;
 use super::what_if::WhatIfSettings;
 use crate::data::{Dataset, Diagnostic};
-use crate::files::file_name;
 use crate::run::{Recorder, RecorderThread, RunLock};
 use crate::train::config::Strategy;
 use crate::train::messages::{
     Command, EvalReport, Event, HardExampleBatch, RunInfo, ScoreMapReport,
 };
-use crate::train::resume::read_state;
 use crate::train::suspects::Suspect;
 use crate::train::thread::TrainerHandle;
 
-/// Messages kept for the message list.
-const MESSAGES_KEPT: usize = 50;
 /// How long closing the window waits for the trainer to end its run and write its checkpoint.
 const CLOSING_WAIT: Duration = Duration::from_secs(5);
-/// Recording failures waiting to be shown (a recording stops at its first).
-const RECORD_ERRORS_KEPT: usize = 16;
-/// A viewed run that grew this recently may be trained by another process: not continued.
-const QUIET_BEFORE_CONTINUE: Duration = Duration::from_secs(10);
 
 /// How the app starts.
 pub struct AppOptions {
@@ -86,13 +82,6 @@ impl Status {
     }
 }
 
-/// A line in the message list.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Message {
-    pub text: String,
-    pub is_problem: bool,
-}
-
 /// An action that would end a run with unsaved progress, waiting for the person to confirm.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Confirm {
@@ -123,50 +112,21 @@ pub struct OhemApp {
     confirm: Option<Confirm>,
     /// The person agreed to close the window although the run was not saved.
     close_confirmed: bool,
-    /// The step of the last saved weights of this run.
-    saved_at_step: Option<u64>,
-    /// The path field's text.
-    path_text: String,
-    /// The folder last asked for, reopened if the trainer has to be restarted.
-    dataset_path: Option<PathBuf>,
-    dataset: Option<Arc<Dataset>>,
-    summary: Option<String>,
-    diagnostics: Vec<Diagnostic>,
     status: Status,
-    messages: Vec<Message>,
-    /// The last problem, shown under the top bar until dismissed.
-    banner: Option<String>,
     start_when_loaded: bool,
-    run: Option<RunInfo>,
-    /// A run has trained at least once, so there are weights to evaluate or save.
-    has_weights: bool,
-    step: u64,
-    examples_per_sec: f32,
+    /// The dataset: its folder, summary and problems.
+    data: DatasetPanel,
+    /// The run in progress: its settings, step, saved weights and record.
+    live: LiveRun,
+    /// Recorded runs: viewed, waiting for their dataset, overlaid; a sweep.
+    views: RunViews,
+    log: MessageLog,
     controls: Controls,
     plots: PlotsState,
     hard_examples: HardExamplesState,
     detections: DetectionsState,
     latest_evaluations: BTreeMap<Strategy, Arc<EvalReport>>,
     textures: ImageTextures,
-    /// A sweep's heat map, opened for viewing.
-    sweep: Option<SweepView>,
-    /// The recorded run shown in full.
-    viewing: Option<RunFollower>,
-    /// A run to show once its dataset, being loaded, is open.
-    pending_run: Option<RunFollower>,
-    /// Recorded runs drawn over the plots.
-    overlays: Vec<RunFollower>,
-    /// Where live runs are recorded (a new folder each).
-    record_root: Option<PathBuf>,
-    /// The folder the live run records into.
-    record_dir: Option<PathBuf>,
-    /// The app is the one writer of that folder until the run ends.
-    run_lock: Option<RunLock>,
-    recorder: Option<RecorderThread>,
-    /// Write failures of the recorder thread.
-    record_errors: (Sender<String>, Receiver<String>),
-    /// When the viewed run's "Continue training" was last checked, and why it cannot be.
-    continue_check: Option<(Instant, Option<String>)>,
 }
 
 impl OhemApp {
@@ -179,36 +139,18 @@ impl OhemApp {
             pending_pick: None,
             confirm: None,
             close_confirmed: false,
-            saved_at_step: None,
-            path_text: String::new(),
-            dataset_path: None,
-            dataset: None,
-            summary: None,
-            diagnostics: Vec::new(),
             status: Status::NoDataset,
-            messages: Vec::new(),
-            banner: None,
             start_when_loaded: false,
-            run: None,
-            has_weights: false,
-            step: 0,
-            examples_per_sec: 0.0,
+            data: DatasetPanel::default(),
+            live: LiveRun::new(options.record_into),
+            views: RunViews::default(),
+            log: MessageLog::default(),
             controls: Controls::default(),
             plots: PlotsState::default(),
             hard_examples: HardExamplesState::default(),
             detections: DetectionsState::default(),
             latest_evaluations: BTreeMap::new(),
             textures: ImageTextures::default(),
-            sweep: None,
-            viewing: None,
-            pending_run: None,
-            overlays: Vec::new(),
-            record_root: options.record_into,
-            record_dir: None,
-            run_lock: None,
-            recorder: None,
-            record_errors: bounded(RECORD_ERRORS_KEPT),
-            continue_check: None,
         };
         app.trainer = app.spawn_trainer();
         if let Some(dir) = options.data_dir {
@@ -246,6 +188,7 @@ impl OhemApp {
         if !alive {
             self.trainer = self.spawn_trainer();
             let reopen = self
+                .data
                 .dataset
                 .as_ref()
                 .map(|d| d.root.clone())
@@ -263,16 +206,7 @@ impl OhemApp {
 
     /// A problem, in the banner, the message log and on stderr.
     fn problem(&mut self, text: String) {
-        eprintln!("error: {text}");
-        self.banner = Some(text.clone());
-        self.push_message(text, true);
-    }
-
-    fn push_message(&mut self, text: String, is_problem: bool) {
-        if self.messages.len() == MESSAGES_KEPT {
-            self.messages.remove(0);
-        }
-        self.messages.push(Message { text, is_problem });
+        self.log.problem(text);
     }
 
     /// Asks the trainer to load the dataset in `dir`. A path that is no folder is refused here,
@@ -293,9 +227,9 @@ impl OhemApp {
     }
 
     fn load_dataset(&mut self, dir: PathBuf) {
-        self.viewing = None;
-        self.path_text = dir.display().to_string();
-        self.dataset_path = Some(dir.clone());
+        self.views.viewing = None;
+        self.data.path_text = dir.display().to_string();
+        self.data.path = Some(dir.clone());
         self.start_when_loaded = false;
         if self.send(Command::OpenDataset(dir.clone())) {
             self.status = Status::Loading(dir);
@@ -305,11 +239,8 @@ impl OhemApp {
     /// Steps of the run in progress trained since its weights were last saved (0 when no run
     /// is in progress).
     pub fn unsaved_steps(&self) -> u64 {
-        // A recorded run writes its checkpoint as it ends: closing loses nothing.
-        if !matches!(self.status, Status::Running | Status::Paused) || self.recorder.is_some() {
-            return 0;
-        }
-        self.step - self.saved_at_step.unwrap_or(0).min(self.step)
+        let active = matches!(self.status, Status::Running | Status::Paused);
+        self.live.unsaved_steps(active)
     }
 
     /// Starts a run with the current controls.
@@ -318,7 +249,7 @@ impl OhemApp {
             self.problem("choose at least one strategy before starting".into());
             return;
         }
-        if self.dataset.is_none() {
+        if self.data.dataset.is_none() {
             self.problem("open a dataset before starting".into());
             return;
         }
@@ -329,9 +260,9 @@ impl OhemApp {
             record: record.clone(),
         };
         if self.send(command) {
-            self.record_dir = record;
-            self.run_lock = lock;
-            self.viewing = None;
+            self.live.record_dir = record;
+            self.live.lock = lock;
+            self.views.viewing = None;
             self.status = Status::Starting;
         }
     }
@@ -339,8 +270,8 @@ impl OhemApp {
     /// A new folder for the next live run's record, created and locked; `None` (said why) when
     /// the app does not record or the folder cannot be made: the run then trains unrecorded.
     fn new_record_dir(&mut self) -> Option<RunLock> {
-        let root = self.record_root.as_ref()?;
-        let dir = new_run_dir(root, &self.dataset.as_ref()?.root);
+        let root = self.live.record_root.as_ref()?;
+        let dir = new_run_dir(root, &self.data.dataset.as_ref()?.root);
         match RunLock::take(&dir) {
             Ok(lock) => Some(lock),
             Err(error) => {
@@ -364,70 +295,72 @@ impl OhemApp {
             Err(error) => return self.problem(format!("cannot open the run: {error:#}")),
         };
         let data = follower.data().to_path_buf();
-        let loaded = self
-            .dataset
-            .as_ref()
-            .is_some_and(|d| same_folder(&d.root, &data));
+        let loaded = self.data.holds(&data);
         if !loaded && data.is_dir() {
-            self.pending_run = Some(follower);
+            self.views.pending = Some(follower);
             self.load_dataset(data);
             return;
         }
         if !loaded {
-            self.push_message(
+            self.log.push(
                 format!(
                     "the run's dataset {} is not on this machine: its curves, hard examples and scores are shown, without images",
                     data.display()
                 ),
                 false,
             );
-            self.dataset = None;
-            self.summary = None;
+            self.data.forget();
         }
         self.view(follower);
     }
 
     fn view(&mut self, follower: RunFollower) {
-        let changed = match (&self.dataset, follower.validation()) {
+        let changed = match (&self.data.dataset, follower.validation()) {
             (Some(d), Some(v)) => {
                 v.images.len() != d.val.len() || v.boxes != crate::eval::ground_truth(&d.val)
             }
             _ => false,
         };
         if changed {
-            self.push_message(
+            self.log.push(
                 format!(
                     "the dataset at {} has changed since the run: its images are not shown",
                     follower.data().display()
                 ),
                 false,
             );
-            self.dataset = None;
-            self.summary = None;
+            self.data.forget();
         }
         self.forget_run();
         self.detections = DetectionsState::default();
-        self.has_weights = false;
+        self.live.has_weights = false;
         self.status = Status::Viewing(follower.dir().to_path_buf());
-        self.viewing = Some(follower);
+        self.views.viewing = Some(follower);
     }
 
     /// Draws the run recorded in `dir` over the plots, following it as it grows.
     pub fn overlay_run(&mut self, dir: PathBuf) {
         match RunFollower::open(&dir, false, self.waker()) {
-            Ok(follower) if self.overlays.iter().any(|o| o.name() == follower.name()) => self
-                .problem(format!(
+            Ok(follower)
+                if self
+                    .views
+                    .overlays
+                    .iter()
+                    .any(|o| o.name() == follower.name()) =>
+            {
+                self.problem(format!(
                     "a run named {} is overlaid already",
                     follower.name()
-                )),
-            Ok(follower) => self.overlays.push(follower),
+                ))
+            }
+            Ok(follower) => self.views.overlays.push(follower),
             Err(error) => self.problem(format!("cannot overlay the run: {error:#}")),
         }
     }
 
     /// Continues the viewed run from its last checkpoint, recording on into its folder.
     fn continue_run(&mut self) {
-        let Some(dir) = self.viewing.as_ref().map(|v| v.dir().to_path_buf()) else {
+        let Some(dir) = self.views.viewing.as_ref().map(|v| v.dir().to_path_buf()) else {
             return;
         };
         // Refused while another process trains into the folder.
@@ -436,82 +369,21 @@ impl OhemApp {
             Err(error) => return self.problem(format!("{error:#}")),
         };
         if self.send(Command::Continue(dir.clone())) {
-            self.record_dir = Some(dir);
-            self.run_lock = Some(lock);
-            self.viewing = None;
+            self.live.record_dir = Some(dir);
+            self.live.lock = Some(lock);
+            self.views.viewing = None;
             self.status = Status::Starting;
         }
     }
 
-    /// [`Self::cannot_continue`], looked up at most once a second (it reads the checkpoint's
-    /// state from disk).
-    fn cannot_continue_now(&mut self) -> Option<String> {
-        let fresh = self
-            .continue_check
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
-        if !fresh {
-            self.continue_check = Some((Instant::now(), self.cannot_continue()));
-        }
-        self.continue_check
-            .as_ref()
-            .and_then(|(_, why)| why.clone())
-    }
-
-    /// Why the viewed run cannot be continued now, if it cannot.
-    fn cannot_continue(&self) -> Option<String> {
-        let viewing = self.viewing.as_ref()?;
-        let state = match read_state(viewing.dir()) {
-            Ok(state) => state,
-            Err(error) => return Some(format!("{error:#}")),
-        };
-        if let Some(why) = state.nothing_to_continue(viewing.dir()) {
-            return Some(why);
-        }
-        if !self
-            .dataset
-            .as_ref()
-            .is_some_and(|d| same_folder(&d.root, viewing.data()))
-        {
-            return Some(format!(
-                "open its dataset {} first",
-                viewing.data().display()
-            ));
-        }
-        let quiet = viewing.quiet_for();
-        (quiet < QUIET_BEFORE_CONTINUE).then(|| {
-            format!(
-                "the run is still growing (another process may be training it): it can be continued once nothing is added for {} s",
-                QUIET_BEFORE_CONTINUE.as_secs()
-            )
-        })
-    }
-
     /// Takes what the followed runs recorded since the last frame.
     fn drain_runs(&mut self) {
-        let viewed = self.viewing.as_mut().map(RunFollower::take_events);
+        let viewed = self.views.viewing.as_mut().map(RunFollower::take_events);
         for event in viewed.into_iter().flatten() {
             self.apply_recorded(event);
         }
-        // An overlay taken off the plots is closed.
-        let shown = self.plots.overlay_names();
-        self.overlays
-            .retain(|o| !o.drawn() || shown.iter().any(|n| n == o.name()));
-        let mut problems = Vec::new();
-        for overlay in &mut self.overlays {
-            for event in overlay.take_events() {
-                match event {
-                    Event::Step(report) => self.plots.overlay_step(overlay.name(), &report),
-                    Event::Evaluated(report) => {
-                        self.plots.overlay_evaluation(overlay.name(), &report)
-                    }
-                    Event::Problem(message) => problems.push(message),
-                    _ => continue,
-                }
-                overlay.set_drawn();
-            }
-        }
-        while let Ok(message) = self.record_errors.1.try_recv() {
+        let mut problems = self.views.draw_overlays(&mut self.plots);
+        while let Ok(message) = self.live.record_errors.1.try_recv() {
             problems.push(message);
         }
         for message in problems {
@@ -524,11 +396,10 @@ impl OhemApp {
         match event {
             Event::RunStarted(info) => {
                 self.controls.adopt(info.config.live());
-                self.run = Some(info);
+                self.live.info = Some(info);
             }
             Event::Step(report) => {
-                self.step = report.step;
-                self.examples_per_sec = report.examples_per_sec;
+                self.live.record_step(&report);
                 self.plots.record_step(&report);
             }
             other => self.apply_event(other),
@@ -538,7 +409,8 @@ impl OhemApp {
     /// Starts recording the run that just started into its folder; a continued run's past is
     /// read back first, so its curves go on from where they were.
     fn start_recording(&mut self, info: &RunInfo) {
-        let (Some(dir), Some(dataset)) = (self.record_dir.clone(), self.dataset.clone()) else {
+        let (Some(dir), Some(dataset)) = (self.live.record_dir.clone(), self.data.dataset.clone())
+        else {
             return;
         };
         if let Some(step) = info.resumed_at_step {
@@ -547,7 +419,7 @@ impl OhemApp {
                 Err(error) => self.problem(format!("cannot read the run's past: {error:#}")),
             }
         }
-        let errors = self.record_errors.0.clone();
+        let errors = self.live.record_errors.0.clone();
         let recorder = Recorder::start(&dir, dataset.clone(), &dataset.root, info).and_then(|r| {
             let on_error = move |message: String| {
                 let _ = errors.try_send(message);
@@ -556,8 +428,9 @@ impl OhemApp {
         });
         match recorder {
             Ok(recorder) => {
-                self.push_message(format!("recording into {}", dir.display()), false);
-                self.recorder = Some(recorder);
+                self.log
+                    .push(format!("recording into {}", dir.display()), false);
+                self.live.recorder = Some(recorder);
             }
             Err(error) => self.problem(format!(
                 "the run is not recorded: cannot write {}: {error:#}",
@@ -569,7 +442,7 @@ impl OhemApp {
     /// Applies one trainer event to the app's state: what `logic` does with each event it
     /// drains, public so that tests and benchmarks can feed the app directly.
     pub fn apply_event(&mut self, event: Event) {
-        if let Some(recorder) = &mut self.recorder {
+        if let Some(recorder) = &mut self.live.recorder {
             recorder.record(&event);
         }
         match event {
@@ -581,22 +454,23 @@ impl OhemApp {
             Event::DatasetFailed { path, message } => self.dataset_failed(&path, &message),
             Event::RunStarted(info) => {
                 self.forget_run();
-                self.saved_at_step = None;
-                self.recorder = None;
+                self.live.saved_at_step = None;
+                self.live.recorder = None;
                 self.start_recording(&info);
-                self.run = Some(info);
-                self.has_weights = true;
+                self.live.info = Some(info);
+                self.live.has_weights = true;
                 self.status = Status::Running;
             }
             Event::Step(report) => {
-                self.step = report.step;
-                self.examples_per_sec = report.examples_per_sec;
+                self.live.record_step(&report);
                 self.plots.record_step(&report);
                 if matches!(self.status, Status::Starting) {
                     self.status = Status::Running;
                 }
             }
-            Event::HardExamples(batch) => self.hard_examples.record(batch, self.dataset.as_deref()),
+            Event::HardExamples(batch) => self
+                .hard_examples
+                .record(batch, self.data.dataset.as_deref()),
             Event::ScoreMap(report) => self.hard_examples.take_score_map(report),
             Event::Evaluated(report) => {
                 self.plots.record_evaluation(&report);
@@ -608,36 +482,39 @@ impl OhemApp {
                 }
             }
             Event::SettingsAdopted(live) => self.controls.adopt(live),
+            Event::PreviewsDropped(count) => self.hard_examples.previews_dropped(count),
             Event::Paused => self.status = Status::Paused,
             Event::Resumed => self.status = Status::Running,
             Event::RunEnded { steps, reason } => {
                 // Dropping the recorder writes out what it still holds; then the folder is
                 // free, unless this is the end of the run that a new one replaces.
-                self.recorder = None;
+                self.live.recorder = None;
                 if self.status != Status::Starting {
-                    self.run_lock = None;
+                    self.live.lock = None;
                 }
-                self.push_message(format!("run ended after {steps} steps: {reason}"), false);
+                self.log
+                    .push(format!("run ended after {steps} steps: {reason}"), false);
                 self.status = Status::RunEnded(reason);
             }
             Event::CheckpointSaved(paths) => {
-                self.saved_at_step = Some(self.step);
+                self.live.saved_at_step = Some(self.live.step);
                 let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                self.push_message(format!("weights saved: {}", names.join(", ")), false);
+                self.log
+                    .push(format!("weights saved: {}", names.join(", ")), false);
             }
             Event::Problem(message) | Event::Diverged { message } | Event::WriteFailed(message) => {
                 // A run that could not start leaves the app ready for another try.
                 if self.status == Status::Starting {
                     self.status = Status::Ready;
-                    self.run_lock = None;
+                    self.live.lock = None;
                 }
                 self.problem(message)
             }
-            Event::Info(text) => self.push_message(text, false),
+            Event::Info(text) => self.log.push(text, false),
             Event::Stopped => self.status = Status::TrainerEnded("stopped".into()),
             Event::Failed { message } => {
-                self.recorder = None;
-                self.run_lock = None;
+                self.live.recorder = None;
+                self.live.lock = None;
                 self.problem(message.clone());
                 self.status = Status::TrainerEnded(message);
             }
@@ -650,23 +527,17 @@ impl OhemApp {
         summary: String,
         diagnostics: Vec<Diagnostic>,
     ) {
-        self.path_text = dataset.root.display().to_string();
-        for d in &diagnostics {
-            eprintln!("warning: {d}");
-        }
-        self.summary = Some(summary);
-        self.diagnostics = diagnostics;
-        self.dataset = Some(dataset);
+        self.data.loaded(dataset, summary, diagnostics);
         self.textures.clear();
-        if self.viewing.is_some() {
+        if self.views.viewing.is_some() {
             // The same dataset again, for a restarted trainer: the viewed run stays.
             return;
         }
         self.forget_run();
         self.detections = DetectionsState::default();
-        self.has_weights = false;
+        self.live.has_weights = false;
         self.status = Status::Ready;
-        if let Some(run) = self.pending_run.take() {
+        if let Some(run) = self.views.pending.take() {
             self.view(run);
         }
         if std::mem::take(&mut self.start_when_loaded) {
@@ -679,25 +550,24 @@ impl OhemApp {
     fn dataset_failed(&mut self, path: &std::path::Path, message: &str) {
         self.start_when_loaded = false;
         if message == crate::data::LOADING_CANCELLED {
-            self.push_message(format!("loading {} cancelled", path.display()), false);
+            self.log
+                .push(format!("loading {} cancelled", path.display()), false);
         } else {
             self.problem(format!("cannot open {}: {message}", path.display()));
         }
-        self.status = if self.dataset.is_some() {
+        self.status = if self.data.dataset.is_some() {
             Status::Ready
         } else {
             Status::NoDataset
         };
-        if let Some(run) = self.pending_run.take() {
-            self.dataset = None;
+        if let Some(run) = self.views.pending.take() {
+            self.data.dataset = None;
             self.view(run);
         }
     }
 
     fn forget_run(&mut self) {
-        self.run = None;
-        self.step = 0;
-        self.examples_per_sec = 0.0;
+        self.live.forget();
         self.plots.clear();
         self.hard_examples.clear();
         self.latest_evaluations.clear();
@@ -705,7 +575,7 @@ impl OhemApp {
 
     /// The step of the last batch trained.
     pub fn step(&self) -> u64 {
-        self.step
+        self.live.step
     }
 
     pub fn status(&self) -> &Status {
@@ -720,7 +590,7 @@ impl OhemApp {
 
     /// The dataset open in the app.
     pub fn dataset(&self) -> Option<&Arc<Dataset>> {
-        self.dataset.as_ref()
+        self.data.dataset.as_ref()
     }
 
     /// The names of the runs overlaid on the plots.
@@ -745,7 +615,7 @@ impl OhemApp {
 
     /// The selection the controls would make, for the what-if view (once a run has started).
     fn what_if_settings(&self) -> Option<WhatIfSettings> {
-        let run = self.run.as_ref()?;
+        let run = self.live.info.as_ref()?;
         Some(WhatIfSettings {
             selection: self.controls.selection(),
             ranked_by: run.config.ohem_loss,
@@ -758,16 +628,24 @@ impl OhemApp {
             threshold: self.controls.score_threshold,
             what_if: self.what_if_settings(),
             running: matches!(self.status, Status::Running | Status::Starting),
+            empty_hint: match self.status {
+                Status::Loading(_) => "No batch yet: the dataset is still loading.",
+                Status::Starting | Status::Running => "No batch yet: the first one is on its way.",
+                _ if self.data.dataset.is_none() => {
+                    "No batch yet: open a dataset, then press Start."
+                }
+                _ => "No batch yet: press Start.",
+            },
         };
         let action = examples_panel_ui(
             ui,
             &mut self.hard_examples,
-            self.dataset.as_deref(),
+            self.data.dataset.as_deref(),
             &mut self.textures,
             context,
         );
         match action {
-            Some(ExamplesAction::ScoreMap { .. }) if self.viewing.is_some() => {
+            Some(ExamplesAction::ScoreMap { .. }) if self.views.viewing.is_some() => {
                 self.problem(
                     "the heat map needs the run's model: continue training the run to map its scores"
                         .into(),
@@ -807,7 +685,7 @@ impl OhemApp {
     /// Ends the trainer thread, waiting up to `timeout`; `true` when it ended.
     /// The run's last steps still go into its record, which is then written out.
     pub fn shutdown(&mut self, timeout: Duration) -> bool {
-        let mut recorder = self.recorder.take();
+        let mut recorder = self.live.recorder.take();
         let record = |event: Event| {
             if let Some(recorder) = &mut recorder {
                 recorder.record(&event);
@@ -847,7 +725,7 @@ impl OhemApp {
             PickPurpose::OpenRun => self.open_run(folder),
             PickPurpose::OverlayRun => self.overlay_run(folder),
             PickPurpose::OpenSweep => match SweepView::open(&self.ctx, &folder) {
-                Ok(view) => self.sweep = Some(view),
+                Ok(view) => self.views.sweep = Some(view),
                 Err(error) => self.problem(format!("{error:#}")),
             },
         }
@@ -857,7 +735,8 @@ impl OhemApp {
         match save_plots(folder, &self.plots, &self.latest_evaluations) {
             Ok(paths) => {
                 let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                self.push_message(format!("plots written: {}", names.join(", ")), false)
+                self.log
+                    .push(format!("plots written: {}", names.join(", ")), false)
             }
             Err(error) => self.problem(format!("cannot write the plots: {error:#}")),
         }
@@ -865,14 +744,14 @@ impl OhemApp {
 
     fn export_suspects_in(&mut self, folder: &std::path::Path) {
         let path = folder.join("label_suspects.csv");
-        let images = self.dataset.as_ref().map_or(&[][..], |d| &d.train[..]);
+        let images = self.data.dataset.as_ref().map_or(&[][..], |d| &d.train[..]);
         let written = self
             .hard_examples
             .suspects()
             .csv(images)
             .and_then(|bytes| crate::files::write_atomically(&path, &bytes));
         match written {
-            Ok(()) => self.push_message(
+            Ok(()) => self.log.push(
                 format!("label suspects written to {}", path.display()),
                 false,
             ),
@@ -883,7 +762,9 @@ impl OhemApp {
     fn export_csv_in(&mut self, folder: &std::path::Path) {
         let path = folder.join("loss_curves.csv");
         match self.plots.write_csv(&path) {
-            Ok(()) => self.push_message(format!("curves written to {}", path.display()), false),
+            Ok(()) => self
+                .log
+                .push(format!("curves written to {}", path.display()), false),
             Err(error) => self.problem(format!("cannot write {}: {error:#}", path.display())),
         }
     }
@@ -930,7 +811,7 @@ impl OhemApp {
         if self.pending_pick.is_some() {
             return;
         }
-        let start_dir = self.dataset_path.clone();
+        let start_dir = self.data.path.clone();
         self.pending_pick = Some((purpose, self.picker.pick_folder(title, start_dir)));
     }
 
@@ -948,13 +829,13 @@ impl OhemApp {
             let label = ui.label("Folder:");
             let field = ui
                 .add(
-                    egui::TextEdit::singleline(&mut self.path_text)
+                    egui::TextEdit::singleline(&mut self.data.path_text)
                         .hint_text("dataset folder, Enter opens it")
                         .desired_width(260.0),
                 )
                 .labelled_by(label.id);
             if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                let path = PathBuf::from(self.path_text.trim());
+                let path = PathBuf::from(self.data.path_text.trim());
                 self.open_dataset(path);
             }
             if ui
@@ -972,33 +853,17 @@ impl OhemApp {
             ui.separator();
             self.run_buttons_ui(ui);
             ui.separator();
-            let device = self.run.as_ref().map_or("–", |r| r.device.as_str());
-            ui.label(format!("device: {device}"));
-            ui.label(format!("step {}", self.step));
-            ui.label(format!("{:.0} examples/s", self.examples_per_sec));
+            self.live.readout_ui(ui);
             ui.separator();
             ui.label(RichText::new(self.status.text()).strong());
         });
-        if let Some(banner) = self.banner.clone() {
-            ui.horizontal(|ui| {
-                if ui.small_button("dismiss").clicked() {
-                    self.banner = None;
-                }
-                // Wrapped at the window's edge: a long path must not push the rest out of sight.
-                ui.add(
-                    egui::Label::new(
-                        RichText::new(format!("Problem: {banner}")).color(theme::PROBLEM_TEXT),
-                    )
-                    .wrap(),
-                );
-            });
-        }
+        self.log.banner_ui(ui);
     }
 
     /// Start, Pause, Resume, Stop, and Continue for a viewed run.
     fn run_buttons_ui(&mut self, ui: &mut egui::Ui) {
-        let can_start =
-            self.dataset.is_some() && !matches!(self.status, Status::Loading(_) | Status::Starting);
+        let can_start = self.data.dataset.is_some()
+            && !matches!(self.status, Status::Loading(_) | Status::Starting);
         if ui
             .add_enabled(can_start, egui::Button::new("Start"))
             .clicked()
@@ -1025,8 +890,8 @@ impl OhemApp {
         {
             self.send(Command::StopRun);
         }
-        if self.viewing.is_some() {
-            let why_not = self.cannot_continue_now();
+        if self.views.viewing.is_some() {
+            let why_not = self.views.cannot_continue_now(&self.data);
             let button = ui
                 .add_enabled(why_not.is_none(), egui::Button::new("Continue training"))
                 .on_hover_text(
@@ -1047,7 +912,7 @@ impl OhemApp {
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 let (commands, action) =
-                    controls_ui(ui, &mut self.controls, self.has_weights, best_f1);
+                    controls_ui(ui, &mut self.controls, self.live.has_weights, best_f1);
                 for command in commands {
                     // Settings for the next run are kept by the trainer too, so send them even
                     // when no run is active.
@@ -1063,74 +928,9 @@ impl OhemApp {
                     None => {}
                 }
                 ui.separator();
-                self.dataset_ui(ui);
+                self.data.ui(ui);
                 ui.separator();
-                self.messages_ui(ui);
-            });
-    }
-
-    fn dataset_ui(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Dataset");
-        match &self.summary {
-            Some(summary) => {
-                // Small, so the report's lines fit the side panel without wrapping mid-count.
-                ui.label(RichText::new(summary).size(12.0));
-            }
-            None => {
-                ui.weak("none loaded");
-            }
-        }
-        let notes = self.diagnostics.iter().filter(|d| d.is_note()).count();
-        let title = match notes {
-            0 => format!("Dataset problems ({})", self.diagnostics.len()),
-            _ => format!(
-                "Dataset problems ({}) and notes ({notes})",
-                self.diagnostics.len() - notes
-            ),
-        };
-        egui::CollapsingHeader::new(title)
-            .id_salt("dataset_problems")
-            .default_open(!self.diagnostics.is_empty())
-            .show(ui, |ui| {
-                if self.diagnostics.is_empty() {
-                    ui.weak("none");
-                }
-                egui::ScrollArea::vertical()
-                    .id_salt("diagnostics_scroll")
-                    .max_height(220.0)
-                    .show(ui, |ui| {
-                        for d in &self.diagnostics {
-                            let file = file_name(&d.path);
-                            let place = match d.line {
-                                Some(line) => format!("{file}:{line}"),
-                                None => file,
-                            };
-                            ui.label(RichText::new(place).monospace().small())
-                                .on_hover_text(d.to_string());
-                            let message = if d.is_note() {
-                                format!("note: {}", d.message)
-                            } else {
-                                d.message.clone()
-                            };
-                            ui.label(RichText::new(message).small());
-                            ui.add_space(2.0);
-                        }
-                    });
-            });
-    }
-
-    fn messages_ui(&mut self, ui: &mut egui::Ui) {
-        egui::CollapsingHeader::new(format!("Messages ({})", self.messages.len()))
-            .id_salt("messages")
-            .show(ui, |ui| {
-                for m in self.messages.iter().rev() {
-                    let text = RichText::new(&m.text).small();
-                    ui.label(if m.is_problem {
-                        text.color(theme::PROBLEM_TEXT)
-                    } else {
-                        text
-                    });
-                }
+                self.log.ui(ui);
             });
     }
 
@@ -1140,7 +940,8 @@ impl OhemApp {
             self.plot_buttons_ui(ui);
         });
         let spacing = ui.spacing().item_spacing.y;
-        let metrics_h = 18.0 * self.latest_evaluations.len().max(1) as f32;
+        // A line per strategy, and the OHEM-versus-full verdict.
+        let metrics_h = 18.0 * (self.latest_evaluations.len() + 1) as f32;
         let plots_h = (ui.available_height() - metrics_h - 4.0 * spacing).max(240.0);
         // Once per frame, for both plots that share the history.
         if self.plots.refresh_views() {
@@ -1215,11 +1016,16 @@ impl OhemApp {
         }
         for (strategy, report) in &self.latest_evaluations {
             let c = report.evaluation.counts_at(threshold);
+            // Nothing detected has no precision to speak of.
+            let precision = if c.tp + c.fp == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.3}", c.precision)
+            };
             ui.label(
                 RichText::new(format!(
-                    "{} @ {threshold:.2}: P {:.3}  R {:.3}  F1 {:.3}  (TP {} FP {} FN {})  mAP {:.3}",
+                    "{} @ {threshold:.2}: P {precision}  R {:.3}  F1 {:.3}  (TP {} FP {} FN {})  mAP {:.3}",
                     strategy.label(),
-                    c.precision,
                     c.recall,
                     c.f1,
                     c.tp,
@@ -1229,6 +1035,9 @@ impl OhemApp {
                 ))
                 .color(theme::strategy(*strategy)),
             );
+        }
+        if let Some(verdict) = self.plots.ohem_versus_full() {
+            ui.label(RichText::new(verdict).strong());
         }
     }
 }
@@ -1315,13 +1124,7 @@ impl eframe::App for OhemApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.hold_close_for_unsaved_run(ui.ctx());
         self.confirm_ui(ui.ctx());
-        if let Some(view) = &self.sweep {
-            let mut open = true;
-            view.ui(ui.ctx(), &mut open);
-            if !open {
-                self.sweep = None;
-            }
-        }
+        self.views.sweep_ui(ui.ctx());
         egui::Panel::top("top_bar").show(ui, |ui| {
             ui.add_space(2.0);
             self.top_bar_ui(ui);
@@ -1356,7 +1159,7 @@ impl eframe::App for OhemApp {
                 detections_ui(
                     ui,
                     &mut self.detections,
-                    self.dataset.as_deref(),
+                    self.data.dataset.as_deref(),
                     &self.latest_evaluations,
                     &mut self.textures,
                     self.controls.score_threshold,
@@ -1373,9 +1176,4 @@ impl eframe::App for OhemApp {
             );
         }
     }
-}
-
-/// Whether two paths name the same folder.
-fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
-    crate::files::canonical(a) == crate::files::canonical(b)
 }

@@ -226,7 +226,9 @@ fn threshold_ui(ui: &mut egui::Ui, controls: &mut Controls, best_f1: Option<f32>
     let moved = ui
         .add(
             egui::Slider::new(&mut controls.score_threshold, THRESHOLD_RANGE)
-                .text("score threshold"),
+                .text("score threshold")
+                // The same two decimals whether dragged or set to an evaluation's best F1.
+                .fixed_decimals(2),
         )
         .on_hover_text("Applies at once to every view; training is not affected")
         .changed();

@@ -303,6 +303,9 @@ pub struct SettingChange {
 /// mAP per strategy: `[step, secs, map]`.
 type MapHistory = BTreeMap<Strategy, Vec<[f64; 3]>>;
 
+/// Evaluations of both OHEM and full batch before their difference is more than noise.
+const EVALUATIONS_TO_JUDGE: usize = 5;
+
 /// A saved run drawn behind the live one: per strategy its whole-batch loss (the curve that
 /// compares across runs) and its mAP.
 pub struct Overlay {
@@ -428,6 +431,36 @@ impl PlotsState {
         self.last_batch = Some(batch);
         self.last_secs = report.elapsed_secs;
         self.last_step = report.step;
+    }
+
+    /// OHEM's mAP minus full batch's at the latest step both were evaluated at, said in one
+    /// line with how many such evaluations there are; "too early to judge" under
+    /// [`EVALUATIONS_TO_JUDGE`]. `None` unless both strategies have been evaluated.
+    pub fn ohem_versus_full(&self) -> Option<String> {
+        let steps = |strategy| -> BTreeMap<u64, f64> {
+            self.map_history
+                .get(&strategy)
+                .into_iter()
+                .flatten()
+                .map(|&[step, _, map]| (step as u64, map))
+                .collect()
+        };
+        let (ohem, full) = (steps(Strategy::Ohem), steps(Strategy::FullBatch));
+        let shared: Vec<(u64, f64)> = ohem
+            .iter()
+            .filter_map(|(step, o)| full.get(step).map(|f| (*step, o - f)))
+            .collect();
+        let &(step, difference) = shared.last()?;
+        let count = shared.len();
+        let plural = if count == 1 { "" } else { "s" };
+        let judged = if count < EVALUATIONS_TO_JUDGE {
+            "; too early to judge"
+        } else {
+            ""
+        };
+        Some(format!(
+            "OHEM {difference:+.3} mAP over full batch at step {step} ({count} evaluation{plural} of both){judged}"
+        ))
     }
 
     pub fn record_evaluation(&mut self, report: &EvalReport) {

@@ -73,6 +73,8 @@ pub struct GalleryContext {
     pub what_if: Option<WhatIfSettings>,
     /// Training runs and the gallery follows it: the what-if view waits for a pause.
     pub running: bool,
+    /// What the empty gallery says, from what the app is doing.
+    pub empty_hint: &'static str,
 }
 
 struct BatchView {
@@ -161,6 +163,11 @@ impl HardExamplesState {
         counts
     }
 
+    /// `count` batches' previews never reached the app: the suspects say they did not see them.
+    pub fn previews_dropped(&mut self, count: u64) {
+        self.suspects.previews_dropped(count);
+    }
+
     pub fn suspects(&self) -> &SuspectsState {
         &self.suspects
     }
@@ -229,10 +236,10 @@ fn hard_examples_ui(
     textures: &mut ImageTextures,
     context: GalleryContext,
 ) {
-    history_bar_ui(ui, state);
+    history_bar_ui(ui, state, context.running);
     filter_bar_ui(ui, state, dataset);
     let Some(index) = state.viewing.or_else(|| state.history.len().checked_sub(1)) else {
-        ui.weak("No batch yet: open a dataset and press Start.");
+        ui.weak(context.empty_hint);
         return;
     };
     let following = state.viewing.is_none() && context.running;
@@ -386,7 +393,9 @@ fn sort_tiles(tiles: &mut [Tile], sort_by: SortBy, negatives: bool) {
     tiles.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.rank.cmp(&b.rank)));
 }
 
-fn history_bar_ui(ui: &mut egui::Ui, state: &mut HardExamplesState) {
+/// Earlier / later / newest through the batches kept; `running`: a run trains, so the newest
+/// batch is live (a recorded run's newest is only its last).
+fn history_bar_ui(ui: &mut egui::Ui, state: &mut HardExamplesState, running: bool) {
     ui.horizontal(|ui| {
         let len = state.history.len();
         let current = state.viewing.unwrap_or(len.saturating_sub(1));
@@ -412,10 +421,10 @@ fn history_bar_ui(ui: &mut egui::Ui, state: &mut HardExamplesState) {
             state.viewing = None;
         }
         if let Some(batch) = state.shown_batch() {
-            let live = if state.viewing.is_none() {
-                " (live)"
-            } else {
-                ""
+            let live = match (state.viewing, running) {
+                (None, true) => " (live)",
+                (None, false) => " (newest)",
+                _ => "",
             };
             ui.label(format!(
                 "step {}: {} of K = {}{live}",

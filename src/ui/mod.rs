@@ -7,12 +7,16 @@
 mod app;
 mod controls;
 mod curves;
+mod dataset_panel;
 mod detections;
 mod hard_examples;
 mod images;
+mod live_run;
+mod message_log;
 mod picker;
 mod plot_files;
 mod plots;
+mod run_views;
 mod runs;
 mod source_view;
 mod suspects;
@@ -22,9 +26,10 @@ mod what_if;
 
 use std::path::PathBuf;
 
-pub use app::{AppOptions, Message, OhemApp, Status};
+pub use app::{AppOptions, OhemApp, Status};
 pub use controls::Controls;
 pub use curves::debiased_ema;
+pub use message_log::Message;
 pub use picker::{FixedFolderPicker, FolderPicker, NoDialogPicker, PickAnswer, SystemFolderPicker};
 pub use tiles::ExampleKind;
 

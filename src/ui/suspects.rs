@@ -23,12 +23,27 @@ const MOST_PICKED_SHOWN: usize = 8;
 pub struct SuspectsState {
     log: OffenderLog,
     suspects: Vec<Suspect>,
+    /// Batches whose picks were judged.
+    batches_seen: u64,
+    /// Batches whose picks never reached the app (the trainer drops previews the app is too
+    /// busy to take): the suspects are judged without them.
+    batches_missed: u64,
 }
 
 impl SuspectsState {
     pub fn record(&mut self, batch: &HardExampleBatch, images: &[ImageRecord]) {
         self.log.record(batch, images);
         self.suspects = self.log.suspects();
+        self.batches_seen += 1;
+    }
+
+    pub fn previews_dropped(&mut self, count: u64) {
+        self.batches_missed += count;
+    }
+
+    /// How many batches the suspects were judged on, and how many they missed.
+    pub fn coverage(&self) -> (u64, u64) {
+        (self.batches_seen, self.batches_missed)
     }
 
     pub fn count(&self) -> usize {
@@ -87,6 +102,12 @@ pub fn suspects_ui(
         ));
     });
     rule_ui(ui, &state.log().typical());
+    let (seen, missed) = state.coverage();
+    if missed > 0 {
+        ui.weak(format!(
+            "judged on the picks of {seen} batches; {missed} more were trained while the app was too busy to take their picks"
+        ));
+    }
     let images = dataset.map_or(&[][..], |d| &d.train[..]);
     egui::ScrollArea::vertical()
         .id_salt("label_suspects")

@@ -348,8 +348,8 @@ fn loss_lines(
         }
     };
     let font = egui::FontId::proportional(9.0);
-    // The score takes about 20 px on the right.
-    let label = fitted_label(painter, e.label, context.dataset, &font, full - 22.0);
+    // The score ("p 0.93", the object probability) takes about 30 px on the right.
+    let label = fitted_label(painter, e.label, context.dataset, &font, full - 30.0);
     let score_color = if kind == ExampleKind::FalsePositive {
         theme::FALSE_POSITIVE
     } else {
@@ -364,7 +364,7 @@ fn loss_lines(
         ),
         (top + 4.0, term("box", box_term(e)), BOX_TERM),
         (top + 15.0, label, ui.visuals().weak_text_color()),
-        (top + 15.0, format!("{:.2}", e.score), score_color),
+        (top + 15.0, format!("p {:.2}", e.score), score_color),
     ];
     for (n, (y, text, colour)) in lines.into_iter().enumerate() {
         // Even entries on the left, odd ones on the right.

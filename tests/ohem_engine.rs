@@ -201,7 +201,9 @@ fn all_six_strategies_train_on_one_batch() {
         loss("focal"),
         loss("full")
     );
-    assert_eq!(outcome.report.batch_size, engine.batch(&images).len());
+    // The report says the K set; the batch held every candidate, fewer than that.
+    assert_eq!(outcome.report.batch_size, 4096);
+    assert!(engine.batch(&images).len() < 4096);
 }
 
 #[test]
@@ -239,7 +241,8 @@ fn strategies_start_from_the_same_weights_and_report_whole_batch_loss() {
     assert!(trained(Strategy::Ohem) > trained(Strategy::FullBatch));
     let hard = outcome.hard_examples.expect("OHEM reports its picks");
     assert_eq!(hard.examples.len(), 16);
-    assert_eq!(hard.batch.len(), report.batch_size);
+    assert_eq!(hard.batch.len(), hard.batch_size);
+    assert!(hard.batch_size <= report.batch_size);
     assert!(hard
         .examples
         .windows(2)

@@ -333,7 +333,8 @@ impl Engine {
             report: StepReport {
                 step: self.step,
                 elapsed_secs: 0.0,
-                batch_size: batch.len(),
+                // The setting: the RoIs a batch holds vary with its images when K covers all.
+                batch_size: self.config.batch_size,
                 // During the warm-up every strategy trains on the whole batch.
                 hard_examples: if selecting {
                     self.config.hard_examples.min(batch.len())

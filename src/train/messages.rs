@@ -131,7 +131,8 @@ pub struct StepReport {
     pub step: u64,
     /// Seconds since the run started, pauses excluded.
     pub elapsed_secs: f64,
-    /// K used in this batch.
+    /// K set for this batch: it scored at most that many RoIs (its hard-example batch says how
+    /// many it held).
     pub batch_size: usize,
     /// M used in this batch.
     pub hard_examples: usize,

@@ -383,9 +383,11 @@ struct FileImages<'a> {
     /// `None` for an image that is missing or already loaded from another file: its
     /// annotations are dropped.
     slots: Vec<Option<PendingItem>>,
-    /// The slots of image ids whose file an earlier image id took, each with the first one
-    /// seen: (id, file_name, the earlier id, the COCO file that named it).
-    shared: BTreeMap<usize, (&'a str, &'a str, String, PathBuf)>,
+    /// The slots of image ids whose file an earlier image id took.
+    shared: BTreeSet<usize>,
+    /// The first of them, for the message: its id and file_name, and the earlier id and the
+    /// COCO file that named the file first.
+    first_shared: Option<(&'a str, &'a str, String, PathBuf)>,
     /// Boxes dropped with those image ids.
     shared_boxes: usize,
 }
@@ -410,7 +412,8 @@ impl<'a> FileImages<'a> {
         let mut images = FileImages {
             by_id: BTreeMap::new(),
             slots: Vec::with_capacity(file.images.len()),
-            shared: BTreeMap::new(),
+            shared: BTreeSet::new(),
+            first_shared: None,
             shared_boxes: 0,
         };
         for image in &file.images {
@@ -422,14 +425,11 @@ impl<'a> FileImages<'a> {
                 Resolved::Inside(path) => {
                     let slot = match seen.get(&path) {
                         Some((first_json, first_id)) => {
-                            let first = (first_id.clone(), first_json.clone());
-                            let entry = (
-                                image.id.as_str(),
-                                image.file_name.as_str(),
-                                first.0,
-                                first.1,
-                            );
-                            images.shared.insert(images.slots.len(), entry);
+                            images.shared.insert(images.slots.len());
+                            images.first_shared.get_or_insert_with(|| {
+                                let (id, name) = (image.id.as_str(), image.file_name.as_str());
+                                (id, name, first_id.clone(), first_json.clone())
+                            });
                             None
                         }
                         None => {
@@ -495,7 +495,7 @@ impl<'a> FileImages<'a> {
             return;
         };
         let Some(item) = self.slots[slot].as_mut() else {
-            if self.shared.contains_key(&slot) {
+            if self.shared.contains(&slot) {
                 self.shared_boxes += 1;
             }
             return;
@@ -532,7 +532,7 @@ impl FileImages<'_> {
     /// (in this file or an earlier one), with their count and the boxes dropped with them: the
     /// file loads once, under its first id.
     fn shared_files(&self, json: &Path) -> Option<Diagnostic> {
-        let (id, file_name, first_id, first_json) = self.shared.values().next()?;
+        let (id, file_name, first_id, first_json) = self.first_shared.as_ref()?;
         let count = self.shared.len();
         let where_first = if first_json == json {
             String::new()

@@ -5,6 +5,8 @@ use std::str::FromStr;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use crate::ohem::SelectionConfig;
+
 pub use crate::detector::{BackboneKind, DeviceChoice};
 
 /// How a run picks the examples it backpropagates in each batch, or how it weighs them.
@@ -90,6 +92,12 @@ impl Strategy {
         )
     }
 
+    /// Every strategy's key, comma-separated, for the messages that list them.
+    pub fn keys() -> String {
+        let keys: Vec<&str> = Strategy::ALL.iter().map(|s| s.key()).collect();
+        keys.join(", ")
+    }
+
     /// The strategies named in a comma-separated list such as `ohem,full,random`.
     pub fn parse_list(list: &str) -> anyhow::Result<Vec<Strategy>> {
         list.split(',')
@@ -107,10 +115,7 @@ impl FromStr for Strategy {
         Strategy::ALL
             .into_iter()
             .find(|s| s.key() == key)
-            .ok_or_else(|| {
-                let keys: Vec<&str> = Strategy::ALL.iter().map(|s| s.key()).collect();
-                anyhow::anyhow!("unknown strategy '{key}': use {}", keys.join(", "))
-            })
+            .ok_or_else(|| anyhow::anyhow!("unknown strategy '{key}': use {}", Strategy::keys()))
     }
 }
 
@@ -259,6 +264,16 @@ pub struct LiveSettings {
 }
 
 impl LiveSettings {
+    /// OHEM's selection with these settings.
+    pub fn selection(&self) -> SelectionConfig {
+        SelectionConfig {
+            hard_examples: self.hard_examples,
+            nms_by_loss: self.nms_by_loss,
+            nms_iou: self.nms_iou,
+            max_negatives_per_positive: self.max_negatives_per_positive,
+        }
+    }
+
     /// M within 1..=K, K within what a batch may hold: the one place the sliders' values are
     /// brought into range.
     pub fn clamped(self) -> Self {
@@ -368,10 +383,9 @@ impl TrainConfig {
     /// all ask here, so a setting is refused with the same words wherever it comes from.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.strategies.is_empty() {
-            let keys: Vec<&str> = Strategy::ALL.iter().map(|s| s.key()).collect();
             bail!(
                 "no strategy chosen: pick at least one of {}",
-                keys.join(", ")
+                Strategy::keys()
             );
         }
         // Before the warm-up's rule, which would blame the warm-up for an empty budget.

@@ -258,12 +258,7 @@ impl Engine {
     }
 
     pub fn selection(&self) -> SelectionConfig {
-        SelectionConfig {
-            hard_examples: self.config.hard_examples,
-            nms_by_loss: self.config.nms_by_loss,
-            nms_iou: self.config.nms_iou,
-            max_negatives_per_positive: self.config.max_negatives_per_positive,
-        }
+        self.config.live().selection()
     }
 
     /// The batch the next step trains on `images`: K RoIs among their candidates.

@@ -63,13 +63,7 @@ impl Controls {
 
     /// OHEM's selection with these controls.
     pub fn selection(&self) -> SelectionConfig {
-        let live = self.live.clamped();
-        SelectionConfig {
-            hard_examples: live.hard_examples,
-            nms_by_loss: live.nms_by_loss,
-            nms_iou: live.nms_iou,
-            max_negatives_per_positive: live.max_negatives_per_positive,
-        }
+        self.live.clamped().selection()
     }
 }
 
